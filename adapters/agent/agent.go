@@ -1,0 +1,327 @@
+// Package agent is the department agent: it runs next to a department's
+// databases and serves its datasets to the broker over Arrow Flight with
+// TLS, authenticating the broker by pinned client-certificate fingerprints.
+//
+// The agent is the department's enforcement point. It does not trust the
+// broker to apply masks: it re-derives what a non-owner may see from its own
+// catalog (hidden and join-key columns never leave, masked columns leave
+// only masked, aggregate columns only inside aggregates over groups of at
+// least k rows) and only ever tightens what the broker asked for.
+//
+// The package also holds Client, which the broker uses to talk to one agent.
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow"
+
+	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/adapters"
+	"github.com/sluice-gov/sluice/planner"
+)
+
+const (
+	defaultBatchRows       = 4096
+	defaultMinGroupSize    = 10
+	defaultShutdownTimeout = 5 * time.Second
+)
+
+type options struct {
+	batchRows       int
+	minGroupSize    int
+	logger          *slog.Logger
+	shutdownTimeout time.Duration
+}
+
+// Option configures a Server.
+type Option func(*options)
+
+// WithBatchRows sets the number of rows per streamed record (default 4096).
+func WithBatchRows(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.batchRows = n
+		}
+	}
+}
+
+// WithMinGroupSize sets the floor for the minimum group size enforced when a
+// non-owner uses aggregate-level columns (default 10). Values below 1 are
+// ignored: the floor can be raised but never switched off.
+func WithMinGroupSize(k int) Option {
+	return func(o *options) {
+		if k > 0 {
+			o.minGroupSize = k
+		}
+	}
+}
+
+// WithLogger sets the logger. The agent logs query ids, datasets, requesters,
+// row counts and durations; never values, SQL text or bind arguments.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}
+
+// WithShutdownTimeout bounds how long Serve waits for running streams to
+// finish once its context ends before closing them hard (default 5s).
+func WithShutdownTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d >= 0 {
+			o.shutdownTimeout = d
+		}
+	}
+}
+
+// Server is one department's agent.
+type Server struct {
+	dept     *sluice.Department
+	opts     options
+	log      *slog.Logger
+	dbs      map[string]*adapters.DB    // by source name
+	datasets map[string]*sluice.Dataset // by lower-case dataset name
+
+	// Test hooks: emitHook runs before each record is sent over Flight;
+	// executeDone runs when an execution ends, with its error.
+	emitHook    func(context.Context)
+	executeDone func(error)
+}
+
+// New opens every source of dept and checks that each dataset names one.
+func New(ctx context.Context, dept *sluice.Department, opts ...Option) (*Server, error) {
+	if dept == nil {
+		return nil, sluice.Errorf(sluice.EInvalid, "agent: no department configuration given")
+	}
+	o := options{
+		batchRows:       defaultBatchRows,
+		minGroupSize:    defaultMinGroupSize,
+		logger:          slog.New(slog.DiscardHandler),
+		shutdownTimeout: defaultShutdownTimeout,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Server{
+		dept:     dept,
+		opts:     o,
+		log:      o.logger.With("department", dept.ID),
+		dbs:      map[string]*adapters.DB{},
+		datasets: map[string]*sluice.Dataset{},
+	}
+	sources := map[string]sluice.Source{}
+	for _, src := range dept.Sources {
+		sources[src.Name] = src
+	}
+	for _, ds := range dept.Datasets {
+		if ds == nil {
+			continue
+		}
+		ds.Department = dept.ID
+		if _, ok := sources[ds.Source]; !ok {
+			return nil, sluice.Errorf(sluice.EInvalid,
+				"agent of department %s: dataset %s names source %q, which is not declared under sources", dept.ID, ds.Name, ds.Source)
+		}
+		s.datasets[strings.ToLower(ds.Name)] = ds
+	}
+	for _, src := range dept.Sources {
+		db, err := adapters.Open(ctx, src)
+		if err != nil {
+			_ = s.Close()
+			return nil, &sluice.Error{
+				Code:    sluice.EUnavailable,
+				Message: "agent of department " + dept.ID + ": cannot open source " + src.Name + ": " + sluice.ErrorMessage(err),
+				Err:     err,
+			}
+		}
+		s.dbs[src.Name] = db
+	}
+	return s, nil
+}
+
+// Close closes every source.
+func (s *Server) Close() error {
+	var errs []error
+	for name, db := range s.dbs {
+		if err := db.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		delete(s.dbs, name)
+	}
+	return errors.Join(errs...)
+}
+
+// Department returns the id of the department the agent serves.
+func (s *Server) Department() string { return s.dept.ID }
+
+// prepared is a fragment the agent has checked and is ready to run.
+type prepared struct {
+	f      *planner.Fragment // the agent's own copy, with enforced obligations
+	ds     *sluice.Dataset
+	db     *adapters.DB
+	fields []planner.Field
+}
+
+// prepare finds the dataset, validates the fragment and applies the agent's
+// own obligations to a copy of it, so the caller's fragment is never changed.
+func (s *Server) prepare(f *planner.Fragment) (*prepared, error) {
+	if f == nil {
+		return nil, sluice.Errorf(sluice.EInvalid, "no fragment given")
+	}
+	ds, err := s.dataset(f.Dataset)
+	if err != nil {
+		return nil, err
+	}
+	fc := *f
+	fc.Masks = make(map[string]sluice.MaskRule, len(f.Masks))
+	for k, v := range f.Masks {
+		fc.Masks[k] = v
+	}
+	if err := fc.Validate(ds); err != nil {
+		return nil, asInvalid(err)
+	}
+	if err := enforce(&fc, ds, s.dept.ID, s.opts.minGroupSize); err != nil {
+		return nil, err
+	}
+	// A forced mask changes a column's type (a date masked to its year is
+	// an integer), which can make a fragment that was valid for the
+	// broker's masks meaningless; check it again as it will run.
+	if err := fc.Validate(ds); err != nil {
+		return nil, asInvalid(err)
+	}
+	db := s.dbs[ds.Source]
+	if db == nil {
+		return nil, sluice.Errorf(sluice.EUnavailable, "the source of dataset %s is not open", ds.FullName())
+	}
+	fields, err := planner.OutputFields(&fc, ds)
+	if err != nil {
+		return nil, asInvalid(err)
+	}
+	return &prepared{f: &fc, ds: ds, db: db, fields: fields}, nil
+}
+
+func (s *Server) dataset(full string) (*sluice.Dataset, error) {
+	dept, name, ok := strings.Cut(full, ".")
+	if !ok {
+		return nil, sluice.Errorf(sluice.EInvalid, "fragment dataset %q is not of the form department.dataset", full)
+	}
+	if !strings.EqualFold(dept, s.dept.ID) {
+		return nil, sluice.Errorf(sluice.ENotFound, "dataset %s is not served by the agent of department %s", full, s.dept.ID)
+	}
+	ds := s.datasets[strings.ToLower(name)]
+	if ds == nil {
+		return nil, sluice.Errorf(sluice.ENotFound, "department %s has no dataset %q", s.dept.ID, name)
+	}
+	return ds, nil
+}
+
+// asInvalid keeps typed errors and marks untyped ones as invalid requests:
+// the planner's checks only fail on what the broker sent.
+func asInvalid(err error) error {
+	var e *sluice.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return &sluice.Error{Code: sluice.EInvalid, Message: err.Error(), Err: err}
+}
+
+// Execute enforces the agent's obligations on f, renders it for the
+// dataset's database and streams the result to emit. The records passed to
+// emit are released when emit returns; Retain them to keep them.
+func (s *Server) Execute(ctx context.Context, f *planner.Fragment, emit func(arrow.Record) error) (rows int64, err error) {
+	return s.execute(ctx, f, nil, emit)
+}
+
+// execute is Execute with a callback that receives the output schema before
+// any row, so that a Flight stream can announce it even for empty results.
+func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func(*arrow.Schema) error, emit func(arrow.Record) error) (rows int64, err error) {
+	start := time.Now()
+	defer func() {
+		s.logQuery(f, rows, time.Since(start), err)
+		if s.executeDone != nil {
+			s.executeDone(err)
+		}
+	}()
+	p, err := s.prepare(f)
+	if err != nil {
+		return 0, err
+	}
+	if onSchema != nil {
+		if err := onSchema(adapters.Schema(p.fields)); err != nil {
+			return 0, err
+		}
+	}
+	sqlText, args, err := planner.Render(p.f, p.ds, p.db.Driver())
+	if err != nil {
+		return 0, asInvalid(err)
+	}
+	// A stream whose reader has gone must stop the scan, not block it: every
+	// emit first checks the context.
+	guarded := func(rec arrow.Record) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := emit(rec); err != nil {
+			// A failed send to a reader that has gone is a cancellation,
+			// not an agent fault.
+			if cerr := ctx.Err(); cerr != nil {
+				return cerr
+			}
+			return err
+		}
+		return nil
+	}
+	return p.db.Scan(ctx, sqlText, args, p.fields, s.opts.batchRows, guarded)
+}
+
+// Schema returns the output schema f would have, after enforcement, without
+// running it.
+func (s *Server) Schema(f *planner.Fragment) (*arrow.Schema, error) {
+	p, err := s.prepare(f)
+	if err != nil {
+		return nil, err
+	}
+	return adapters.Schema(p.fields), nil
+}
+
+func (s *Server) logQuery(f *planner.Fragment, rows int64, d time.Duration, err error) {
+	attrs := []any{"rows", rows, "duration", d}
+	if f != nil {
+		attrs = append(attrs, "query_id", f.QueryID, "dataset", f.Dataset,
+			"requester", f.Requester.Name, "requester_department", f.Requester.Department, "purpose", f.Purpose)
+	}
+	if err == nil {
+		s.log.Info("fragment served", attrs...)
+		return
+	}
+	// Only the code and the caller-safe message of typed errors are logged;
+	// an untyped error could quote a value from the database.
+	attrs = append(attrs, "code", errorCode(err))
+	var e *sluice.Error
+	if errors.As(err, &e) {
+		attrs = append(attrs, "error", e.Error())
+	}
+	s.log.Warn("fragment failed", attrs...)
+}
+
+// errorCode is sluice.ErrorCode that also recognises cancellation, which is
+// the reader going away rather than a bug.
+func errorCode(err error) string {
+	var e *sluice.Error
+	switch {
+	case errors.As(err, &e):
+		return e.Code
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "deadline_exceeded"
+	}
+	return sluice.EInternal
+}

@@ -1,0 +1,268 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/flight"
+	"github.com/apache/arrow/go/v15/arrow/ipc"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/crypto/tlsutil"
+	"github.com/sluice-gov/sluice/planner"
+)
+
+// Client is the broker's connection to one department's agent.
+type Client struct {
+	dept string
+	conn *grpc.ClientConn
+	fc   flight.FlightServiceClient
+}
+
+// Dial prepares a connection to the agent of department at addr, trusting it
+// only if its certificate has fingerprint serverPin and presenting
+// clientCert. It does not connect: the first call does, so an agent that is
+// down shows up as EUnavailable on that call, not here.
+func Dial(ctx context.Context, department, addr, serverPin string, clientCert tls.Certificate) (*Client, error) {
+	_ = ctx // grpc.NewClient does not block; kept for symmetry with other openers
+	if addr == "" {
+		return nil, sluice.Errorf(sluice.EInvalid, "the agent of department %s has no address configured", department)
+	}
+	if serverPin == "" {
+		return nil, sluice.Errorf(sluice.EInvalid, "the agent of department %s has no certificate fingerprint configured; pin it (agent.fingerprint)", department)
+	}
+	var cc *tls.Certificate
+	if len(clientCert.Certificate) > 0 {
+		cc = &clientCert
+	}
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsutil.PinnedClientConfig(serverPin, cc))),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxSendMsgBytes), grpc.MaxCallSendMsgSize(maxRecvMsgBytes)),
+		// Pings find a dead agent during a long, quiet query instead of
+		// waiting for TCP to notice.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	if err != nil {
+		return nil, sluice.Errorf(sluice.EInvalid, "the agent address %q of department %s is not usable: %v", addr, department, err)
+	}
+	return &Client{dept: department, conn: conn, fc: flight.NewFlightServiceClient(conn)}, nil
+}
+
+// Department is the id of the department whose agent this client talks to.
+func (c *Client) Department() string { return c.dept }
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Fetch asks the agent to run f and returns the stream of its records. A
+// refusal by the agent (denied, invalid, unknown dataset) is returned here.
+func (c *Client) Fetch(ctx context.Context, f *planner.Fragment) (*Stream, error) {
+	tkt, err := encodeFragment(f)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	gs, err := c.fc.DoGet(sctx, &flight.Ticket{Ticket: tkt})
+	if err != nil {
+		cancel()
+		return nil, c.mapError(err, nil)
+	}
+	// The first message is the schema or the agent's refusal.
+	rdr, err := flight.NewRecordReader(gs, ipc.WithAllocator(memory.DefaultAllocator))
+	if err != nil {
+		cancel()
+		return nil, c.mapError(err, trailer(gs))
+	}
+	return &Stream{c: c, gs: gs, rdr: rdr, cancel: cancel}, nil
+}
+
+// Schema asks the agent for the output schema of f after its enforcement,
+// without running it.
+func (c *Client) Schema(ctx context.Context, f *planner.Fragment) (*arrow.Schema, error) {
+	cmd, err := encodeFragment(f)
+	if err != nil {
+		return nil, err
+	}
+	var md metadata.MD
+	res, err := c.fc.GetSchema(ctx, &flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: cmd}, grpc.Trailer(&md))
+	if err != nil {
+		return nil, c.mapError(err, md)
+	}
+	sc, err := flight.DeserializeSchema(res.GetSchema(), memory.DefaultAllocator)
+	if err != nil {
+		return nil, &sluice.Error{Code: sluice.EInternal, Message: fmt.Sprintf("the agent of department %s sent a schema that cannot be read: %v", c.dept, err), Err: err}
+	}
+	return sc, nil
+}
+
+// Ping checks that the agent is up and accepts this client.
+func (c *Client) Ping(ctx context.Context) error {
+	body, err := c.action(ctx, actionPing)
+	if err != nil {
+		return err
+	}
+	if string(body) != "ok" {
+		return sluice.Errorf(sluice.EUnavailable, "the agent of department %s answered ping with %q", c.dept, body)
+	}
+	return nil
+}
+
+// Catalog returns the datasets the agent serves, for the broker to compare
+// with the catalog it holds.
+func (c *Client) Catalog(ctx context.Context) ([]*sluice.Dataset, error) {
+	body, err := c.action(ctx, actionCatalog)
+	if err != nil {
+		return nil, err
+	}
+	var out []*sluice.Dataset
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, &sluice.Error{Code: sluice.EInternal, Message: fmt.Sprintf("the agent of department %s sent a catalog that cannot be read: %v", c.dept, err), Err: err}
+	}
+	for _, ds := range out {
+		if ds != nil {
+			ds.Department = c.dept
+		}
+	}
+	return out, nil
+}
+
+func (c *Client) action(ctx context.Context, typ string) ([]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := c.fc.DoAction(ctx, &flight.Action{Type: typ})
+	if err != nil {
+		return nil, c.mapError(err, nil)
+	}
+	var body []byte
+	for {
+		r, err := st.Recv()
+		if err == io.EOF {
+			return body, nil
+		}
+		if err != nil {
+			return nil, c.mapError(err, trailer(st))
+		}
+		body = append(body, r.GetBody()...)
+	}
+}
+
+func encodeFragment(f *planner.Fragment) ([]byte, error) {
+	if f == nil {
+		return nil, sluice.Errorf(sluice.EInvalid, "no fragment given")
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return nil, &sluice.Error{Code: sluice.EInvalid, Message: "the fragment cannot be encoded: " + err.Error(), Err: err}
+	}
+	if len(b) > maxTicketBytes {
+		return nil, sluice.Errorf(sluice.EInvalid, "the fragment for %s is %d bytes encoded; the limit is %d", f.Dataset, len(b), maxTicketBytes)
+	}
+	return b, nil
+}
+
+// trailer returns a stream's trailer without blocking on a live stream:
+// gRPC only fills it once the stream has ended, which is the case after a
+// Recv error.
+func trailer(s grpc.ClientStream) metadata.MD { return s.Trailer() }
+
+// mapError turns what gRPC reports into a *sluice.Error, restoring the
+// agent's code and reasons from the trailer when it sent them.
+func (c *Client) mapError(err error, md metadata.MD) error {
+	if err == nil {
+		return nil
+	}
+	var se *sluice.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return &sluice.Error{Code: sluice.EUnavailable, Message: fmt.Sprintf("the request to the agent of department %s was cancelled: %v", c.dept, err), Err: err}
+		}
+		return &sluice.Error{Code: sluice.EInternal, Message: fmt.Sprintf("the stream from the agent of department %s cannot be read: %v", c.dept, err), Err: err}
+	}
+	code := sluiceCode(st.Code())
+	if cutStream(st) {
+		code = sluice.EUnavailable
+	} else if v := md.Get(codeHeader); len(v) == 1 && v[0] != "" {
+		code = v[0]
+	}
+	out := &sluice.Error{Code: code, Message: st.Message(), Reasons: md.Get(reasonHeader), Err: err}
+	if code == sluice.EUnavailable {
+		out.Message = fmt.Sprintf("the agent of department %s is unavailable: %s", c.dept, st.Message())
+	}
+	return out
+}
+
+// Stream is the result of Fetch: the agent's records, in order.
+type Stream struct {
+	c      *Client
+	gs     flight.FlightService_DoGetClient
+	rdr    *flight.Reader
+	cancel context.CancelFunc
+
+	err  error
+	done bool
+	once sync.Once
+}
+
+// Schema is the schema of the stream's records.
+func (s *Stream) Schema() *arrow.Schema { return s.rdr.Schema() }
+
+// Next advances to the next record. It returns false at the end of the
+// stream and on error; check Err.
+func (s *Stream) Next() bool {
+	if s.done {
+		return false
+	}
+	if s.rdr.Next() {
+		return true
+	}
+	s.done = true
+	if err := s.rdr.Err(); err != nil {
+		s.err = s.c.mapError(err, trailer(s.gs))
+		s.cancel()
+		return false
+	}
+	// The reader also stops at an end-of-stream marker, which does not
+	// prove that the call succeeded; only the final status does. Anything
+	// short of a clean io.EOF is an error, never a short result.
+	if _, err := s.gs.Recv(); err != io.EOF {
+		if err == nil {
+			err = errors.New("data after the end of the stream")
+		}
+		s.err = s.c.mapError(err, trailer(s.gs))
+		s.cancel()
+	}
+	return false
+}
+
+// Record is the current record, valid until the next call to Next.
+func (s *Stream) Record() arrow.Record { return s.rdr.Record() }
+
+// Err is the error that ended the stream, if any, as a *sluice.Error. A
+// stream cut mid-way is EUnavailable naming the department.
+func (s *Stream) Err() error { return s.err }
+
+// Release ends the call, telling the agent to stop if it is still sending,
+// and frees the current record. It is safe to call more than once.
+func (s *Stream) Release() {
+	s.once.Do(func() {
+		s.cancel()
+		s.rdr.Release()
+	})
+}

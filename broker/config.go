@@ -1,0 +1,76 @@
+package broker
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"gopkg.in/yaml.v3"
+
+	sluice "github.com/sluice-gov/sluice"
+)
+
+// Config is the broker's configuration file. Relative paths are resolved
+// against the file's folder.
+type Config struct {
+	// Listen is host:port of the Flight SQL service.
+	Listen string `yaml:"listen"`
+	// TLSCert and TLSKey are the broker's certificate, used as the server
+	// certificate for analysts and the client certificate towards agents.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// Store is the broker's SQLite store (the audit log).
+	Store string `yaml:"store"`
+	// Departments are the department configuration files: the catalog and
+	// where each department's agent listens.
+	Departments []string `yaml:"departments"`
+	// Users is a JSON file of users with SHA-256 hashes of their tokens.
+	Users string `yaml:"users"`
+	// Purposes and Grants are YAML files (see docs/configuration.md).
+	Purposes string `yaml:"purposes"`
+	Grants   string `yaml:"grants"`
+	// PolicyDir holds the security team's additional .rego files.
+	PolicyDir string `yaml:"policy_dir"`
+	// DefaultK is the minimum group size for aggregate-level columns.
+	DefaultK int `yaml:"default_k"`
+}
+
+// LoadConfig reads and checks a broker configuration file.
+func LoadConfig(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &sluice.ConfigError{File: path, Problem: fmt.Sprintf("cannot read: %v", err)}
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, &sluice.ConfigError{File: path, Problem: "not valid broker YAML: " + err.Error()}
+	}
+	dir := filepath.Dir(path)
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	required := map[string]string{"listen": c.Listen, "tls_cert": c.TLSCert, "tls_key": c.TLSKey, "store": c.Store, "users": c.Users, "purposes": c.Purposes}
+	for _, f := range []string{"listen", "tls_cert", "tls_key", "store", "users", "purposes"} {
+		if required[f] == "" {
+			return nil, &sluice.ConfigError{File: path, Field: f, Problem: "is required"}
+		}
+	}
+	if len(c.Departments) == 0 {
+		return nil, &sluice.ConfigError{File: path, Field: "departments", Problem: "list at least one department configuration file"}
+	}
+	if c.DefaultK < 0 {
+		return nil, &sluice.ConfigError{File: path, Field: "default_k", Problem: "must be >= 0 (0 means the built-in default of 10)"}
+	}
+	c.TLSCert, c.TLSKey, c.Store = abs(c.TLSCert), abs(c.TLSKey), abs(c.Store)
+	c.Users, c.Purposes, c.Grants, c.PolicyDir = abs(c.Users), abs(c.Purposes), abs(c.Grants), abs(c.PolicyDir)
+	for i := range c.Departments {
+		c.Departments[i] = abs(c.Departments[i])
+	}
+	return &c, nil
+}

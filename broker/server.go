@@ -1,0 +1,183 @@
+// Package broker is the analysts' entry point: a Flight SQL service over TLS
+// that authenticates bearer tokens, reads the declared purpose, plans each
+// statement, asks the policy, writes the audit entry and only then streams
+// the department agent's fragment to the client.
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow/flight"
+	"github.com/apache/arrow/go/v15/arrow/flight/flightsql"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/adapters/agent"
+	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/planner"
+	"github.com/sluice-gov/sluice/policy"
+)
+
+// PurposeHeader is the gRPC metadata key that carries the declared purpose.
+const PurposeHeader = "x-sluice-purpose"
+
+// Version is reported through GetSqlInfo.
+const Version = "0.1.0"
+
+// AgentClient is what the broker needs from a department agent.
+type AgentClient interface {
+	Fetch(ctx context.Context, f *planner.Fragment) (*agent.Stream, error)
+	Close() error
+}
+
+// AuditLog is where every request is recorded before any row is released.
+type AuditLog interface {
+	Append(ctx context.Context, e *audit.Entry) error
+}
+
+// Server is the broker's Flight SQL service.
+type Server struct {
+	flightsql.BaseServer
+
+	catalog   *sluice.Catalog
+	planner   *planner.Planner
+	policy    *policy.Engine
+	audit     AuditLog
+	users     *Users
+	purposes  map[string]sluice.Purpose
+	agents    map[string]AgentClient
+	tls       *tls.Config
+	log       *slog.Logger
+	now       func() time.Time
+	handleTTL time.Duration
+
+	mu      sync.Mutex
+	pending map[string]*pendingQuery
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithTLS sets the server's TLS configuration; without it the service
+// refuses to start (tokens must never travel in clear).
+func WithTLS(c *tls.Config) Option { return func(s *Server) { s.tls = c } }
+
+// WithLogger sets the operational logger. It never receives SQL literals or
+// result values.
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithClock replaces time.Now (tests).
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// WithAgents sets the department agents' clients by department id.
+func WithAgents(a map[string]AgentClient) Option { return func(s *Server) { s.agents = a } }
+
+// WithPurposes sets the purposes registry.
+func WithPurposes(ps []sluice.Purpose) Option {
+	return func(s *Server) {
+		s.purposes = map[string]sluice.Purpose{}
+		for _, p := range ps {
+			s.purposes[p.Code] = p
+		}
+	}
+}
+
+// New assembles a broker from its parts. The policy engine must already
+// hold the catalog, purposes and grants (policy.Engine.Update).
+func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *Users, opts ...Option) (*Server, error) {
+	s := &Server{
+		catalog:   cat,
+		planner:   planner.New(cat),
+		policy:    eng,
+		audit:     log,
+		users:     users,
+		purposes:  map[string]sluice.Purpose{},
+		agents:    map[string]AgentClient{},
+		log:       slog.New(slog.DiscardHandler),
+		now:       time.Now,
+		handleTTL: 5 * time.Minute,
+		pending:   map[string]*pendingQuery{},
+	}
+	s.Alloc = memory.DefaultAllocator
+	for _, o := range opts {
+		o(s)
+	}
+	if cat == nil || eng == nil || log == nil || users == nil {
+		return nil, sluice.Errorf(sluice.EInvalid, "broker: catalog, policy, audit log and users are all required")
+	}
+	info := map[flightsql.SqlInfo]any{
+		flightsql.SqlInfoFlightSqlServerName:         "Sluice",
+		flightsql.SqlInfoFlightSqlServerVersion:      Version,
+		flightsql.SqlInfoFlightSqlServerArrowVersion: "15.0.2",
+		flightsql.SqlInfoFlightSqlServerReadOnly:     true,
+		flightsql.SqlInfoFlightSqlServerSql:          true,
+		flightsql.SqlInfoFlightSqlServerSubstrait:    false,
+		flightsql.SqlInfoFlightSqlServerTransaction:  int32(0),
+		flightsql.SqlInfoFlightSqlServerCancel:       false,
+	}
+	for id, v := range info {
+		if err := s.RegisterSqlInfo(id, v); err != nil {
+			return nil, sluice.Errorf(sluice.EInternal, "register sql info: %v", err)
+		}
+	}
+	return s, nil
+}
+
+// Serve runs the Flight SQL service on lis until ctx ends.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	if s.tls == nil {
+		return sluice.Errorf(sluice.EInvalid, "broker: TLS is required (tokens must never travel in clear); configure tls_cert and tls_key")
+	}
+	gs := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(s.tls)),
+		grpc.ChainUnaryInterceptor(s.unaryAuth),
+		grpc.ChainStreamInterceptor(s.streamAuth),
+		grpc.MaxRecvMsgSize(4<<20),
+	)
+	flight.RegisterFlightServiceServer(gs, flightsql.NewFlightServer(s))
+	go s.expireHandles(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(3 * time.Second):
+		gs.Stop()
+	}
+	return nil
+}
+
+// expireHandles drops statement handles nobody fetched, so an abandoned
+// query does not hold its plan forever.
+func (s *Server) expireHandles(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			cutoff := s.now().Add(-s.handleTTL)
+			s.mu.Lock()
+			for h, q := range s.pending {
+				if q.created.Before(cutoff) {
+					delete(s.pending, h)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+}

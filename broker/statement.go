@@ -1,0 +1,372 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/flight"
+	"github.com/apache/arrow/go/v15/arrow/flight/flightsql"
+	"github.com/google/uuid"
+
+	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/adapters"
+	"github.com/sluice-gov/sluice/adapters/agent"
+	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/planner"
+	"github.com/sluice-gov/sluice/policy"
+)
+
+// maxPurposeLen bounds the purpose header; purpose codes are short.
+const maxPurposeLen = 128
+
+// pendingQuery is an allowed, audited statement waiting for its DoGet.
+type pendingQuery struct {
+	principal sluice.Principal
+	queryID   string
+	fragment  *planner.Fragment
+	schema    *arrow.Schema
+	entry     audit.Entry // the decision entry, as the template of the result entry
+	created   time.Time
+}
+
+// Decide runs everything but execution for one statement: plan, policy,
+// obligations. It is what `sluice policy explain` shows and what
+// GetFlightInfoStatement enforces.
+func (s *Server) Decide(ctx context.Context, p sluice.Principal, purpose, queryID, sql string) (*planner.Plan, *policy.Decision, error) {
+	return decide(ctx, s.planner, s.policy, s.now(), p, purpose, queryID, sql)
+}
+
+// Explain plans and decides a statement without running or auditing it.
+func (parts *Parts) Explain(ctx context.Context, p sluice.Principal, purpose, sql string) (*planner.Plan, *policy.Decision, error) {
+	return decide(ctx, planner.New(parts.Catalog), parts.Policy, time.Now(), p, purpose, "explain", sql)
+}
+
+func decide(ctx context.Context, pl *planner.Planner, eng *policy.Engine, now time.Time, p sluice.Principal, purpose, queryID, sql string) (*planner.Plan, *policy.Decision, error) {
+	plan, err := pl.Plan(queryID, sql)
+	if err != nil {
+		return nil, nil, err
+	}
+	dec, err := eng.Decide(ctx, policy.Input{
+		Principal: p,
+		Purpose:   purpose,
+		Now:       now,
+		Datasets:  plan.Datasets,
+		Columns:   plan.Usages,
+		Aggregate: plan.Aggregate,
+	})
+	if err != nil {
+		return plan, nil, err
+	}
+	if dec.Allow {
+		applyObligations(plan.Fragment, dec, p, purpose)
+	}
+	return plan, dec, nil
+}
+
+// applyObligations copies the decision's masks and k into the fragment the
+// agent will run, so small groups and raw masked values never leave it.
+func applyObligations(f *planner.Fragment, dec *policy.Decision, p sluice.Principal, purpose string) {
+	if m := dec.Masks[f.Dataset]; len(m) > 0 {
+		f.Masks = map[string]sluice.MaskRule{}
+		for c, r := range m {
+			f.Masks[c] = r
+		}
+	}
+	f.MinGroupSize = dec.MinGroupSize
+	f.Requester = p
+	f.Purpose = purpose
+}
+
+// GetFlightInfoStatement plans, decides and audits an ad-hoc statement and
+// returns a single-use ticket for its result.
+func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.StatementQuery, desc *flight.FlightDescriptor) (*flight.FlightInfo, error) {
+	start := time.Now()
+	p, ok := principalFrom(ctx)
+	if !ok {
+		return nil, toStatus(sluice.Errorf(sluice.EUnauthenticated, "not authenticated"))
+	}
+	sql := cmd.GetQuery()
+	purpose := purposeHeader(ctx)
+	entry := audit.Entry{
+		Kind:       "query",
+		QueryID:    uuid.NewString(),
+		Principal:  p.Name,
+		Role:       string(p.Role),
+		Department: p.Department,
+		Purpose:    purpose,
+		ClientAddr: clientAddr(ctx),
+		SQL:        truncate(sql, 64<<10),
+	}
+	fail := func(decision string, err error) (*flight.FlightInfo, error) {
+		entry.Decision = decision
+		entry.Error = sluice.ErrorMessage(err)
+		entry.DurationMS = msSince(start)
+		if aerr := s.audit.Append(context.WithoutCancel(ctx), &entry); aerr != nil {
+			return nil, toStatus(aerr)
+		}
+		return nil, toStatus(err)
+	}
+	if len(cmd.GetTransactionId()) > 0 {
+		return fail("error", sluice.Errorf(sluice.ENotSupported, "transactions are not supported: Sluice is read-only; send the statement without a transaction"))
+	}
+	if purpose == "" {
+		return fail("error", sluice.Errorf(sluice.EInvalid, "no purpose declared: set the gRPC metadata header %s (Flight SQL driver: add %s=<purpose> to the DSN; sluice query: --purpose); registered purposes: %s", PurposeHeader, PurposeHeader, s.purposeList()))
+	}
+	if len(purpose) > maxPurposeLen || strings.ContainsAny(purpose, "\r\n\x00") {
+		return fail("error", sluice.Errorf(sluice.EInvalid, "the purpose header is not a purpose code; registered purposes: %s", s.purposeList()))
+	}
+	plan, dec, err := s.Decide(ctx, p, purpose, entry.QueryID, sql)
+	if plan != nil {
+		entry.Datasets = plan.Datasets
+		entry.Columns = plan.Usages
+		entry.Plan = plan.Fragment.Normalized()
+	}
+	if err != nil {
+		return fail("error", err)
+	}
+	entry.PolicyRevision = dec.Revision
+	entry.Reasons = reasonLines(dec)
+	if !dec.Allow {
+		derr := &sluice.Error{Code: sluice.EDenied, Message: denialMessage(dec), Reasons: entry.Reasons}
+		return fail("deny", derr)
+	}
+	ds := s.catalog.Dataset(splitDataset(plan.Fragment.Dataset))
+	// With the masks known, the fragment's types can be checked fully.
+	if err := plan.Fragment.Validate(ds); err != nil {
+		return fail("error", err)
+	}
+	fields, err := planner.OutputFields(plan.Fragment, ds)
+	if err != nil {
+		return fail("error", err)
+	}
+	if _, ok := s.agents[ds.Department]; !ok {
+		return fail("error", sluice.Errorf(sluice.EUnavailable, "no agent is configured for department %s; ask the platform admin to register it", ds.Department))
+	}
+	entry.Decision = "allow"
+	entry.Obligations = obligations(dec)
+	entry.DurationMS = msSince(start)
+	// Fail closed: the decision is on record before a ticket exists.
+	if err := s.audit.Append(context.WithoutCancel(ctx), &entry); err != nil {
+		return nil, toStatus(err)
+	}
+	handle, err := newHandle()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	schema := adapters.Schema(fields)
+	s.mu.Lock()
+	s.pending[handle] = &pendingQuery{principal: p, queryID: entry.QueryID, fragment: plan.Fragment, schema: schema, entry: entry, created: s.now()}
+	s.mu.Unlock()
+	ticket, err := flightsql.CreateStatementQueryTicket([]byte(handle))
+	if err != nil {
+		return nil, toStatus(sluice.Errorf(sluice.EInternal, "create ticket: %v", err))
+	}
+	return &flight.FlightInfo{
+		Schema:           flight.SerializeSchema(schema, s.Alloc),
+		FlightDescriptor: desc,
+		Endpoint:         []*flight.FlightEndpoint{{Ticket: &flight.Ticket{Ticket: ticket}}},
+		TotalRecords:     -1,
+		TotalBytes:       -1,
+	}, nil
+}
+
+// DoGetStatement streams an allowed statement's fragment from its agent.
+// The last batch is held back until the result is on the audit record, so a
+// client never receives a complete result that the log does not account for.
+func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryTicket) (*arrow.Schema, <-chan flight.StreamChunk, error) {
+	p, ok := principalFrom(ctx)
+	if !ok {
+		return nil, nil, toStatus(sluice.Errorf(sluice.EUnauthenticated, "not authenticated"))
+	}
+	handle := string(t.GetStatementHandle())
+	s.mu.Lock()
+	q := s.pending[handle]
+	if q != nil && q.principal.Name == p.Name {
+		delete(s.pending, handle)
+	}
+	s.mu.Unlock()
+	if q == nil || q.principal.Name != p.Name {
+		return nil, nil, toStatus(sluice.Errorf(sluice.EInvalid, "unknown, expired or already used statement handle: run the statement again"))
+	}
+	start := time.Now()
+	ds := s.catalog.Dataset(splitDataset(q.fragment.Dataset))
+	client := s.agents[ds.Department]
+	stream, err := client.Fetch(ctx, q.fragment)
+	if err != nil {
+		s.recordResult(ctx, q, 0, start, err)
+		return nil, nil, toStatus(err)
+	}
+	if !stream.Schema().Equal(q.schema) {
+		stream.Release()
+		err := sluice.Errorf(sluice.EInternal, "the agent of department %s returned a different schema than the broker planned; the catalogs disagree, ask the platform admin to reload them", ds.Department)
+		s.recordResult(ctx, q, 0, start, err)
+		return nil, nil, toStatus(err)
+	}
+	ch := make(chan flight.StreamChunk)
+	go s.relay(ctx, q, stream, start, ch)
+	return q.schema, ch, nil
+}
+
+func (s *Server) relay(ctx context.Context, q *pendingQuery, stream *agent.Stream, start time.Time, ch chan<- flight.StreamChunk) {
+	defer close(ch)
+	defer stream.Release()
+	send := func(c flight.StreamChunk) bool {
+		select {
+		case ch <- c:
+			return true
+		case <-ctx.Done():
+			if c.Data != nil {
+				c.Data.Release()
+			}
+			return false
+		}
+	}
+	var rows int64
+	var held arrow.Record
+	for stream.Next() {
+		rec := stream.Record()
+		rec.Retain()
+		rows += rec.NumRows()
+		if held != nil && !send(flight.StreamChunk{Data: held}) {
+			rec.Release()
+			s.recordResult(ctx, q, rows, start, ctx.Err())
+			return
+		}
+		held = rec
+	}
+	err := stream.Err()
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if aerr := s.recordResult(ctx, q, rows, start, err); aerr != nil && err == nil {
+		err = aerr
+	}
+	if err != nil {
+		if held != nil {
+			held.Release()
+		}
+		send(flight.StreamChunk{Err: toStatus(err)})
+		return
+	}
+	if held != nil {
+		send(flight.StreamChunk{Data: held})
+	}
+}
+
+// recordResult appends the completion entry of a query.
+func (s *Server) recordResult(ctx context.Context, q *pendingQuery, rows int64, start time.Time, cause error) error {
+	e := q.entry
+	e.Seq, e.Hash, e.PrevHash, e.Time = 0, "", "", time.Time{}
+	e.Kind = "result"
+	e.Rows = rows
+	e.DurationMS = msSince(start)
+	e.Decision = "allow"
+	if cause != nil {
+		e.Decision = "error"
+		e.Error = sluice.ErrorMessage(cause)
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.audit.Append(actx, &e); err != nil {
+		s.log.Error("audit append of a query result failed", "query_id", q.queryID, "err", err)
+		return err
+	}
+	s.log.Info("query", "query_id", q.queryID, "principal", q.principal.Name, "dataset", q.fragment.Dataset, "rows", rows, "ms", e.DurationMS, "error", e.Error)
+	return nil
+}
+
+func (s *Server) purposeList() string {
+	codes := make([]string, 0, len(s.purposes))
+	for c := range s.purposes {
+		codes = append(codes, c)
+	}
+	if len(codes) == 0 {
+		return "(none)"
+	}
+	sortStrings(codes)
+	return strings.Join(codes, ", ")
+}
+
+// denialMessage is what the analyst reads: every reason, with its rule,
+// dataset, column and legal basis.
+func denialMessage(d *policy.Decision) string {
+	var b strings.Builder
+	b.WriteString("denied by policy")
+	for _, r := range d.Reasons {
+		b.WriteString("; ")
+		b.WriteString(reasonLine(r))
+	}
+	return b.String()
+}
+
+func reasonLine(r policy.Reason) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[%s]", r.Rule)
+	if r.Dataset != "" {
+		b.WriteString(" ")
+		b.WriteString(r.Dataset)
+		if r.Column != "" {
+			b.WriteString(".")
+			b.WriteString(r.Column)
+		}
+		b.WriteString(":")
+	}
+	b.WriteString(" ")
+	b.WriteString(r.Message)
+	if r.LegalBasis != "" && !strings.Contains(r.Message, r.LegalBasis) {
+		fmt.Fprintf(&b, " (legal basis: %s)", r.LegalBasis)
+	}
+	return b.String()
+}
+
+func reasonLines(d *policy.Decision) []string {
+	out := make([]string, 0, len(d.Reasons))
+	for _, r := range d.Reasons {
+		out = append(out, reasonLine(r))
+	}
+	return out
+}
+
+func obligations(d *policy.Decision) map[string]any {
+	o := map[string]any{}
+	if len(d.Masks) > 0 {
+		o["masks"] = d.Masks
+	}
+	if d.MinGroupSize > 0 {
+		o["min_group_size"] = d.MinGroupSize
+	}
+	if len(d.Grants) > 0 {
+		o["grants"] = d.Grants
+	}
+	if len(o) == 0 {
+		return nil
+	}
+	return o
+}
+
+func newHandle() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", sluice.Errorf(sluice.EInternal, "random handle: %v", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+func splitDataset(full string) (string, string) {
+	d, n, _ := strings.Cut(full, ".")
+	return d, n
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…(truncated)"
+}
+
+func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }

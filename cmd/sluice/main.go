@@ -1,0 +1,132 @@
+// Command sluice is the one binary of Sluice: the demo, the broker, the
+// department agent, and the tools of analysts, admins and auditors.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	sluice "github.com/sluice-gov/sluice"
+)
+
+const usage = `sluice — a privacy-preserving federated query broker
+
+Usage: sluice <command> [flags] [arguments]
+
+Commands:
+  demo      generate the demo world and serve it (four agents and a broker on loopback)
+  broker    run the broker (Flight SQL over TLS)            --config broker.yaml
+  agent     run a department agent (Arrow Flight over TLS)   --config dept.yaml
+  query     run SQL through a broker and print the result    --purpose P "SQL"
+  catalog   browse the data resource catalog                 list | show department.dataset
+  policy    test the Rego policy or explain a decision       test | explain | show
+  audit     check or read the audit log                      verify | tail
+
+Run 'sluice <command> -h' for the flags of a command.
+`
+
+// exitError carries a process exit code with its message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	if err == nil {
+		return
+	}
+	code := 1
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "sluice:", describe(err))
+	} else {
+		code = 2
+	}
+	os.Exit(code)
+}
+
+func describe(err error) string {
+	var ce *sluice.ConfigError
+	if errors.As(err, &ce) {
+		return "configuration error: " + ce.Error()
+	}
+	return err.Error()
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{code: 2, err: errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "demo":
+		return cmdDemo(ctx, rest, stdout, stderr)
+	case "broker":
+		return cmdBroker(ctx, rest, stdout, stderr)
+	case "agent":
+		return cmdAgent(ctx, rest, stdout, stderr)
+	case "query":
+		return cmdQuery(ctx, rest, stdout, stderr)
+	case "catalog":
+		return cmdCatalog(ctx, rest, stdout, stderr)
+	case "policy":
+		return cmdPolicy(ctx, rest, stdout, stderr)
+	case "audit":
+		return cmdAudit(ctx, rest, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return &exitError{code: 2, err: fmt.Errorf("unknown command %q", cmd)}
+	}
+}
+
+// newFlags makes a flag set that reports errors instead of exiting, so
+// every bad flag gets one clear message.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: sluice %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses and turns flag errors into usage errors (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{code: 2, err: err}
+	}
+	return nil
+}
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

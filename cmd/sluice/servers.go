@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+
+	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/adapters/agent"
+	"github.com/sluice-gov/sluice/broker"
+	"github.com/sluice-gov/sluice/cmd/sluice/demo"
+)
+
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo", "demo [--addr 127.0.0.1:47470] [--dir .sluice-demo] [--scale N]", stderr)
+	addr := fs.String("addr", "127.0.0.1:47470", "broker address (host:port); agents listen on free ports of the same host")
+	dir := fs.String("dir", ".sluice-demo", "folder for the generated databases, certificates and configuration")
+	scale := fs.Int("scale", 1, "multiplies the row counts (1 = 20,000 residents)")
+	verbose := fs.Bool("v", false, "log every query (never values) to stderr")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErr("demo takes no arguments, got %q", fs.Args())
+	}
+	if *scale < 1 || *scale > 1000 {
+		return usageErr("--scale must be between 1 and 1000, got %d", *scale)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if *verbose {
+		log = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	fmt.Fprintf(stdout, "Generating the demo world in %s (scale %d)…\n", *dir, *scale)
+	r, err := demo.Start(ctx, demo.RunOptions{Addr: *addr, Dir: *dir, Scale: *scale, Logger: log})
+	if err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(*dir)
+	fmt.Fprintf(stdout, `
+Sluice demo is running.
+  broker (Flight SQL, TLS)  %s
+  agents                    civil %s, health %s, market %s, police %s
+  users and tokens          %s
+  broker certificate        %s
+  audit log                 %s
+
+Query it from another terminal (the defaults of 'sluice query' point at this demo):
+  go run ./cmd/sluice query --user bob --purpose enterprise-credit \
+    "SELECT name, household_district, migrant FROM police.household LIMIT 3"
+  go run ./cmd/sluice query --user alice --purpose subsidy-review \
+    "SELECT insurance_type, COUNT(*) AS n, AVG(annual_claims) AS avg_claims FROM health.insured GROUP BY insurance_type"
+  go run ./cmd/sluice catalog list --user alice
+  go run ./cmd/sluice audit verify --config %s
+
+Press Ctrl-C to stop.
+`, r.BrokerAddr, r.AgentAddrs["civil"], r.AgentAddrs["health"], r.AgentAddrs["market"], r.AgentAddrs["police"],
+		r.UsersFile, r.BrokerCert, filepath.Join(abs, "broker.db"), r.BrokerConfig)
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "Stopping…")
+	return r.Stop()
+}
+
+func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("broker", "broker --config broker.yaml [--policy-dir DIR]", stderr)
+	config := fs.String("config", "", "broker configuration file (required)")
+	policyDir := fs.String("policy-dir", "", "folder of additional security-team .rego files (overrides policy_dir)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *config == "" {
+		return usageErr("--config is required: the broker's YAML configuration (see docs/configuration.md)")
+	}
+	cfg, err := broker.LoadConfig(*config)
+	if err != nil {
+		return err
+	}
+	if *policyDir != "" {
+		cfg.PolicyDir = *policyDir
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	srv, closeFn, err := broker.Open(ctx, cfg, broker.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return sluice.Errorf(sluice.EUnavailable, "cannot listen on %s: %v", cfg.Listen, err)
+	}
+	fmt.Fprintf(stdout, "sluice broker listening on %s\n", lis.Addr())
+	return srv.Serve(ctx, lis)
+}
+
+func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("agent", "agent --config dept.yaml [--listen host:port]", stderr)
+	config := fs.String("config", "", "department configuration file (required)")
+	listen := fs.String("listen", "", "address to listen on (default: agent.address of the configuration)")
+	batch := fs.Int("batch-rows", 4096, "rows per Arrow record batch")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *config == "" {
+		return usageErr("--config is required: the department's YAML configuration")
+	}
+	if *batch < 1 || *batch > 1<<20 {
+		return usageErr("--batch-rows must be between 1 and 1048576, got %d", *batch)
+	}
+	dept, err := sluice.LoadDepartment(*config)
+	if err != nil {
+		return err
+	}
+	addr := *listen
+	if addr == "" {
+		addr = dept.Agent.Address
+	}
+	if addr == "" {
+		return usageErr("no address: set agent.address in %s or pass --listen", *config)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	srv, err := agent.New(ctx, dept, agent.WithLogger(log), agent.WithBatchRows(*batch))
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return sluice.Errorf(sluice.EUnavailable, "cannot listen on %s: %v", addr, err)
+	}
+	fmt.Fprintf(stdout, "sluice agent of department %s listening on %s\n", dept.ID, lis.Addr())
+	return srv.Serve(ctx, lis)
+}

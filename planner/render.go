@@ -1,0 +1,699 @@
+package planner
+
+import (
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	sluice "github.com/sluice-gov/sluice"
+)
+
+// Render renders the fragment to SQL for the dialect with every literal of
+// the query as a bind parameter. It validates the fragment first: an agent
+// renders what it received over the network, never trusting the broker.
+//
+// Masks are applied in a derived table that projects only the columns the
+// fragment uses, each masked column replaced by its mask under the same
+// name, so that output, WHERE, GROUP BY and ORDER BY all see only masked
+// values. MinGroupSize k adds COUNT(*) >= k to HAVING.
+func Render(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (string, []any, error) {
+	switch dialect {
+	case sluice.DriverSQLite, sluice.DriverPostgres, sluice.DriverMySQL:
+	default:
+		return "", nil, invalid("cannot render SQL for driver %q; use sqlite, postgres or mysql", clip(string(dialect)))
+	}
+	if err := f.Validate(ds); err != nil {
+		return "", nil, err
+	}
+	r := &renderer{d: dialect, ds: ds, f: f, masks: map[string]sluice.MaskRule{}, c: &checker{ds: ds, masks: f.Masks}}
+	for k, m := range f.Masks {
+		r.masks[ds.Column(k).Name] = m
+	}
+	r.fragment()
+	return r.sb.String(), r.args, nil
+}
+
+type renderer struct {
+	d     sluice.Driver
+	ds    *sluice.Dataset
+	f     *Fragment
+	masks map[string]sluice.MaskRule // by catalog column name
+	c     *checker
+	sb    strings.Builder
+	args  []any
+}
+
+func (r *renderer) w(s ...string) {
+	for _, x := range s {
+		r.sb.WriteString(x)
+	}
+}
+
+func (r *renderer) ident(name string) string {
+	if r.d == sluice.DriverMySQL {
+		return "`" + strings.ReplaceAll(name, "`", "``") + "`"
+	}
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
+func (r *renderer) table() string {
+	parts := strings.Split(r.ds.Table, ".")
+	for i, p := range parts {
+		parts[i] = r.ident(p)
+	}
+	return strings.Join(parts, ".")
+}
+
+func (r *renderer) fragment() {
+	f := r.f
+	r.w("SELECT ")
+	if f.Distinct {
+		r.w("DISTINCT ")
+	}
+	for i, it := range f.Select {
+		if i > 0 {
+			r.w(", ")
+		}
+		r.expr(it.Expr, "")
+		r.w(" AS ", r.ident(it.Alias))
+	}
+	r.w(" FROM ", r.source())
+	if f.Where != nil {
+		r.w(" WHERE ")
+		r.expr(f.Where, "")
+	}
+	if len(f.GroupBy) > 0 {
+		r.w(" GROUP BY ")
+		for i, g := range f.GroupBy {
+			if i > 0 {
+				r.w(", ")
+			}
+			r.key(g)
+		}
+	}
+	if f.Having != nil || f.MinGroupSize > 0 {
+		r.w(" HAVING ")
+		if f.Having != nil {
+			r.expr(f.Having, "")
+		}
+		if f.MinGroupSize > 0 {
+			if f.Having != nil {
+				r.w(" AND ")
+			}
+			r.w("(COUNT(*) >= ")
+			r.param(&Literal{Type: LitInt, Text: strconv.Itoa(f.MinGroupSize)}, sluice.TypeInteger)
+			r.w(")")
+		}
+	}
+	if len(f.OrderBy) > 0 {
+		r.w(" ORDER BY ")
+		for i, o := range f.OrderBy {
+			if i > 0 {
+				r.w(", ")
+			}
+			r.key(o.Expr)
+			if o.Desc {
+				r.w(" DESC")
+			}
+			// PostgreSQL sorts NULLs last ascending; SQLite and MySQL
+			// first. Every dialect gets the SQLite and MySQL order.
+			if r.d == sluice.DriverPostgres {
+				if o.Desc {
+					r.w(" NULLS LAST")
+				} else {
+					r.w(" NULLS FIRST")
+				}
+			}
+		}
+	}
+	r.limit()
+}
+
+// key renders a GROUP BY or ORDER BY key. A key equal to a select item is
+// rendered as its position, so the database matches it to the output
+// column exactly even when both contain bind parameters.
+func (r *renderer) key(e *Expr) {
+	if i := selectIndex(r.f, e); i >= 0 {
+		r.w(strconv.Itoa(i + 1))
+		return
+	}
+	r.expr(e, "")
+}
+
+func (r *renderer) limit() {
+	f := r.f
+	if f.Limit == nil && f.Offset == 0 {
+		return
+	}
+	if f.Limit != nil {
+		r.w(" LIMIT ")
+		r.param(&Literal{Type: LitInt, Text: strconv.FormatInt(*f.Limit, 10)}, sluice.TypeInteger)
+	} else {
+		switch r.d {
+		case sluice.DriverSQLite:
+			r.w(" LIMIT -1")
+		case sluice.DriverMySQL:
+			r.w(" LIMIT 18446744073709551615")
+		}
+	}
+	if f.Offset > 0 {
+		r.w(" OFFSET ")
+		r.param(&Literal{Type: LitInt, Text: strconv.FormatInt(f.Offset, 10)}, sluice.TypeInteger)
+	}
+}
+
+// source is the FROM item: the table itself, or a derived table applying
+// the masks when any used column is masked.
+func (r *renderer) source() string {
+	used := map[string]bool{}
+	var collect func(e *Expr)
+	collect = func(e *Expr) {
+		if e == nil {
+			return
+		}
+		if e.Kind == KindColumn {
+			used[strings.ToLower(e.Column)] = true
+		}
+		for _, a := range e.Args {
+			collect(a)
+		}
+	}
+	for _, it := range r.f.Select {
+		collect(it.Expr)
+	}
+	collect(r.f.Where)
+	for _, g := range r.f.GroupBy {
+		collect(g)
+	}
+	collect(r.f.Having)
+	for _, o := range r.f.OrderBy {
+		collect(o.Expr)
+	}
+	var cols []string
+	masked := false
+	for _, c := range r.ds.Columns {
+		if !used[strings.ToLower(c.Name)] {
+			continue
+		}
+		if m, ok := r.masks[c.Name]; ok {
+			masked = true
+			cols = append(cols, r.maskSQL(c.Name, m)+" AS "+r.ident(c.Name))
+		} else {
+			cols = append(cols, r.ident(c.Name))
+		}
+	}
+	if !masked {
+		return r.table()
+	}
+	return "(SELECT " + strings.Join(cols, ", ") + " FROM " + r.table() + ") AS " + r.ident("t")
+}
+
+// maskSQL is the desensitisation expression of one column. Every mask
+// keeps NULL as NULL, and values too short to keep their ends are masked
+// whole, so a mask never reveals a whole value.
+func (r *renderer) maskSQL(col string, m sluice.MaskRule) string {
+	c := r.ident(col)
+	keepEnds := func(head, tail int, stars string) string {
+		min := strconv.Itoa(head + tail)
+		h, t := strconv.Itoa(head), strconv.Itoa(tail)
+		whole := "'" + strings.Repeat("*", head+tail) + "'"
+		switch r.d {
+		case sluice.DriverSQLite:
+			return "CASE WHEN " + c + " IS NULL THEN NULL WHEN length(" + c + ") <= " + min + " THEN " + whole +
+				" ELSE substr(" + c + ", 1, " + h + ") || '" + stars + "' || substr(" + c + ", -" + t + ") END"
+		case sluice.DriverPostgres:
+			return "CASE WHEN " + c + " IS NULL THEN NULL WHEN char_length(" + c + ") <= " + min + " THEN " + whole +
+				" ELSE left(" + c + ", " + h + ") || '" + stars + "' || right(" + c + ", " + t + ") END"
+		default:
+			return "CASE WHEN " + c + " IS NULL THEN NULL WHEN CHAR_LENGTH(" + c + ") <= " + min + " THEN " + whole +
+				" ELSE CONCAT(LEFT(" + c + ", " + h + "), '" + stars + "', RIGHT(" + c + ", " + t + ")) END"
+		}
+	}
+	switch m {
+	case sluice.MaskIDCard:
+		return keepEnds(6, 4, "********")
+	case sluice.MaskPhone:
+		return keepEnds(3, 4, "****")
+	case sluice.MaskSurname:
+		// Character-based in every dialect, so a Chinese surname stays
+		// one whole character.
+		switch r.d {
+		case sluice.DriverSQLite:
+			return "(substr(" + c + ", 1, 1) || '**')"
+		case sluice.DriverPostgres:
+			return "(left(" + c + ", 1) || '**')"
+		default:
+			return "CONCAT(LEFT(" + c + ", 1), '**')"
+		}
+	case sluice.MaskYear:
+		switch r.d {
+		case sluice.DriverSQLite:
+			return "CAST(strftime('%Y', " + c + ") AS INTEGER)"
+		case sluice.DriverPostgres:
+			return "CAST(EXTRACT(YEAR FROM " + c + ") AS INTEGER)"
+		default:
+			return "YEAR(" + c + ")"
+		}
+	}
+	// redact, and any rule Validate let through by mistake: reveal nothing.
+	return "CASE WHEN " + c + " IS NULL THEN NULL ELSE '***' END"
+}
+
+// typeOf infers the type of e for parameter typing; e was validated.
+func (r *renderer) typeOf(e *Expr) sluice.ColumnType {
+	t, err := r.c.check(e, true, false, 0)
+	if err != nil {
+		return ""
+	}
+	return t.t
+}
+
+// param appends a bind parameter. PostgreSQL needs a type for parameters
+// it cannot infer (as in $1 + $2); a string stays untyped where it meets a
+// non-text value, so '2020-01-01' still compares with a date column.
+func (r *renderer) param(l *Literal, hint sluice.ColumnType) {
+	var v any
+	switch l.Type {
+	case LitNull:
+		r.w("NULL")
+		return
+	case LitInt:
+		n, _ := strconv.ParseInt(l.Text, 10, 64)
+		v = n
+	case LitFloat:
+		x, _ := strconv.ParseFloat(l.Text, 64)
+		v = x
+	case LitBool:
+		v = l.Text == "true"
+	default:
+		v = l.Text
+	}
+	r.args = append(r.args, v)
+	if r.d != sluice.DriverPostgres {
+		r.w("?")
+		return
+	}
+	ph := "$" + strconv.Itoa(len(r.args))
+	switch l.Type {
+	case LitInt:
+		if n := v.(int64); n >= math.MinInt32 && n <= math.MaxInt32 {
+			r.w("CAST(", ph, " AS INTEGER)")
+		} else {
+			r.w("CAST(", ph, " AS BIGINT)")
+		}
+	case LitFloat:
+		r.w("CAST(", ph, " AS DOUBLE PRECISION)")
+	case LitBool:
+		r.w("CAST(", ph, " AS BOOLEAN)")
+	default:
+		if hint == "" || hint == sluice.TypeText {
+			r.w("CAST(", ph, " AS TEXT)")
+		} else {
+			r.w(ph)
+		}
+	}
+}
+
+func (r *renderer) floatCast(e *Expr) {
+	r.w("CAST(")
+	r.expr(e, "")
+	switch r.d {
+	case sluice.DriverSQLite:
+		r.w(" AS REAL)")
+	case sluice.DriverPostgres:
+		r.w(" AS DOUBLE PRECISION)")
+	default:
+		r.w(" AS DOUBLE)")
+	}
+}
+
+func (r *renderer) list(es []*Expr, hint sluice.ColumnType) {
+	for i, a := range es {
+		if i > 0 {
+			r.w(", ")
+		}
+		r.expr(a, hint)
+	}
+}
+
+// expr renders e fully parenthesised, so precedence never depends on the
+// dialect. hint is the type of the value e meets, for parameter typing.
+func (r *renderer) expr(e *Expr, hint sluice.ColumnType) {
+	switch e.Kind {
+	case KindColumn:
+		r.w(r.ident(r.ds.Column(e.Column).Name))
+	case KindLiteral:
+		r.param(e.Literal, hint)
+	case KindStar:
+		r.w("*")
+	case KindUnary:
+		if e.Op == "NOT" {
+			r.w("(NOT ")
+		} else {
+			r.w("(-")
+		}
+		r.expr(e.Args[0], hint)
+		r.w(")")
+	case KindBinary:
+		l, rt := e.Args[0], e.Args[1]
+		switch {
+		case e.Op == "/":
+			r.w("(")
+			r.floatCast(l)
+			r.w(" / NULLIF(")
+			r.expr(rt, "")
+			r.w(", 0))")
+		case e.Op == "%":
+			r.w("(")
+			r.expr(l, "")
+			r.w(" % NULLIF(")
+			r.expr(rt, "")
+			r.w(", 0))")
+		default:
+			r.w("(")
+			r.expr(l, r.typeOf(rt))
+			r.w(" ", e.Op, " ")
+			r.expr(rt, r.typeOf(l))
+			r.w(")")
+		}
+	case KindFunc:
+		r.function(e, hint)
+	case KindAggregate:
+		r.aggregate(e)
+	case KindIsNull:
+		r.w("(")
+		r.expr(e.Args[0], "")
+		if e.Negate {
+			r.w(" IS NOT NULL)")
+		} else {
+			r.w(" IS NULL)")
+		}
+	case KindIn:
+		r.w("(")
+		r.expr(e.Args[0], r.typeOf(e.Args[1]))
+		if e.Negate {
+			r.w(" NOT")
+		}
+		r.w(" IN (")
+		r.list(e.Args[1:], r.typeOf(e.Args[0]))
+		r.w("))")
+	case KindBetween:
+		h := r.typeOf(e.Args[0])
+		r.w("(")
+		r.expr(e.Args[0], r.typeOf(e.Args[1]))
+		if e.Negate {
+			r.w(" NOT")
+		}
+		r.w(" BETWEEN ")
+		r.expr(e.Args[1], h)
+		r.w(" AND ")
+		r.expr(e.Args[2], h)
+		r.w(")")
+	case KindLike:
+		r.w("(")
+		r.expr(e.Args[0], sluice.TypeText)
+		if e.Negate {
+			r.w(" NOT")
+		}
+		r.w(" LIKE ")
+		r.expr(e.Args[1], sluice.TypeText)
+		if r.d == sluice.DriverSQLite {
+			// SQLite has no default LIKE escape; PostgreSQL and MySQL use
+			// backslash, so SQLite is told to do the same.
+			r.w(` ESCAPE '\'`)
+		}
+		r.w(")")
+	case KindCase:
+		r.caseExpr(e)
+	}
+}
+
+func (r *renderer) caseExpr(e *Expr) {
+	n := len(e.Args)
+	start, end := 0, n
+	var opType sluice.ColumnType
+	r.w("(CASE")
+	if e.HasOperand {
+		start = 1
+		opType = r.typeOf(e.Args[0])
+		r.w(" ")
+		r.expr(e.Args[0], "")
+	}
+	if e.HasElse {
+		end = n - 1
+	}
+	res := r.typeOf(e)
+	for i := start; i+1 < end; i += 2 {
+		r.w(" WHEN ")
+		r.expr(e.Args[i], opType)
+		r.w(" THEN ")
+		r.expr(e.Args[i+1], res)
+	}
+	if e.HasElse {
+		r.w(" ELSE ")
+		r.expr(e.Args[n-1], res)
+	}
+	r.w(" END)")
+}
+
+func (r *renderer) function(e *Expr, hint sluice.ColumnType) {
+	switch e.Func {
+	case "lower", "upper", "trim":
+		r.w(strings.ToUpper(e.Func), "(")
+		r.expr(e.Args[0], sluice.TypeText)
+		r.w(")")
+	case "abs":
+		r.w("ABS(")
+		r.expr(e.Args[0], "")
+		r.w(")")
+	case "length":
+		switch r.d {
+		case sluice.DriverSQLite:
+			r.w("length(")
+		case sluice.DriverPostgres:
+			r.w("char_length(")
+		default:
+			r.w("CHAR_LENGTH(")
+		}
+		r.expr(e.Args[0], sluice.TypeText)
+		r.w(")")
+	case "substr":
+		// Positions are validated integer constants: they are part of the
+		// query's shape, and inlining them keeps a substr in GROUP BY
+		// identical to the same substr in the select list.
+		if r.d == sluice.DriverMySQL {
+			r.w("SUBSTRING(")
+		} else {
+			r.w("substr(")
+		}
+		r.expr(e.Args[0], sluice.TypeText)
+		for _, a := range e.Args[1:] {
+			v, _ := intLiteral(a)
+			r.w(", ", strconv.FormatInt(v, 10))
+		}
+		r.w(")")
+	case "round":
+		digits := "0"
+		if len(e.Args) == 2 {
+			v, _ := intLiteral(e.Args[1])
+			digits = strconv.FormatInt(v, 10)
+		}
+		if r.d == sluice.DriverPostgres && r.typeOf(e.Args[0]) != sluice.TypeDecimal {
+			// PostgreSQL rounds doubles half to even and has no
+			// round(double, int); numeric rounds half away from zero
+			// like SQLite and MySQL.
+			r.w("CAST(round(CAST(")
+			r.expr(e.Args[0], "")
+			r.w(" AS NUMERIC), ", digits, ") AS DOUBLE PRECISION)")
+			return
+		}
+		r.w("ROUND(")
+		r.expr(e.Args[0], "")
+		r.w(", ", digits, ")")
+	case "coalesce":
+		r.w("COALESCE(")
+		h := r.typeOf(e)
+		if h == "" {
+			h = hint
+		}
+		r.list(e.Args, h)
+		r.w(")")
+	}
+}
+
+func (r *renderer) aggregate(e *Expr) {
+	r.w(strings.ToUpper(e.Func), "(")
+	if e.Distinct {
+		r.w("DISTINCT ")
+	}
+	if e.Func == "avg" && r.d != sluice.DriverSQLite {
+		// PostgreSQL and MySQL average integers as decimals (MySQL to
+		// four places); averaging doubles gives SQLite's answer.
+		r.floatCast(e.Args[0])
+	} else {
+		r.expr(e.Args[0], "")
+	}
+	r.w(")")
+}
+
+// Normalized renders the fragment in a canonical, dialect-neutral text form
+// for audit records and golden files. It includes the obligations (masks,
+// minimum group size) because they change what the fragment releases.
+func (f *Fragment) Normalized() string {
+	if f == nil {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("FROM " + f.Dataset + "\nSELECT ")
+	if f.Distinct {
+		b.WriteString("DISTINCT ")
+	}
+	for i, it := range f.Select {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(normExpr(it.Expr, 0) + " AS " + quoteNorm(it.Alias))
+	}
+	if f.Where != nil {
+		b.WriteString("\nWHERE " + normExpr(f.Where, 0))
+	}
+	if len(f.GroupBy) > 0 {
+		b.WriteString("\nGROUP BY ")
+		for i, g := range f.GroupBy {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(normExpr(g, 0))
+		}
+	}
+	if f.Having != nil {
+		b.WriteString("\nHAVING " + normExpr(f.Having, 0))
+	}
+	if len(f.OrderBy) > 0 {
+		b.WriteString("\nORDER BY ")
+		for i, o := range f.OrderBy {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(normExpr(o.Expr, 0))
+			if o.Desc {
+				b.WriteString(" DESC")
+			}
+		}
+	}
+	if f.Limit != nil {
+		b.WriteString("\nLIMIT " + strconv.FormatInt(*f.Limit, 10))
+	}
+	if f.Offset != 0 {
+		b.WriteString("\nOFFSET " + strconv.FormatInt(f.Offset, 10))
+	}
+	if len(f.Masks) > 0 {
+		keys := make([]string, 0, len(f.Masks))
+		for k := range f.Masks {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b.WriteString("\nMASK ")
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(k + "=" + string(f.Masks[k]))
+		}
+	}
+	if f.MinGroupSize != 0 {
+		b.WriteString("\nMIN GROUP SIZE " + strconv.Itoa(f.MinGroupSize))
+	}
+	return b.String()
+}
+
+func quoteNorm(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func normExpr(e *Expr, depth int) string {
+	if e == nil {
+		return "<nil>"
+	}
+	if depth > maxExprDepth {
+		return "<too deep>"
+	}
+	args := make([]string, len(e.Args))
+	for i, a := range e.Args {
+		args[i] = normExpr(a, depth+1)
+	}
+	arg := func(i int) string {
+		if i < len(args) {
+			return args[i]
+		}
+		return "<missing>"
+	}
+	not := func() string {
+		if e.Negate {
+			return "NOT "
+		}
+		return ""
+	}
+	switch e.Kind {
+	case KindColumn:
+		return e.Column
+	case KindLiteral:
+		if e.Literal == nil {
+			return "<nil>"
+		}
+		switch e.Literal.Type {
+		case LitString:
+			return "'" + strings.ReplaceAll(e.Literal.Text, "'", "''") + "'"
+		case LitNull:
+			return "NULL"
+		case LitBool:
+			return strings.ToUpper(e.Literal.Text)
+		}
+		return e.Literal.Text
+	case KindStar:
+		return "*"
+	case KindUnary:
+		if e.Op == "NOT" {
+			return "(NOT " + arg(0) + ")"
+		}
+		return "(" + e.Op + arg(0) + ")"
+	case KindBinary:
+		return "(" + arg(0) + " " + e.Op + " " + arg(1) + ")"
+	case KindFunc, KindAggregate:
+		d := ""
+		if e.Distinct {
+			d = "DISTINCT "
+		}
+		return e.Func + "(" + d + strings.Join(args, ", ") + ")"
+	case KindIsNull:
+		return "(" + arg(0) + " IS " + not() + "NULL)"
+	case KindIn:
+		if len(args) == 0 {
+			return "(<missing> IN ())"
+		}
+		return "(" + args[0] + " " + not() + "IN (" + strings.Join(args[1:], ", ") + "))"
+	case KindBetween:
+		return "(" + arg(0) + " " + not() + "BETWEEN " + arg(1) + " AND " + arg(2) + ")"
+	case KindLike:
+		return "(" + arg(0) + " " + not() + "LIKE " + arg(1) + ")"
+	case KindCase:
+		var b strings.Builder
+		b.WriteString("(CASE")
+		i, end := 0, len(args)
+		if e.HasOperand && len(args) > 0 {
+			b.WriteString(" " + args[0])
+			i = 1
+		}
+		if e.HasElse {
+			end--
+		}
+		for ; i+1 < end; i += 2 {
+			b.WriteString(" WHEN " + args[i] + " THEN " + args[i+1])
+		}
+		if e.HasElse && len(args) > 0 {
+			b.WriteString(" ELSE " + args[len(args)-1])
+		}
+		b.WriteString(" END)")
+		return b.String()
+	}
+	return "<" + kindName(e.Kind) + ">"
+}

@@ -1,0 +1,56 @@
+package policy
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Explain renders the decision for people: the verdict, each reason with
+// its rule, dataset.column and legal basis, the obligations and the policy
+// revision.
+func (d *Decision) Explain() string {
+	var b strings.Builder
+	if d.Allow {
+		b.WriteString("ALLOW\n")
+	} else {
+		b.WriteString("DENY\n")
+	}
+	for _, r := range d.Reasons {
+		target := r.Dataset
+		if r.Column != "" {
+			target += "." + r.Column
+		}
+		if target != "" {
+			fmt.Fprintf(&b, "  - [%s] %s: %s\n", r.Rule, target, r.Message)
+		} else {
+			fmt.Fprintf(&b, "  - [%s] %s\n", r.Rule, r.Message)
+		}
+		if r.LegalBasis != "" {
+			fmt.Fprintf(&b, "    legal basis: %s\n", r.LegalBasis)
+		}
+	}
+	if d.Allow {
+		var masks []string
+		for ds, cols := range d.Masks {
+			for col, rule := range cols {
+				masks = append(masks, fmt.Sprintf("  mask %s.%s with %s at the source\n", ds, col, rule))
+			}
+		}
+		sort.Strings(masks)
+		if len(masks) > 0 || d.MinGroupSize > 0 {
+			b.WriteString("obligations:\n")
+			for _, m := range masks {
+				b.WriteString(m)
+			}
+			if d.MinGroupSize > 0 {
+				fmt.Fprintf(&b, "  aggregate-only release: every group must have at least %d rows\n", d.MinGroupSize)
+			}
+		}
+		if len(d.Grants) > 0 {
+			fmt.Fprintf(&b, "grants: %s\n", strings.Join(d.Grants, ", "))
+		}
+	}
+	fmt.Fprintf(&b, "policy revision: %s\n", d.Revision)
+	return b.String()
+}
