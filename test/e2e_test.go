@@ -6,6 +6,7 @@ package test
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"fmt"
 	"net/url"
@@ -16,7 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/flight"
+	"github.com/apache/arrow/go/v15/arrow/flight/flightsql"
 	_ "github.com/apache/arrow/go/v15/arrow/flight/flightsql/driver"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	_ "modernc.org/sqlite"
 
 	"github.com/sluice-gov/sluice/broker"
@@ -527,4 +535,97 @@ func assertAudited(t *testing.T, l *audit.Log, after int64, stmt, decision strin
 	}
 	sort.Strings(seen)
 	t.Fatalf("no audit entry with decision %q for %q; new entries: %v", decision, stmt, seen)
+}
+
+// TestCatalogBrowsing checks that GetTables shows each principal only what
+// it may know exists: hidden columns only to the owner department.
+func TestCatalogBrowsing(t *testing.T) {
+	aliceView := datasetColumns(t, "alice", "civil", "residents")
+	if !contains(aliceView, "id_card") || !contains(aliceView, "monthly_allowance") {
+		t.Fatalf("alice (owner) must see every column of civil.residents, saw %v", aliceView)
+	}
+	if bobView := datasetColumns(t, "bob", "civil", "residents"); len(bobView) != len(aliceView) {
+		t.Fatalf("civil.residents has no hidden columns; bob should see them all, saw %v", bobView)
+	}
+	if hidden := datasetColumns(t, "bob", "police", "criminal_records"); len(hidden) != 0 {
+		t.Fatalf("bob must not see the hidden columns of police.criminal_records, saw %v", hidden)
+	}
+}
+
+// datasetColumns lists the columns GetTables shows user for one dataset.
+func datasetColumns(t *testing.T, user, dept, dataset string) []string {
+	t.Helper()
+	token, err := world.Token(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := flightsql.NewClientCtx(ctx, world.BrokerAddr, nil, nil,
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	info, err := cl.GetTables(ctx, &flightsql.GetTablesOpts{DbSchemaFilterPattern: &dept, TableNameFilterPattern: &dataset, IncludeSchema: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := cl.DoGet(ctx, info.Endpoint[0].Ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Release()
+	var cols []string
+	found := 0
+	for rd.Next() {
+		rec := rd.Record()
+		for i := 0; i < int(rec.NumRows()); i++ {
+			found++
+			schema, err := flight.DeserializeSchema(rec.Column(4).(*array.Binary).Value(i), memory.DefaultAllocator)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range schema.Fields() {
+				cols = append(cols, f.Name)
+			}
+		}
+	}
+	if found != 1 {
+		t.Fatalf("want exactly one dataset %s.%s in the catalog, got %d", dept, dataset, found)
+	}
+	return cols
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// TestAgentDown runs last: it stops the health agent and checks that a
+// query on its data fails with Unavailable naming the department, and
+// that the broker keeps serving the other departments.
+func TestAgentDown(t *testing.T) {
+	world.KillAgent("health")
+	deadline := time.Now().Add(10 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		_, _, err = query(t, "alice", "subsidy-review", "SELECT insurance_type, COUNT(*) AS n FROM health.insured GROUP BY insurance_type")
+		if err != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err == nil || !strings.Contains(err.Error(), "Unavailable") || !strings.Contains(err.Error(), "health") {
+		t.Fatalf("want Unavailable naming the health department, got %v", err)
+	}
+	_, rows, err := query(t, "bob", "enterprise-credit", "SELECT COUNT(*) AS n FROM market.enterprises")
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("the broker must keep serving other departments: %v %v", rows, err)
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/adapters"
 	"github.com/sluice-gov/sluice/planner"
 )
 
@@ -53,13 +54,13 @@ func TestFetchAppliesMasksAtTheSource(t *testing.T) {
 		{
 			name: "owner sees plain values", who: owner,
 			wantName: func(s string) bool { return !strings.Contains(s, "*") && len([]rune(s)) >= 2 },
-			wantBorn: func(s string) bool { return len(s) == 10 && s[4] == '-' }, bornArrow: arrow.DATE32,
+			wantBorn: func(s string) bool { return len(s) == 10 && s[4] == '-' }, bornArrow: adapters.ArrowType(sluice.TypeDate).ID(),
 		},
 		{
 			name: "owner gets the masks the broker asked for", who: owner,
 			masks:    map[string]sluice.MaskRule{"name": sluice.MaskSurname},
 			wantName: surnameMasked,
-			wantBorn: func(s string) bool { return len(s) == 10 }, bornArrow: arrow.DATE32,
+			wantBorn: func(s string) bool { return len(s) == 10 }, bornArrow: adapters.ArrowType(sluice.TypeDate).ID(),
 		},
 	}
 	for _, tt := range tests {
@@ -307,6 +308,7 @@ func TestAuthentication(t *testing.T) {
 			if err == nil || (res != nil && len(res.rows) > 0) {
 				t.Fatalf("got data (%v) or no error (%v)", res, err)
 			}
+			t.Logf("refused with: %v", err)
 			if code := sluice.ErrorCode(err); code != sluice.EUnavailable && code != sluice.EUnauthenticated {
 				t.Fatalf("code %s (%v), want unavailable or unauthenticated", code, err)
 			}

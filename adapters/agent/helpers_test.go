@@ -323,6 +323,8 @@ func cell(a arrow.Array, i int) string {
 		return fmt.Sprint(a.Value(i))
 	case *array.Date32:
 		return a.Value(i).FormattedString()
+	case *array.Date64:
+		return a.Value(i).FormattedString()
 	}
 	return a.ValueStr(i)
 }

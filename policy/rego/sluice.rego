@@ -454,7 +454,7 @@ column_message("aggregate_column_use", d, col, u) := sprintf(
 )
 
 column_message("join_key_use", d, col, u) := sprintf(
-	"column %s is a join key: it is never released and can be used only as an equality join key with a join_key column of the same key domain (executed as a private set intersection), not as a %s",
+	"column %s is a join key: it is never released and can be used only as an equality join key with a join_key column of the same key domain (executed as a private set intersection), never as %s",
 	[col_label(d, col), usage_noun(u)],
 )
 
@@ -464,15 +464,15 @@ usage_word("order") := "ORDER BY"
 
 usage_word("join_key") := "join"
 
-usage_noun("output") := "output value"
+usage_noun("output") := "an output value"
 
-usage_noun("predicate") := "condition (WHERE/HAVING/CASE)"
+usage_noun("predicate") := "a condition (WHERE/HAVING/CASE)"
 
-usage_noun("group") := "GROUP BY key"
+usage_noun("group") := "a GROUP BY key"
 
-usage_noun("order") := "ORDER BY key"
+usage_noun("order") := "an ORDER BY key"
 
-usage_noun("aggregate") := "aggregate argument (including COUNT(DISTINCT))"
+usage_noun("aggregate") := "an aggregate argument (including COUNT(DISTINCT))"
 
 usage_noun(u) := sprintf("%v usage", [u]) if not u in {"output", "predicate", "group", "order", "aggregate"}
 
