@@ -99,7 +99,6 @@ func LoadGrants(path string) ([]Grant, error) {
 	return out, nil
 }
 
-
 func validateGrant(g *Grant) *fieldProblem {
 	bad := func(field, format string, args ...any) *fieldProblem {
 		return &fieldProblem{field, fmt.Sprintf(format, args...)}
@@ -312,4 +311,3 @@ func describeDecodeError(err error, typ reflect.Type) string {
 	}
 	return "must be " + want + " (" + msg + ")"
 }
-
