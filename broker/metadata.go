@@ -165,7 +165,7 @@ func DatasetSchema(ds *sluice.Dataset, p sluice.Principal) *arrow.Schema {
 	base := adapters.Schema(fields).Fields()
 	out := make([]arrow.Field, len(cols))
 	for i, c := range cols {
-		kv := map[string]string{MetaGrade: string(c.Grade), MetaRelease: string(c.Release)}
+		kv := map[string]string{adapters.MetaType: string(c.Type), MetaGrade: string(c.Grade), MetaRelease: string(c.Release)}
 		if c.Mask != "" {
 			kv[MetaMask] = string(c.Mask)
 		}
@@ -205,9 +205,9 @@ func sortedMetadata(kv map[string]string) arrow.Metadata {
 	return arrow.NewMetadata(keys, vals)
 }
 
-// single streams one record, selecting on ctx so an abandoned stream never
-// blocks the goroutine.
-func (s *Server) single(ctx context.Context, schema *arrow.Schema, rec arrow.Record) (*arrow.Schema, <-chan flight.StreamChunk, error) {
+// single streams one record through a buffered channel, so no goroutine is
+// left blocked when the client goes away.
+func (s *Server) single(_ context.Context, schema *arrow.Schema, rec arrow.Record) (*arrow.Schema, <-chan flight.StreamChunk, error) {
 	ch := make(chan flight.StreamChunk, 1)
 	ch <- flight.StreamChunk{Data: rec}
 	close(ch)

@@ -552,22 +552,79 @@ func TestCatalogBrowsing(t *testing.T) {
 	}
 }
 
-// datasetColumns lists the columns GetTables shows user for one dataset.
-func datasetColumns(t *testing.T, user, dept, dataset string) []string {
+// flightClient connects as user with the plain Flight SQL client.
+func flightClient(t *testing.T, user string) (context.Context, *flightsql.Client) {
 	t.Helper()
 	token, err := world.Token(user)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	cl, err := flightsql.NewClientCtx(ctx, world.BrokerAddr, nil, nil,
 		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	t.Cleanup(func() { cl.Close() })
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), cl
+}
+
+// strings0 reads the first column of every record of a FlightInfo.
+func strings0(t *testing.T, ctx context.Context, cl *flightsql.Client, info *flight.FlightInfo, col int) []string {
+	t.Helper()
+	rd, err := cl.DoGet(ctx, info.Endpoint[0].Ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Release()
+	var out []string
+	for rd.Next() {
+		rec := rd.Record()
+		for i := 0; i < int(rec.NumRows()); i++ {
+			out = append(out, rec.Column(col).ValueStr(i))
+		}
+	}
+	if err := rd.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestMetadataCalls(t *testing.T) {
+	ctx, cl := flightClient(t, "bob")
+	info, err := cl.GetCatalogs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings0(t, ctx, cl, info, 0); fmt.Sprint(got) != "[sluice]" {
+		t.Fatalf("catalogs: %v", got)
+	}
+	info, err = cl.GetDBSchemas(ctx, &flightsql.GetDBSchemasOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings0(t, ctx, cl, info, 1); fmt.Sprint(got) != "[civil health market police]" {
+		t.Fatalf("schemas: %v", got)
+	}
+	info, err = cl.GetSqlInfo(ctx, []flightsql.SqlInfo{flightsql.SqlInfoFlightSqlServerName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := cl.DoGet(ctx, info.Endpoint[0].Ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Release()
+	if !rd.Next() || rd.Record().NumRows() != 1 {
+		t.Fatal("GetSqlInfo returned no server name")
+	}
+}
+
+// datasetColumns lists the columns GetTables shows user for one dataset.
+func datasetColumns(t *testing.T, user, dept, dataset string) []string {
+	t.Helper()
+	ctx, cl := flightClient(t, user)
 	info, err := cl.GetTables(ctx, &flightsql.GetTablesOpts{DbSchemaFilterPattern: &dept, TableNameFilterPattern: &dataset, IncludeSchema: true})
 	if err != nil {
 		t.Fatal(err)
@@ -605,6 +662,41 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// TestTicketIsBoundToItsPrincipal checks that a statement handle cannot be
+// redeemed by another user, and only once by its own.
+func TestTicketIsBoundToItsPrincipal(t *testing.T) {
+	bctx, bob := flightClient(t, "bob")
+	bctx = metadata.AppendToOutgoingContext(bctx, broker.PurposeHeader, "enterprise-credit")
+	info, err := bob.Execute(bctx, "SELECT name FROM police.household LIMIT 3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, alice := flightClient(t, "alice")
+	if rd, err := alice.DoGet(actx, info.Endpoint[0].Ticket); err == nil {
+		for rd.Next() {
+			t.Fatal("alice redeemed bob's ticket")
+		}
+		err = rd.Err()
+		rd.Release()
+		if err == nil {
+			t.Fatal("alice redeemed bob's ticket without an error")
+		}
+	}
+	if got := strings0(t, bctx, bob, info, 0); len(got) != 3 {
+		t.Fatalf("bob's own ticket: %v", got)
+	}
+	rd, err := bob.DoGet(bctx, info.Endpoint[0].Ticket)
+	if err == nil {
+		for rd.Next() {
+		}
+		err = rd.Err()
+		rd.Release()
+	}
+	if err == nil || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("a ticket must be single-use, got %v", err)
+	}
 }
 
 // TestAgentDown runs last: it stops the health agent and checks that a

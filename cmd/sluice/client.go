@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/sluice-gov/sluice/adapters"
 	"github.com/sluice-gov/sluice/broker"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 )
@@ -470,7 +471,11 @@ func cmdCatalog(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if k := meta(f.Metadata, broker.MetaKeyDomain); k != "" {
 			rel += " [" + k + "]"
 		}
-		rows = append(rows, []string{f.Name, f.Type.String(), meta(f.Metadata, broker.MetaGrade), rel, meta(f.Metadata, broker.MetaColumnDesc)})
+		typ := meta(f.Metadata, adapters.MetaType)
+		if typ == "" {
+			typ = f.Type.String()
+		}
+		rows = append(rows, []string{f.Name, typ, meta(f.Metadata, broker.MetaGrade), rel, meta(f.Metadata, broker.MetaColumnDesc)})
 	}
 	fmt.Fprintln(stdout)
 	printTable(stdout, []string{"column", "type", "grade", "release", "description"}, rows)
