@@ -198,6 +198,9 @@ func (e *Engine) Update(ctx context.Context, cat *sluice.Catalog, purposes []slu
 		// A builtin error must fail the decision, not silently make a
 		// denial rule undefined.
 		rego.StrictBuiltinErrors(true),
+		// Policy modules decide from their input and data only: no network,
+		// no reading the process environment.
+		rego.Capabilities(decisionCapabilities),
 	}
 	for _, m := range e.modules {
 		ropts = append(ropts, rego.ParsedModule(m.parsed))
@@ -332,3 +335,23 @@ func inputValue(in Input) ast.Value {
 		ast.Item(str("aggregate"), ast.BooleanTerm(in.Aggregate)),
 	)
 }
+
+// forbiddenBuiltins reach outside the decision: a security-team module that
+// called them could leak the query's lineage or stall every request.
+var forbiddenBuiltins = map[string]bool{
+	"http.send":          true,
+	"net.lookup_ip_addr": true,
+	"opa.runtime":        true,
+}
+
+var decisionCapabilities = func() *ast.Capabilities {
+	c := ast.CapabilitiesForThisVersion()
+	kept := c.Builtins[:0]
+	for _, b := range c.Builtins {
+		if !forbiddenBuiltins[b.Name] {
+			kept = append(kept, b)
+		}
+	}
+	c.Builtins = kept
+	return c
+}()
