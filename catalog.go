@@ -100,6 +100,13 @@ type AgentInfo struct {
 	// BrokerFingerprints are the client certificates (sha256:hex) the agent
 	// accepts as the broker.
 	BrokerFingerprints []string `yaml:"broker_fingerprints" json:"-"`
+	// AuditLog is the agent's own signed, chained log of the fragments it
+	// served (SQLite file); empty means <department>-agent-audit.db beside
+	// the configuration file.
+	AuditLog string `yaml:"audit_log,omitempty" json:"-"`
+	// SigningKey is the agent's Ed25519 key for its log's checkpoints;
+	// empty means <department>-agent.key beside the configuration file.
+	SigningKey string `yaml:"signing_key,omitempty" json:"-"`
 }
 
 // Source is one database of a department.

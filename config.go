@@ -54,6 +54,14 @@ func LoadDepartment(path string) (*Department, error) {
 	}
 	d.Agent.TLSCert = resolvePath(dir, d.Agent.TLSCert)
 	d.Agent.TLSKey = resolvePath(dir, d.Agent.TLSKey)
+	if d.Agent.AuditLog == "" {
+		d.Agent.AuditLog = d.ID + "-agent-audit.db"
+	}
+	if d.Agent.SigningKey == "" {
+		d.Agent.SigningKey = d.ID + "-agent.key"
+	}
+	d.Agent.AuditLog = resolvePath(dir, d.Agent.AuditLog)
+	d.Agent.SigningKey = resolvePath(dir, d.Agent.SigningKey)
 	return d, nil
 }
 

@@ -90,8 +90,27 @@ type Entry struct {
 	Rows           int64                `json:"rows"`
 	DurationMS     float64              `json:"duration_ms"`
 	Error          string               `json:"error,omitempty"`
-	PrevHash       string               `json:"prev_hash"`
-	Hash           string               `json:"hash"`
+	// Evidence added for review (all omitted when empty, so entries written
+	// before they existed keep their canonical encoding).
+	CatalogVersion string           `json:"catalog_version,omitempty"` // sha256 of the catalog the decision was made under
+	PlanHash       string           `json:"plan_hash,omitempty"`       // sha256 of Plan
+	Fragments      []FragmentRecord `json:"fragments,omitempty"`       // what left each department
+	Bytes          int64            `json:"bytes,omitempty"`           // bytes of the result stream as sent
+	ResultDigest   string           `json:"result_digest,omitempty"`   // digest of the result stream as sent
+	PrevHash       string           `json:"prev_hash"`
+	Hash           string           `json:"hash"`
+}
+
+// FragmentRecord is what one department's agent served for a query, as the
+// broker received it (in the broker's log) or as the agent sent it (in the
+// agent's log); reconciliation compares the two.
+type FragmentRecord struct {
+	Department string `json:"department"`
+	Dataset    string `json:"dataset"`
+	SQLHash    string `json:"sql_hash,omitempty"` // sha256 of the fragment as rendered (agent) or normalised (broker)
+	Rows       int64  `json:"rows"`
+	Bytes      int64  `json:"bytes"`
+	Digest     string `json:"digest"` // digest.Stream of the record batches
 }
 
 // ComputeHash returns the hex SHA-256 of the entry's canonical encoding (see

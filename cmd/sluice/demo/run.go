@@ -212,6 +212,8 @@ func (r *Running) writeConfigs(opt RunOptions, host string) error {
 				dept.Sources[i].DSN = rel
 			}
 		}
+		// Defaults (beside the file) for the agent's own log and key.
+		dept.Agent.AuditLog, dept.Agent.SigningKey = "", ""
 		dept.Agent.Address = r.AgentAddrs[d]
 		dept.Agent.TLSCert = filepath.Join("..", "tls", d+".crt")
 		dept.Agent.TLSKey = filepath.Join("..", "tls", d+".key")
