@@ -57,7 +57,7 @@ func (s *Server) auditAuthFailure(ctx context.Context, method string, cause erro
 		Reasons:    []string{method},
 		Error:      sluice.ErrorMessage(cause),
 	}
-	if err := s.audit.Append(context.WithoutCancel(ctx), e); err != nil {
+	if err := s.record(context.WithoutCancel(ctx), e); err != nil {
 		s.log.Error("audit append failed for a refused authentication", "err", err)
 	}
 }

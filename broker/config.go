@@ -32,6 +32,8 @@ type Config struct {
 	Grants   string `yaml:"grants"`
 	// PolicyDir holds the security team's additional .rego files.
 	PolicyDir string `yaml:"policy_dir"`
+	// Alerts is an optional alert rules file (defaults apply without it).
+	Alerts string `yaml:"alerts"`
 	// DefaultK is the minimum group size for aggregate-level columns.
 	DefaultK int `yaml:"default_k"`
 }
@@ -68,7 +70,7 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, &sluice.ConfigError{File: path, Field: "default_k", Problem: "must be >= 0 (0 means the built-in default of 10)"}
 	}
 	c.TLSCert, c.TLSKey, c.Store = abs(c.TLSCert), abs(c.TLSKey), abs(c.Store)
-	c.Users, c.Purposes, c.Grants, c.PolicyDir = abs(c.Users), abs(c.Purposes), abs(c.Grants), abs(c.PolicyDir)
+	c.Users, c.Purposes, c.Grants, c.PolicyDir, c.Alerts = abs(c.Users), abs(c.Purposes), abs(c.Grants), abs(c.PolicyDir), abs(c.Alerts)
 	for i := range c.Departments {
 		c.Departments[i] = abs(c.Departments[i])
 	}

@@ -227,7 +227,7 @@ func (s *Server) auditMetadata(ctx context.Context, what string) error {
 		Decision:   "allow",
 		Reasons:    []string{"browse " + what},
 	}
-	if err := s.audit.Append(context.WithoutCancel(ctx), e); err != nil {
+	if err := s.record(context.WithoutCancel(ctx), e); err != nil {
 		return toStatus(err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters/agent"
+	"github.com/sluice-gov/sluice/broker/alerts"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 	"github.com/sluice-gov/sluice/policy"
@@ -106,7 +107,20 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 		}
 		clients[d.ID] = c
 	}
+	rules := alerts.DefaultRules()
+	if cfg.Alerts != "" {
+		if rules, err = alerts.LoadRules(cfg.Alerts); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+	}
+	alertEngine, err := alerts.New(rules)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
 	all := append([]Option{
+		WithAlerts(alertEngine, parts.Grants),
 		WithTLS(tlsutil.ServerConfig(cert, nil)),
 		WithAgents(clients),
 		WithPurposes(parts.Purposes),

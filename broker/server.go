@@ -6,7 +6,10 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"sync"
@@ -20,6 +23,7 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters/agent"
+	"github.com/sluice-gov/sluice/broker/alerts"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
@@ -57,6 +61,10 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	handleTTL time.Duration
+	alerts    *alerts.Engine
+	grants    []sluice.Grant
+	// catalogVersion identifies the catalog decisions are made under.
+	catalogVersion string
 
 	mu      sync.Mutex
 	pending map[string]*pendingQuery
@@ -78,6 +86,12 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 
 // WithAgents sets the department agents' clients by department id.
 func WithAgents(a map[string]AgentClient) Option { return func(s *Server) { s.agents = a } }
+
+// WithAlerts raises review alerts from every audit entry; grants are
+// watched for expiry.
+func WithAlerts(e *alerts.Engine, grants []sluice.Grant) Option {
+	return func(s *Server) { s.alerts, s.grants = e, grants }
+}
 
 // WithPurposes sets the purposes registry.
 func WithPurposes(ps []sluice.Purpose) Option {
@@ -106,6 +120,9 @@ func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *Users, op
 		pending:   map[string]*pendingQuery{},
 	}
 	s.Alloc = memory.DefaultAllocator
+	if cat != nil {
+		s.catalogVersion = CatalogVersion(cat)
+	}
 	for _, o := range opts {
 		o(s)
 	}
@@ -143,6 +160,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	)
 	flight.RegisterFlightServiceServer(gs, flightsql.NewFlightServer(s))
 	go s.expireHandles(ctx)
+	go s.watchGrants(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
 	select {
@@ -178,6 +196,60 @@ func (s *Server) expireHandles(ctx context.Context) {
 				}
 			}
 			s.mu.Unlock()
+		}
+	}
+}
+
+// CatalogVersion is the SHA-256 of the catalog's canonical JSON: every
+// audit entry records the version it was decided under.
+func CatalogVersion(cat *sluice.Catalog) string {
+	raw, err := json.Marshal(cat.Datasets())
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// record appends an entry to the audit log — the one way the broker writes
+// it — and then lets the alert rules look at it. An alert is itself an
+// entry; failing to write it does not undo the request it is about.
+func (s *Server) record(ctx context.Context, e *audit.Entry) error {
+	if err := s.audit.Append(ctx, e); err != nil {
+		return err
+	}
+	if s.alerts != nil {
+		for _, a := range s.alerts.Observe(*e) {
+			s.raise(ctx, a)
+		}
+	}
+	return nil
+}
+
+func (s *Server) raise(ctx context.Context, a alerts.Alert) {
+	if err := s.audit.Append(context.WithoutCancel(ctx), a.Entry()); err != nil {
+		s.log.Error("audit append of an alert failed", "rule", a.Rule, "err", err)
+		return
+	}
+	s.log.Warn("alert", "rule", a.Rule, "principal", a.Principal, "message", a.Message)
+}
+
+// watchGrants raises an alert for each grant about to expire, at start and
+// then hourly.
+func (s *Server) watchGrants(ctx context.Context) {
+	if s.alerts == nil {
+		return
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		for _, a := range s.alerts.ExpiringGrants(s.now(), s.grants) {
+			s.raise(ctx, a)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

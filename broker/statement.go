@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/sluice-gov/sluice/adapters"
 	"github.com/sluice-gov/sluice/adapters/agent"
 	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/crypto/digest"
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
 )
@@ -93,20 +95,21 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	sql := cmd.GetQuery()
 	purpose := purposeHeader(ctx)
 	entry := audit.Entry{
-		Kind:       "query",
-		QueryID:    uuid.NewString(),
-		Principal:  p.Name,
-		Role:       string(p.Role),
-		Department: p.Department,
-		Purpose:    purpose,
-		ClientAddr: clientAddr(ctx),
-		SQL:        truncate(sql, 64<<10),
+		Kind:           "query",
+		CatalogVersion: s.catalogVersion,
+		QueryID:        uuid.NewString(),
+		Principal:      p.Name,
+		Role:           string(p.Role),
+		Department:     p.Department,
+		Purpose:        purpose,
+		ClientAddr:     clientAddr(ctx),
+		SQL:            truncate(sql, 64<<10),
 	}
 	fail := func(decision string, err error) (*flight.FlightInfo, error) {
 		entry.Decision = decision
 		entry.Error = sluice.ErrorMessage(err)
 		entry.DurationMS = msSince(start)
-		if aerr := s.audit.Append(context.WithoutCancel(ctx), &entry); aerr != nil {
+		if aerr := s.record(context.WithoutCancel(ctx), &entry); aerr != nil {
 			return nil, toStatus(aerr)
 		}
 		return nil, toStatus(err)
@@ -125,6 +128,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 		entry.Datasets = plan.Datasets
 		entry.Columns = plan.Usages
 		entry.Plan = plan.Fragment.Normalized()
+		entry.PlanHash = sha256Hex(entry.Plan)
 	}
 	if err != nil {
 		return fail("error", err)
@@ -151,7 +155,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	entry.Obligations = obligations(dec)
 	entry.DurationMS = msSince(start)
 	// Fail closed: the decision is on record before a ticket exists.
-	if err := s.audit.Append(context.WithoutCancel(ctx), &entry); err != nil {
+	if err := s.record(context.WithoutCancel(ctx), &entry); err != nil {
 		return nil, toStatus(err)
 	}
 	handle, err := newHandle()
@@ -195,24 +199,25 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 	}
 	start := time.Now()
 	ds := s.catalog.Dataset(splitDataset(q.fragment.Dataset))
+	tally := digest.NewStream(q.schema)
 	client := s.agents[ds.Department]
 	stream, err := client.Fetch(ctx, q.fragment)
 	if err != nil {
-		s.recordResult(ctx, q, 0, start, err)
+		s.recordResult(ctx, q, ds, tally, start, err)
 		return nil, nil, toStatus(err)
 	}
 	if !stream.Schema().Equal(q.schema) {
 		stream.Release()
 		err := sluice.Errorf(sluice.EInternal, "the agent of department %s returned a different schema than the broker planned; the catalogs disagree, ask the platform admin to reload them", ds.Department)
-		s.recordResult(ctx, q, 0, start, err)
+		s.recordResult(ctx, q, ds, tally, start, err)
 		return nil, nil, toStatus(err)
 	}
 	ch := make(chan flight.StreamChunk)
-	go s.relay(ctx, q, stream, start, ch)
+	go s.relay(ctx, q, ds, stream, tally, start, ch)
 	return q.schema, ch, nil
 }
 
-func (s *Server) relay(ctx context.Context, q *pendingQuery, stream *agent.Stream, start time.Time, ch chan<- flight.StreamChunk) {
+func (s *Server) relay(ctx context.Context, q *pendingQuery, ds *sluice.Dataset, stream *agent.Stream, tally *digest.Stream, start time.Time, ch chan<- flight.StreamChunk) {
 	defer close(ch)
 	defer stream.Release()
 	send := func(c flight.StreamChunk) bool {
@@ -226,15 +231,16 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, stream *agent.Strea
 			return false
 		}
 	}
-	var rows int64
 	var held arrow.Record
 	for stream.Next() {
 		rec := stream.Record()
 		rec.Retain()
-		rows += rec.NumRows()
+		// The digest covers exactly what is handed to the client, batch by
+		// batch, so the audit entry says what left.
+		tally.Add(rec)
 		if held != nil && !send(flight.StreamChunk{Data: held}) {
 			rec.Release()
-			s.recordResult(ctx, q, rows, start, ctx.Err())
+			s.recordResult(ctx, q, ds, tally, start, ctx.Err())
 			return
 		}
 		held = rec
@@ -243,7 +249,7 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, stream *agent.Strea
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
-	if aerr := s.recordResult(ctx, q, rows, start, err); aerr != nil && err == nil {
+	if aerr := s.recordResult(ctx, q, ds, tally, start, err); aerr != nil && err == nil {
 		err = aerr
 	}
 	if err != nil {
@@ -258,12 +264,23 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, stream *agent.Strea
 	}
 }
 
-// recordResult appends the completion entry of a query.
-func (s *Server) recordResult(ctx context.Context, q *pendingQuery, rows int64, start time.Time, cause error) error {
+// recordResult appends the completion entry of a query: rows, bytes and the
+// digest of what each department's fragment delivered and the client got.
+func (s *Server) recordResult(ctx context.Context, q *pendingQuery, ds *sluice.Dataset, tally *digest.Stream, start time.Time, cause error) error {
 	e := q.entry
 	e.Seq, e.Hash, e.PrevHash, e.Time = 0, "", "", time.Time{}
 	e.Kind = "result"
-	e.Rows = rows
+	e.Rows = tally.Rows()
+	e.Bytes = tally.Bytes()
+	e.ResultDigest = tally.Sum()
+	e.Fragments = []audit.FragmentRecord{{
+		Department: ds.Department,
+		Dataset:    ds.FullName(),
+		SQLHash:    e.PlanHash,
+		Rows:       tally.Rows(),
+		Bytes:      tally.Bytes(),
+		Digest:     tally.Sum(),
+	}}
 	e.DurationMS = msSince(start)
 	e.Decision = "allow"
 	if cause != nil {
@@ -272,11 +289,11 @@ func (s *Server) recordResult(ctx context.Context, q *pendingQuery, rows int64, 
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := s.audit.Append(actx, &e); err != nil {
+	if err := s.record(actx, &e); err != nil {
 		s.log.Error("audit append of a query result failed", "query_id", q.queryID, "err", err)
 		return err
 	}
-	s.log.Info("query", "query_id", q.queryID, "principal", q.principal.Name, "dataset", q.fragment.Dataset, "rows", rows, "ms", e.DurationMS, "error", e.Error)
+	s.log.Info("query", "query_id", q.queryID, "principal", q.principal.Name, "dataset", q.fragment.Dataset, "rows", e.Rows, "ms", e.DurationMS, "error", e.Error)
 	return nil
 }
 
@@ -367,6 +384,11 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…(truncated)"
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }

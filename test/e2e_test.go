@@ -356,6 +356,18 @@ func TestSingleDatasetQueries(t *testing.T) {
 			assertAudited(t, log, before, tc.sql, tc.auditDecision)
 		})
 	}
+	// Bob's burst of denials above is what the repeated-denials rule is for.
+	alerts, err := log.Search(context.Background(), audit.Filter{Kind: audit.KindAlert, Principal: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raised := false
+	for _, a := range alerts {
+		raised = raised || (len(a.Reasons) > 0 && strings.HasPrefix(a.Reasons[0], "repeated_denials"))
+	}
+	if !raised {
+		t.Fatalf("no repeated_denials alert for bob; alerts: %+v", alerts)
+	}
 	rep, err := audit.VerifyFile(context.Background(), storePath(t))
 	if err != nil {
 		t.Fatal(err)

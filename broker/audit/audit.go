@@ -51,6 +51,8 @@ const (
 	KindResult   = "result"   // the completion: rows, duration, error
 	KindMetadata = "metadata" // catalog browsing
 	KindAuth     = "auth"     // a failed authentication
+	KindFragment = "fragment" // an agent's record of a fragment it served
+	KindAlert    = "alert"    // an alert raised by a review rule
 )
 
 // Decisions.
@@ -58,6 +60,7 @@ const (
 	DecisionAllow = "allow"
 	DecisionDeny  = "deny"
 	DecisionError = "error"
+	DecisionAlert = "alert" // the decision of an alert entry
 )
 
 // Limits on reads, so a careless request cannot load the whole log into
@@ -201,12 +204,16 @@ func validate(e *Entry) error {
 		return sluice.Errorf(sluice.EInvalid, "audit entry is nil")
 	}
 	switch e.Kind {
-	case KindQuery, KindResult, KindMetadata, KindAuth:
+	case KindQuery, KindResult, KindMetadata, KindAuth, KindFragment, KindAlert:
 	default:
-		return sluice.Errorf(sluice.EInvalid, "audit entry kind must be query, result, metadata or auth; got %q", e.Kind)
+		return sluice.Errorf(sluice.EInvalid, "audit entry kind must be query, result, metadata, auth, fragment or alert; got %q", e.Kind)
 	}
 	switch e.Decision {
 	case DecisionAllow, DecisionDeny, DecisionError:
+	case DecisionAlert:
+		if e.Kind != KindAlert {
+			return sluice.Errorf(sluice.EInvalid, "only alert entries have decision alert; got kind %q", e.Kind)
+		}
 	default:
 		return sluice.Errorf(sluice.EInvalid, "audit entry decision must be allow, deny or error; got %q", e.Decision)
 	}
@@ -244,14 +251,14 @@ func (f Filter) check() (int, error) {
 		return 0, sluice.Errorf(sluice.EInvalid, "search window is empty: until (%s) must be after since (%s)", f.Until.UTC().Format(time.RFC3339), f.Since.UTC().Format(time.RFC3339))
 	}
 	switch f.Decision {
-	case "", DecisionAllow, DecisionDeny, DecisionError:
+	case "", DecisionAllow, DecisionDeny, DecisionError, DecisionAlert:
 	default:
 		return 0, sluice.Errorf(sluice.EInvalid, "search decision must be allow, deny or error; got %q", f.Decision)
 	}
 	switch f.Kind {
-	case "", KindQuery, KindResult, KindMetadata, KindAuth:
+	case "", KindQuery, KindResult, KindMetadata, KindAuth, KindFragment, KindAlert:
 	default:
-		return 0, sluice.Errorf(sluice.EInvalid, "search kind must be query, result, metadata or auth; got %q", f.Kind)
+		return 0, sluice.Errorf(sluice.EInvalid, "search kind must be query, result, metadata, auth, fragment or alert; got %q", f.Kind)
 	}
 	if f.Limit == 0 {
 		return DefaultSearchLimit, nil
