@@ -114,6 +114,7 @@ type Engine struct {
 type prepared struct {
 	query    rego.PreparedEvalQuery
 	revision string
+	data     []byte // the data document the revision covers
 }
 
 // New loads the base policy and the security team's modules, compiles them
@@ -214,7 +215,7 @@ func (e *Engine) Update(ctx context.Context, cat *sluice.Catalog, purposes []slu
 	sum.Write(e.hash)
 	fmt.Fprintf(sum, "data %d:", len(raw))
 	sum.Write(raw)
-	next := &prepared{query: pq, revision: "sha256:" + hex.EncodeToString(sum.Sum(nil))}
+	next := &prepared{query: pq, revision: "sha256:" + hex.EncodeToString(sum.Sum(nil)), data: raw}
 
 	e.state.Store(next)
 	return nil
@@ -222,6 +223,15 @@ func (e *Engine) Update(ctx context.Context, cat *sluice.Catalog, purposes []slu
 
 // Revision is the revision of the policy currently in force.
 func (e *Engine) Revision() string { return e.state.Load().revision }
+
+// Data returns the OPA data document of the revision in force (JSON), so
+// the broker can keep the policy as it stood at every decision.
+func (e *Engine) Data() []byte {
+	if st := e.state.Load(); st != nil {
+		return st.data
+	}
+	return nil
+}
 
 // Modules returns the policy modules in force (file name → Rego source).
 func (e *Engine) Modules() map[string]string {

@@ -565,7 +565,7 @@ func TestCatalogBrowsing(t *testing.T) {
 }
 
 // flightClient connects as user with the plain Flight SQL client.
-func flightClient(t *testing.T, user string) (context.Context, *flightsql.Client) {
+func flightClient(t testing.TB, user string) (context.Context, *flightsql.Client) {
 	t.Helper()
 	token, err := world.Token(user)
 	if err != nil {

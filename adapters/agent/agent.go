@@ -22,6 +22,7 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"
+	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/planner"
 )
 
@@ -36,6 +37,7 @@ type options struct {
 	minGroupSize    int
 	logger          *slog.Logger
 	shutdownTimeout time.Duration
+	auditLog        *audit.Log
 }
 
 // Option configures a Server.
@@ -88,6 +90,11 @@ type Server struct {
 	log      *slog.Logger
 	dbs      map[string]*adapters.DB    // by source name
 	datasets map[string]*sluice.Dataset // by lower-case dataset name
+
+	// auditLog records every fragment run (nil: none); ownsAuditLog says
+	// New opened it, so Close closes it.
+	auditLog     *audit.Log
+	ownsAuditLog bool
 
 	// Test hooks: emitHook runs before each record is sent over Flight;
 	// executeDone runs when an execution ends, with its error.
@@ -143,12 +150,21 @@ func New(ctx context.Context, dept *sluice.Department, opts ...Option) (*Server,
 		}
 		s.dbs[src.Name] = db
 	}
+	if err := s.openAuditLog(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
-// Close closes every source.
+// Close closes every source, and the audit log if New opened it.
 func (s *Server) Close() error {
 	var errs []error
+	if s.auditLog != nil && s.ownsAuditLog {
+		if err := s.auditLog.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for name, db := range s.dbs {
 		if err := db.Close(); err != nil {
 			errs = append(errs, err)
@@ -235,6 +251,11 @@ func asInvalid(err error) error {
 // Execute enforces the agent's obligations on f, renders it for the
 // dataset's database and streams the result to emit. The records passed to
 // emit are released when emit returns; Retain them to keep them.
+//
+// When the agent has an audit log, Execute records the run there exactly as
+// a Flight fetch is recorded (see WithAuditLog), including holding back the
+// last record until the entry is appended: an in-process caller is also a
+// use of the department's data.
 func (s *Server) Execute(ctx context.Context, f *planner.Fragment, emit func(arrow.Record) error) (rows int64, err error) {
 	return s.execute(ctx, f, nil, emit)
 }
@@ -243,7 +264,14 @@ func (s *Server) Execute(ctx context.Context, f *planner.Fragment, emit func(arr
 // any row, so that a Flight stream can announce it even for empty results.
 func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func(*arrow.Schema) error, emit func(arrow.Record) error) (rows int64, err error) {
 	start := time.Now()
+	run := s.newRun(f, start)
 	defer func() {
+		if run != nil {
+			run.discard()
+			if err != nil {
+				run.fail(ctx, err)
+			}
+		}
 		s.logQuery(f, rows, time.Since(start), err)
 		if s.executeDone != nil {
 			s.executeDone(err)
@@ -253,8 +281,9 @@ func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func
 	if err != nil {
 		return 0, err
 	}
+	schema := adapters.Schema(p.fields)
 	if onSchema != nil {
-		if err := onSchema(adapters.Schema(p.fields)); err != nil {
+		if err := onSchema(schema); err != nil {
 			return 0, err
 		}
 	}
@@ -278,7 +307,17 @@ func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func
 		}
 		return nil
 	}
-	return p.db.Scan(ctx, sqlText, args, p.fields, s.opts.batchRows, guarded)
+	if run == nil {
+		return p.db.Scan(ctx, sqlText, args, p.fields, s.opts.batchRows, guarded)
+	}
+	run.begin(p.ds, schema, sqlText)
+	if _, err := p.db.Scan(ctx, sqlText, args, p.fields, s.opts.batchRows, run.hold(guarded)); err != nil {
+		return run.sent, err
+	}
+	if err := run.finish(ctx, guarded); err != nil {
+		return run.sent, err
+	}
+	return run.sent, nil
 }
 
 // Schema returns the output schema f would have, after enforcement, without

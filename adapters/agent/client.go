@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 	"github.com/sluice-gov/sluice/planner"
 )
@@ -139,23 +140,111 @@ func (c *Client) Catalog(ctx context.Context) ([]*sluice.Dataset, error) {
 	return out, nil
 }
 
+// AuditEntries returns the agent's fragment audit entries with sequence
+// numbers above sinceSeq, oldest first: at most limit of them (0 for
+// DefaultAuditPage, at most MaxAuditPage). Fewer than limit means the end of
+// the agent's log. Each entry is checked on arrival: it must be a fragment
+// entry whose Hash matches its content, in increasing sequence order, and
+// linked to the entry before it when the two are consecutive. An agent
+// without an audit log answers ENotSupported.
+func (c *Client) AuditEntries(ctx context.Context, sinceSeq int64, limit int) ([]audit.Entry, error) {
+	if sinceSeq < 0 {
+		return nil, sluice.Errorf(sluice.EInvalid, "audit since_seq must not be negative; got %d", sinceSeq)
+	}
+	if limit == 0 {
+		limit = DefaultAuditPage
+	}
+	if limit < 0 || limit > MaxAuditPage {
+		return nil, sluice.Errorf(sluice.EInvalid, "audit page limit must be between 1 and %d (0 for the default %d); got %d", MaxAuditPage, DefaultAuditPage, limit)
+	}
+	req, err := json.Marshal(auditRequest{SinceSeq: sinceSeq, Limit: limit})
+	if err != nil {
+		return nil, sluice.Errorf(sluice.EInternal, "the audit request cannot be encoded: %v", err)
+	}
+	bodies, err := c.actionResults(ctx, actionAudit, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(bodies) > limit {
+		return nil, c.badAudit("sent %d audit entries for a page of %d", len(bodies), limit)
+	}
+	out := make([]audit.Entry, 0, len(bodies))
+	prev := &audit.Entry{Seq: sinceSeq}
+	for i, b := range bodies {
+		e, err := decodeEntry(b)
+		if err != nil {
+			return nil, c.badAudit("sent audit entry %d of the page that cannot be read: %v", i+1, err)
+		}
+		switch {
+		case e.Kind != audit.KindFragment:
+			return nil, c.badAudit("sent audit entry %d of kind %q; only fragment entries are served", e.Seq, e.Kind)
+		case e.Seq <= prev.Seq:
+			return nil, c.badAudit("sent audit entry %d after entry %d; entries must come in increasing order after %d", e.Seq, prev.Seq, sinceSeq)
+		case e.Hash == "" || e.ComputeHash() != e.Hash:
+			return nil, c.badAudit("sent audit entry %d whose hash does not match its content; run `sluice audit verify` on the agent's log", e.Seq)
+		case i > 0 && e.Seq == prev.Seq+1 && e.PrevHash != prev.Hash:
+			return nil, c.badAudit("sent audit entry %d that is not linked to entry %d; run `sluice audit verify` on the agent's log", e.Seq, prev.Seq)
+		}
+		out = append(out, *e)
+		prev = e
+	}
+	return out, nil
+}
+
+// AllAuditEntries pages through the agent's whole fragment log with
+// AuditEntries and returns every entry, oldest first. It holds the whole log
+// in memory; for a long-running agent page with AuditEntries from the last
+// sequence number already reconciled.
+func (c *Client) AllAuditEntries(ctx context.Context) ([]audit.Entry, error) {
+	var out []audit.Entry
+	var since int64
+	for {
+		page, err := c.AuditEntries(ctx, since, MaxAuditPage)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if len(page) < MaxAuditPage {
+			return out, nil
+		}
+		since = page[len(page)-1].Seq
+	}
+}
+
+func (c *Client) badAudit(format string, args ...any) error {
+	return sluice.Errorf(sluice.EInternal, "the agent of department %s %s", c.dept, fmt.Sprintf(format, args...))
+}
+
 func (c *Client) action(ctx context.Context, typ string) ([]byte, error) {
+	results, err := c.actionResults(ctx, typ, nil)
+	if err != nil {
+		return nil, err
+	}
+	var body []byte
+	for _, r := range results {
+		body = append(body, r...)
+	}
+	return body, nil
+}
+
+// actionResults runs an action and returns the body of each result.
+func (c *Client) actionResults(ctx context.Context, typ string, body []byte) ([][]byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st, err := c.fc.DoAction(ctx, &flight.Action{Type: typ})
+	st, err := c.fc.DoAction(ctx, &flight.Action{Type: typ, Body: body})
 	if err != nil {
 		return nil, c.mapError(err, nil)
 	}
-	var body []byte
+	var out [][]byte
 	for {
 		r, err := st.Recv()
 		if err == io.EOF {
-			return body, nil
+			return out, nil
 		}
 		if err != nil {
 			return nil, c.mapError(err, trailer(st))
 		}
-		body = append(body, r.GetBody()...)
+		out = append(out, r.GetBody())
 	}
 }
 

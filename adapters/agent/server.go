@@ -201,8 +201,10 @@ func (fs *flightService) DoAction(act *flight.Action, stream flight.FlightServic
 		if body, err = json.Marshal(fs.s.dept.Datasets); err != nil {
 			return fs.s.statusError(stream.Context(), err)
 		}
+	case actionAudit:
+		return fs.serveAudit(act.GetBody(), stream)
 	default:
-		return fs.s.statusError(stream.Context(), sluice.Errorf(sluice.ENotSupported, "unknown action %q; the agent knows ping and catalog", act.GetType()))
+		return fs.s.statusError(stream.Context(), sluice.Errorf(sluice.ENotSupported, "unknown action %q; the agent knows ping, catalog and audit", act.GetType()))
 	}
 	return stream.Send(&flight.Result{Body: body})
 }
@@ -211,6 +213,7 @@ func (fs *flightService) ListActions(_ *flight.Empty, stream flight.FlightServic
 	for _, a := range []*flight.ActionType{
 		{Type: actionPing, Description: "health check; answers ok"},
 		{Type: actionCatalog, Description: "the department's datasets as JSON"},
+		{Type: actionAudit, Description: `the agent's fragment audit entries after {"since_seq": N, "limit": M}, one JSON entry per result`},
 	} {
 		if err := stream.Send(a); err != nil {
 			return err

@@ -11,9 +11,12 @@
 // breaks a link that [Log.Verify] finds. The store also keeps the head (count
 // and last hash) in a separate record updated in the same transaction as each
 // append, so removing entries from the end is detected too. Someone with
-// write access to the store can still rewrite the whole chain and the head
-// together; signed checkpoints kept outside the store are what close that
-// gap, and they are built on the head this package exposes.
+// write access to the store can still rewrite the chain and the head
+// together; signed checkpoints (WithSigners: Ed25519 and optionally
+// ML-DSA-65, every N entries or T seconds and on Close) close that gap up to
+// the last checkpoint, verified with WithTrustedKeys. Old entries can move
+// to chained, compressed archive files (Log.Archive) that Verify checks
+// with WithArchives.
 //
 // # Canonical encoding
 //
@@ -238,9 +241,15 @@ type Filter struct {
 	Decision  string
 	Kind      string
 	QueryID   string
-	Since     time.Time
-	Until     time.Time
-	Limit     int
+	// Department is the requesting principal's department.
+	Department string
+	// Column matches entries that used a column of that name, or
+	// "department.dataset.column" for one dataset's column; both
+	// case-insensitive, read from the hashed body.
+	Column string
+	Since  time.Time
+	Until  time.Time
+	Limit  int
 }
 
 func (f Filter) check() (int, error) {
@@ -278,6 +287,16 @@ type VerifyReport struct {
 	// Head is the hash of the last entry that verified: on success, the
 	// value an auditor records out of band to detect a later rewrite.
 	Head string `json:"head"`
+	// Checkpoints is the number of stored checkpoints; each was checked
+	// against the chain. SignaturesChecked says whether their signatures
+	// were verified (only with WithTrustedKeys); SignedThrough is the seq
+	// of the last checkpoint, so entries after it are covered by the
+	// chain alone.
+	Checkpoints       int   `json:"checkpoints"`
+	SignaturesChecked bool  `json:"signatures_checked"`
+	SignedThrough     int64 `json:"signed_through,omitempty"`
+	// Archives is the number of archive files verified before the store.
+	Archives int `json:"archives,omitempty"`
 }
 
 // Store is what the broker needs from an audit log. *Log keeps it in
@@ -288,7 +307,7 @@ type Store interface {
 	Tail(ctx context.Context, n int) ([]Entry, error)
 	Get(ctx context.Context, seq int64) (*Entry, error)
 	Search(ctx context.Context, f Filter) ([]Entry, error)
-	Verify(ctx context.Context) (*VerifyReport, error)
+	Verify(ctx context.Context, opts ...VerifyOption) (*VerifyReport, error)
 	Close() error
 }
 

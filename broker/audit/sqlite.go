@@ -19,9 +19,12 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-// schemaVersion is recorded in audit_meta so a later migration (archives,
-// checkpoints) can tell which layout a file has.
-const schemaVersion = "1"
+// schemaVersion is recorded in audit_meta so a later migration can tell
+// which layout a file has. Version 2 added checkpoints, archives and policy
+// revisions; a version 1 file is upgraded in place (the new tables are
+// created empty), and a binary that only knows version 1 refuses a file
+// whose early entries may have moved to archives.
+const schemaVersion = "2"
 
 // The tables are prefixed audit_ because the audit log shares the broker's
 // store file with the catalog and workflow tables.
@@ -58,9 +61,43 @@ var schema = []string{
 	)`,
 	`CREATE TRIGGER IF NOT EXISTS audit_entries_no_update BEFORE UPDATE ON audit_entries
 	BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only'); END`,
-	`CREATE TRIGGER IF NOT EXISTS audit_entries_no_delete BEFORE DELETE ON audit_entries
-	BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only'); END`,
+	noDeleteTrigger,
+	// Signed checkpoints of the head (see checkpoint.go). time is the exact
+	// string that was signed.
+	`CREATE TABLE IF NOT EXISTS audit_checkpoints (
+		seq        INTEGER PRIMARY KEY,
+		hash       TEXT NOT NULL,
+		time       TEXT NOT NULL,
+		signatures TEXT NOT NULL
+	)`,
+	// Archive files the entries before the store's first entry moved to.
+	`CREATE TABLE IF NOT EXISTS audit_archives (
+		first_seq  INTEGER PRIMARY KEY,
+		last_seq   INTEGER NOT NULL,
+		file       TEXT NOT NULL,
+		prev_hash  TEXT NOT NULL,
+		last_hash  TEXT NOT NULL,
+		sha256     TEXT NOT NULL,
+		entries    INTEGER NOT NULL,
+		created_us INTEGER NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS audit_policy_revisions (
+		rev           TEXT PRIMARY KEY,
+		first_seen_us INTEGER NOT NULL,
+		modules       TEXT NOT NULL,
+		data          BLOB
+	)`,
+	`CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+	BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END`,
+	`CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+	BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END`,
 }
+
+// noDeleteTrigger is dropped and recreated by Archive inside the
+// transaction that moves entries out, so the guard is never absent for
+// anyone else.
+const noDeleteTrigger = `CREATE TRIGGER IF NOT EXISTS audit_entries_no_delete BEFORE DELETE ON audit_entries
+	BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only'); END`
 
 const entryColumns = `seq, time_us, kind, query_id, principal, department, purpose, decision, prev_hash, hash, body`
 
@@ -69,19 +106,46 @@ const entryColumns = `seq, time_us, kind, query_id, principal, department, purpo
 // Durability: WAL mode with synchronous=FULL. With NORMAL, a commit that
 // has returned can still be lost on power failure, and the broker releases
 // rows as soon as Append returns; the audit entry must be on disk first.
+//
+// Concurrency: appends are group-committed. Callers queue their entries;
+// whichever caller holds the writer token (wsem) takes the whole queue and
+// writes it in one transaction (one fsync), then hands every caller its own
+// result. See writer.go.
 type Log struct {
+	// dbmu guards db, which the writer replaces when the handle broke
+	// underneath (recovery).
+	dbmu sync.RWMutex
 	db   *sql.DB
 	path string
+	o    options
 
-	// mu serializes appends: the head is read, the entry sealed against it
-	// and the head advanced as one step.
-	mu   sync.Mutex
-	head head
-	// stale is set when an append failed after its transaction began; the
-	// outcome of the commit is then unknown, so the next append adopts the
-	// store's head instead of insisting on the in-memory one.
+	// wsem is the writer token: whoever holds it may write (append
+	// batches, checkpoints, archive deletes, close).
+	wsem  chan struct{}
+	qmu   sync.Mutex
+	queue []*appendReq
+
+	// hmu guards head, lastCP and unsignedSince, which the writer updates
+	// and Head and the checkpoint timer read.
+	hmu           sync.Mutex
+	head          head
+	lastCP        head
+	unsignedSince time.Time // when the first entry after lastCP was appended
+
+	// Writer-only state (read and written with wsem held).
+	// stale is set when a write failed after its transaction began; the
+	// outcome of the commit may be unknown, so the next write accepts
+	// either the head it had or the head the failed batch would have made
+	// (maybe), and nothing else.
 	stale  bool
-	closed atomic.Bool
+	maybe  head
+	reopen bool // the handle may be broken: reopen before the next write
+
+	archMu  sync.Mutex // one Archive at a time
+	closing atomic.Bool
+	closed  atomic.Bool
+	stop    chan struct{}
+	bg      sync.WaitGroup
 
 	now func() time.Time
 	// beforeCommit lets tests fail an append at the last moment, after the
@@ -89,16 +153,11 @@ type Log struct {
 	beforeCommit func() error
 }
 
-type options struct {
-	busyTimeout time.Duration
-	readOnly    bool
-}
-
-var defaultOptions = options{busyTimeout: 5 * time.Second}
-
 // dsn builds a file: URI so that any character in the path is escaped and
-// SQLite's own parameters (mode=ro) apply.
-func dsn(path string, o options) (string, error) {
+// SQLite's own parameters (mode=ro) apply. mustExist opens without
+// creating, which is how a broken handle is reopened: a store file that
+// vanished must not be replaced by an empty one.
+func dsn(path string, o options, mustExist bool) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", err
@@ -109,6 +168,9 @@ func dsn(path string, o options) (string, error) {
 	if o.readOnly {
 		q.Set("mode", "ro")
 	} else {
+		if mustExist {
+			q.Set("mode", "rw")
+		}
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "synchronous(FULL)")
 		// BEGIN IMMEDIATE takes the write lock up front, so an append
@@ -121,10 +183,23 @@ func dsn(path string, o options) (string, error) {
 
 // Open opens the audit log in the SQLite file at path, creating the file and
 // its tables if needed, and loads the chain head. It refuses a log whose
-// recorded head does not match its last entry: appending to it would hide
-// the evidence of a truncation.
-func Open(ctx context.Context, path string) (*Log, error) {
-	return open(ctx, path, defaultOptions)
+// recorded head does not match its last entry, or whose last signed
+// checkpoint is beyond or disagrees with the chain: appending to it would
+// hide the evidence of a truncation.
+//
+// With WithSigners the log writes signed checkpoints (see Checkpoint) and
+// runs a background timer for them until Close.
+func Open(ctx context.Context, path string, opts ...Option) (*Log, error) {
+	o := defaultOptions
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	if o.err != nil {
+		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: %v", path, o.err)
+	}
+	return open(ctx, path, o)
 }
 
 func open(ctx context.Context, path string, o options) (*Log, error) {
@@ -134,7 +209,35 @@ func open(ctx context.Context, path string, o options) (*Log, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s is a directory; give a file path", path)
 	}
-	d, err := dsn(path, o)
+	if o.busyTimeout <= 0 {
+		o.busyTimeout = DefaultBusyTimeout
+	}
+	if len(o.signers) > 0 && o.checkpointEvery == 0 {
+		o.checkpointEvery, o.checkpointAfter = DefaultCheckpointEntries, DefaultCheckpointInterval
+	}
+	for _, s := range o.signers {
+		if err := (PublicKey{Algorithm: s.Algorithm(), Key: s.PublicKey()}).check(); err != nil {
+			return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: signer %s: %s", path, s.KeyID(), sluice.ErrorMessage(err))
+		}
+	}
+	db, err := openDB(path, o, false)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{db: db, path: path, o: o, now: time.Now, wsem: make(chan struct{}, 1)}
+	if err := l.init(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if len(o.signers) > 0 {
+		l.stop = make(chan struct{})
+		l.bg.Go(l.checkpointLoop)
+	}
+	return l, nil
+}
+
+func openDB(path string, o options, mustExist bool) (*sql.DB, error) {
+	d, err := dsn(path, o, mustExist)
 	if err != nil {
 		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: %v", path, err)
 	}
@@ -144,12 +247,35 @@ func open(ctx context.Context, path string, o options) (*Log, error) {
 	}
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(4)
-	l := &Log{db: db, path: path, now: time.Now}
-	if err := l.init(ctx); err != nil {
-		db.Close()
-		return nil, err
+	return db, nil
+}
+
+// handle returns the current database handle.
+func (l *Log) handle() *sql.DB {
+	l.dbmu.RLock()
+	defer l.dbmu.RUnlock()
+	return l.db
+}
+
+// reopenDB replaces a handle that broke underneath (closed, or its file
+// replaced). It never creates the file or the tables: the chain is checked
+// against what is there by the write that follows.
+func (l *Log) reopenDB(ctx context.Context) error {
+	db, err := openDB(l.path, l.o, true)
+	if err != nil {
+		return err
 	}
-	return l, nil
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return fmt.Errorf("reopening %s: %w", l.path, err)
+	}
+	l.dbmu.Lock()
+	old := l.db
+	l.db = db
+	l.dbmu.Unlock()
+	old.Close()
+	l.reopen = false
+	return nil
 }
 
 func storeErr(path, what string, err error) error {
@@ -169,27 +295,27 @@ func (l *Log) init(ctx context.Context) error {
 		return storeErr(l.path, "cannot be opened", err)
 	}
 	defer tx.Rollback()
+	var v string
+	switch err := tx.QueryRowContext(ctx, `SELECT value FROM audit_meta WHERE key = 'schema_version'`).Scan(&v); {
+	case err == nil && v != schemaVersion && v != "1":
+		return sluice.Errorf(sluice.EUnavailable, "audit store %s has schema version %s; this sluice understands version %s", l.path, v, schemaVersion)
+	case err == nil, errors.Is(err, sql.ErrNoRows), err != nil && strings.Contains(err.Error(), "no such table"):
+	default:
+		return storeErr(l.path, "cannot be read", err)
+	}
 	for _, s := range schema {
 		if _, err := tx.ExecContext(ctx, s); err != nil {
 			return storeErr(l.path, "cannot be initialised", err)
 		}
 	}
-	var v string
-	switch err := tx.QueryRowContext(ctx, `SELECT value FROM audit_meta WHERE key = 'schema_version'`).Scan(&v); {
-	case errors.Is(err, sql.ErrNoRows):
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_meta(key, value) VALUES ('schema_version', ?)`, schemaVersion); err != nil {
-			return storeErr(l.path, "cannot be initialised", err)
-		}
-	case err != nil:
-		return storeErr(l.path, "cannot be read", err)
-	case v != schemaVersion:
-		return sluice.Errorf(sluice.EUnavailable, "audit store %s has schema version %s; this sluice understands version %s", l.path, v, schemaVersion)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_meta(key, value) VALUES ('schema_version', ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, schemaVersion); err != nil {
+		return storeErr(l.path, "cannot be initialised", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO audit_head(id, seq, hash) VALUES (1, 0, ?)`, GenesisHash); err != nil {
 		return storeErr(l.path, "cannot be initialised", err)
 	}
-	h, err := consistentHead(ctx, tx)
-	if err != nil {
+	wrap := func(err error) error {
 		var se *sluice.Error
 		if errors.As(err, &se) {
 			se.Message = fmt.Sprintf("audit store %s: %s", l.path, se.Message)
@@ -197,10 +323,21 @@ func (l *Log) init(ctx context.Context) error {
 		}
 		return storeErr(l.path, "cannot be read", err)
 	}
+	h, err := consistentHead(ctx, tx)
+	if err != nil {
+		return wrap(err)
+	}
+	cp, err := checkpointConsistent(ctx, tx, h)
+	if err != nil {
+		return wrap(err)
+	}
 	if err := tx.Commit(); err != nil {
 		return storeErr(l.path, "cannot be initialised", err)
 	}
-	l.head = h
+	l.head, l.lastCP = h, cp
+	if h.Seq > cp.Seq {
+		l.unsignedSince = time.Now()
+	}
 	return nil
 }
 
@@ -223,6 +360,13 @@ func consistentHead(ctx context.Context, q querier) (head, error) {
 	last := emptyHead
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
+		// Every entry may have moved to archives: the chain then ends at
+		// the last archive's last entry.
+		if b, ok, aerr := archiveBase(ctx, q); aerr != nil {
+			return head{}, aerr
+		} else if ok {
+			last = b
+		}
 	case err != nil:
 		return head{}, err
 	default:
@@ -247,86 +391,6 @@ func scanRow(s scanner) (*storedRow, error) {
 	}
 	r.Body = []byte(body)
 	return &r, nil
-}
-
-// Append seals e onto the chain and writes it in one transaction. On success
-// *e is the entry exactly as stored (Seq, Time, PrevHash and Hash set). On
-// failure *e is unchanged, the head does not advance and the error is
-// EUnavailable (EInvalid for a malformed entry): the caller must refuse the
-// request.
-func (l *Log) Append(ctx context.Context, e *Entry) error {
-	if err := validate(e); err != nil {
-		return err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed.Load() {
-		return unavailable(errors.New("the log is closed"))
-	}
-	sealed, err := l.appendLocked(ctx, e)
-	if err != nil {
-		return err
-	}
-	l.head = head{Seq: sealed.Seq, Hash: sealed.Hash}
-	l.stale = false
-	*e = *sealed
-	return nil
-}
-
-func (l *Log) appendLocked(ctx context.Context, e *Entry) (*Entry, error) {
-	tx, err := l.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	// From here on a failure may leave the commit's outcome unknown.
-	committed := false
-	defer func() {
-		if !committed {
-			l.stale = true
-			_ = tx.Rollback()
-		}
-	}()
-	h, err := consistentHead(ctx, tx)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	if h != l.head && !l.stale {
-		return nil, unavailable(fmt.Errorf("the store's head (entry %d) is not the one this broker wrote (entry %d): another process changed the log; run `sluice audit verify`", h.Seq, l.head.Seq))
-	}
-	sealed, body, err := seal(e, h.Seq+1, h.Hash, l.now())
-	if err != nil {
-		return nil, err
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_entries (`+entryColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		sealed.Seq, sealed.Time.UnixMicro(), sealed.Kind, sealed.QueryID, sealed.Principal, sealed.Department,
-		sealed.Purpose, sealed.Decision, sealed.PrevHash, sealed.Hash, string(body)); err != nil {
-		return nil, unavailable(err)
-	}
-	res, err := tx.ExecContext(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, sealed.Seq, sealed.Hash)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return nil, unavailable(fmt.Errorf("the audit head record could not be advanced"))
-	}
-	if l.beforeCommit != nil {
-		if err := l.beforeCommit(); err != nil {
-			return nil, unavailable(err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, unavailable(err)
-	}
-	committed = true
-	return sealed, nil
-}
-
-// Head returns the count and hash of the last entry this Log appended or
-// loaded: the value a signed checkpoint will cover.
-func (l *Log) Head() (seq int64, hash string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.head.Seq, l.head.Hash
 }
 
 func (l *Log) readable() error {
@@ -380,38 +444,8 @@ func (l *Log) Search(ctx context.Context, f Filter) ([]Entry, error) {
 	if err := l.readable(); err != nil {
 		return nil, err
 	}
-	var where []string
-	var args []any
-	eq := func(col, v string) {
-		if v != "" {
-			where = append(where, col+" = ?")
-			args = append(args, v)
-		}
-	}
-	eq("principal", f.Principal)
-	eq("purpose", f.Purpose)
-	eq("decision", f.Decision)
-	eq("kind", f.Kind)
-	eq("query_id", f.QueryID)
-	if f.Dataset != "" {
-		// Datasets are read from the hashed body rather than a side table,
-		// so there is no second copy that could be edited to hide an entry.
-		where = append(where, `EXISTS (SELECT 1 FROM json_each(body, '$.datasets') WHERE value = ? COLLATE NOCASE)`)
-		args = append(args, f.Dataset)
-	}
-	if !f.Since.IsZero() {
-		where = append(where, "time_us >= ?")
-		args = append(args, f.Since.UnixMicro())
-	}
-	if !f.Until.IsZero() {
-		where = append(where, "time_us < ?")
-		args = append(args, f.Until.UnixMicro())
-	}
-	q := `SELECT ` + entryColumns + ` FROM audit_entries`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY seq DESC LIMIT ?"
+	where, args := f.where()
+	q := `SELECT ` + entryColumns + ` FROM audit_entries` + where + " ORDER BY seq DESC LIMIT ?"
 	args = append(args, limit)
 	out, err := l.query(ctx, q, args...)
 	if err != nil {
@@ -422,7 +456,7 @@ func (l *Log) Search(ctx context.Context, f Filter) ([]Entry, error) {
 }
 
 func (l *Log) query(ctx context.Context, q string, args ...any) ([]Entry, error) {
-	rows, err := l.db.QueryContext(ctx, q, args...)
+	rows, err := l.handle().QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, readFailed("query", err)
 	}
@@ -444,102 +478,4 @@ func (l *Log) query(ctx context.Context, q string, args ...any) ([]Entry, error)
 		return nil, readFailed("query", err)
 	}
 	return out, nil
-}
-
-// Verify walks the whole chain in sequence order and reports the first entry
-// that does not verify. It reads one consistent snapshot, so it can run
-// while appends continue, and streams rows so memory does not grow with the
-// log.
-func (l *Log) Verify(ctx context.Context) (*VerifyReport, error) {
-	if err := l.readable(); err != nil {
-		return nil, err
-	}
-	return verifyDB(ctx, l.db, l.path)
-}
-
-func verifyDB(ctx context.Context, db *sql.DB, path string) (*VerifyReport, error) {
-	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, storeErr(path, "cannot be read", err)
-	}
-	defer tx.Rollback()
-	// The head is read first and in the same transaction as the entries, so
-	// both come from one snapshot even while a broker is appending.
-	h := emptyHead
-	headMissing := false
-	switch err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&h.Seq, &h.Hash); {
-	case errors.Is(err, sql.ErrNoRows):
-		headMissing = true
-	case err != nil:
-		if strings.Contains(err.Error(), "no such table") {
-			return nil, sluice.Errorf(sluice.EInvalid, "%s holds no audit log (no audit_head table)", path)
-		}
-		return nil, storeErr(path, "cannot be read", err)
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+entryColumns+` FROM audit_entries ORDER BY seq`)
-	if err != nil {
-		return nil, storeErr(path, "cannot be read", err)
-	}
-	defer rows.Close()
-	v := newChainVerifier()
-	for rows.Next() {
-		r, err := scanRow(rows)
-		if err != nil {
-			return nil, storeErr(path, "cannot be read", err)
-		}
-		v.add(r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, storeErr(path, "cannot be read", err)
-	}
-	rep := v.finish(h)
-	if headMissing && !v.failed() && rep.Entries > 0 {
-		rep.OK = false
-		rep.FirstBad = 1
-		rep.Problem = "the audit head record is missing, so removal of entries from the end cannot be ruled out"
-	}
-	return rep, nil
-}
-
-// VerifyFile opens the SQLite audit store at path read-only and verifies its
-// chain; it backs `sluice audit verify --store FILE` and works while a
-// broker has the file open.
-func VerifyFile(ctx context.Context, path string) (*VerifyReport, error) {
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s does not exist", path)
-	case err != nil:
-		return nil, storeErr(path, "cannot be read", err)
-	case fi.IsDir():
-		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s is a directory; give the store file", path)
-	}
-	o := defaultOptions
-	o.readOnly = true
-	d, err := dsn(path, o)
-	if err != nil {
-		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: %v", path, err)
-	}
-	db, err := sql.Open("sqlite", d)
-	if err != nil {
-		return nil, storeErr(path, "cannot be opened", err)
-	}
-	defer db.Close()
-	if err := db.PingContext(ctx); err != nil {
-		return nil, storeErr(path, "cannot be opened", err)
-	}
-	return verifyDB(ctx, db, path)
-}
-
-// Close closes the store. Appends after Close fail closed.
-func (l *Log) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed.Swap(true) {
-		return nil
-	}
-	if err := l.db.Close(); err != nil {
-		return storeErr(l.path, "did not close cleanly", err)
-	}
-	return nil
 }

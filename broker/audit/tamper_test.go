@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -403,16 +404,15 @@ func TestFailClosed(t *testing.T) {
 			},
 		},
 		{
-			name: "the database handle is closed underneath",
+			// The Log reopens its handle by itself once the file is back;
+			// while it is gone, it must not create an empty store.
+			name: "the database handle is closed underneath and the file is gone",
 			breakStore: func(t *testing.T, l *Log, path string) func() *Log {
 				l.db.Close()
+				moveStore(t, path, path+".away")
 				return func() *Log {
-					l2, err := Open(ctx, path)
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Cleanup(func() { l2.Close() })
-					return l2
+					moveStore(t, path+".away", path)
+					return l
 				}
 			},
 		},
@@ -493,5 +493,15 @@ func TestDroppedEntriesTable(t *testing.T) {
 	wantCode(t, err, sluice.EUnavailable)
 	if !strings.Contains(err.Error(), "truncated") {
 		t.Fatalf("error %q should report truncation", err)
+	}
+}
+
+// moveStore renames a closed store file and its WAL companions.
+func moveStore(t *testing.T, from, to string) {
+	t.Helper()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Rename(from+suffix, to+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
 	}
 }

@@ -2,7 +2,14 @@ package audit
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"os"
+	"strings"
+
+	sluice "github.com/sluice-gov/sluice"
 )
 
 // storedRow is one entry as a backend holds it: the indexed columns beside
@@ -37,6 +44,10 @@ type chainVerifier struct {
 	next     int64  // the seq the next row must have
 	prevHash string // the hash the next row must name as PrevHash
 	rep      VerifyReport
+	// cps are the stored checkpoints in seq order; each must name the
+	// hash the chain has at its seq.
+	cps []Checkpoint
+	cpi int
 }
 
 func newChainVerifier() *chainVerifier {
@@ -100,6 +111,17 @@ func (v *chainVerifier) add(r *storedRow) {
 		v.fail(r.Seq, "entry %d search column %s disagrees with its body (the row was edited to mislead searches)", r.Seq, col)
 		return
 	}
+	for v.cpi < len(v.cps) && v.cps[v.cpi].Seq < r.Seq {
+		v.cpi++
+	}
+	if v.cpi < len(v.cps) && v.cps[v.cpi].Seq == r.Seq {
+		cp := v.cps[v.cpi]
+		v.cpi++
+		if cp.Hash != r.Hash {
+			v.fail(r.Seq, "entry %d does not match the checkpoint signed at entry %d: the chain up to it was rewritten (check the entries since the previous checkpoint)", r.Seq, cp.Seq)
+			return
+		}
+	}
 	v.next++
 	v.prevHash = r.Hash
 	v.rep.Head = r.Hash
@@ -150,4 +172,180 @@ func (v *chainVerifier) finish(h head) *VerifyReport {
 		rep.OK = true
 	}
 	return &rep
+}
+
+// Verify walks the whole chain in sequence order and reports the first entry
+// that does not verify. It reads one consistent snapshot, so it can run
+// while appends continue, and streams rows so memory does not grow with the
+// log. Checkpoints are checked against the chain; with WithTrustedKeys their
+// signatures too; with WithArchives the chain is walked from the first
+// archive through the store.
+func (l *Log) Verify(ctx context.Context, opts ...VerifyOption) (*VerifyReport, error) {
+	vo, err := verifyOpts(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.readable(); err != nil {
+		return nil, err
+	}
+	return verifyDB(ctx, l.handle(), l.path, vo)
+}
+
+func verifyOpts(opts []VerifyOption) (verifyOptions, error) {
+	var vo verifyOptions
+	for _, o := range opts {
+		if o != nil {
+			o(&vo)
+		}
+	}
+	if vo.err != nil {
+		return vo, sluice.Errorf(sluice.EInvalid, "verify: %s", sluice.ErrorMessage(vo.err))
+	}
+	return vo, nil
+}
+
+// VerifyFile opens the SQLite audit store at path read-only and verifies its
+// chain as Verify does; it backs `sluice audit verify --store FILE` and works
+// while a broker has the file open.
+func VerifyFile(ctx context.Context, path string, opts ...VerifyOption) (*VerifyReport, error) {
+	vo, err := verifyOpts(opts)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s does not exist", path)
+	case err != nil:
+		return nil, storeErr(path, "cannot be read", err)
+	case fi.IsDir():
+		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s is a directory; give the store file", path)
+	}
+	o := defaultOptions
+	o.readOnly = true
+	db, err := openDB(path, o, true)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	if err := db.PingContext(ctx); err != nil {
+		return nil, storeErr(path, "cannot be opened", err)
+	}
+	return verifyDB(ctx, db, path, vo)
+}
+
+func tableExists(ctx context.Context, q querier, name string) (bool, error) {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, name).Scan(&n); err != nil {
+		return false, err
+	}
+	return n > 0, nil
+}
+
+func verifyDB(ctx context.Context, db *sql.DB, path string, vo verifyOptions) (*VerifyReport, error) {
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, storeErr(path, "cannot be read", err)
+	}
+	defer tx.Rollback()
+	// The head is read first and in the same transaction as the entries, so
+	// both come from one snapshot even while a broker is appending.
+	h := emptyHead
+	headMissing := false
+	switch err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&h.Seq, &h.Hash); {
+	case errors.Is(err, sql.ErrNoRows):
+		headMissing = true
+	case err != nil:
+		if strings.Contains(err.Error(), "no such table") {
+			return nil, sluice.Errorf(sluice.EInvalid, "%s holds no audit log (no audit_head table)", path)
+		}
+		return nil, storeErr(path, "cannot be read", err)
+	}
+	// Stores written before checkpoints and archives existed lack those
+	// tables: they simply have none.
+	var cps []Checkpoint
+	var recorded []archiveRecord
+	if ok, err := tableExists(ctx, tx, "audit_checkpoints"); err != nil {
+		return nil, storeErr(path, "cannot be read", err)
+	} else if ok {
+		if cps, err = loadCheckpoints(ctx, tx); err != nil {
+			return nil, err
+		}
+	}
+	if ok, err := tableExists(ctx, tx, "audit_archives"); err != nil {
+		return nil, storeErr(path, "cannot be read", err)
+	} else if ok {
+		if recorded, err = loadArchiveRecords(ctx, tx); err != nil {
+			return nil, err
+		}
+	}
+
+	v := newChainVerifier()
+	v.cps = cps
+	needArchives := false
+	if len(vo.archives) > 0 {
+		if err := verifyArchives(v, vo.archives, recorded); err != nil {
+			return nil, err
+		}
+	} else if len(recorded) > 0 {
+		// Walk the store from where the last archive ends, so the
+		// entries still in the store are checked; the report still
+		// fails because the archived part was not.
+		last := recorded[len(recorded)-1]
+		v.next, v.prevHash = last.LastSeq+1, last.LastHash
+		needArchives = true
+	}
+	if !v.failed() {
+		rows, err := tx.QueryContext(ctx, `SELECT `+entryColumns+` FROM audit_entries ORDER BY seq`)
+		if err != nil {
+			return nil, storeErr(path, "cannot be read", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanRow(rows)
+			if err != nil {
+				return nil, storeErr(path, "cannot be read", err)
+			}
+			v.add(r)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, storeErr(path, "cannot be read", err)
+		}
+	}
+	rep := v.finish(h)
+	if headMissing && !v.failed() && rep.Entries > 0 {
+		rep.OK = false
+		rep.FirstBad = 1
+		rep.Problem = "the audit head record is missing, so removal of entries from the end cannot be ruled out"
+	}
+	last := v.next - 1
+	if rep.OK && len(cps) > 0 && cps[len(cps)-1].Seq > last {
+		c := cps[len(cps)-1]
+		rep.OK = false
+		rep.FirstBad = last + 1
+		rep.Problem = fmt.Sprintf("a checkpoint was signed at entry %d but the log ends at entry %d: entries %d to %d were removed (the tail was truncated and the head rewritten)", c.Seq, last, last+1, c.Seq)
+	}
+	rep.Checkpoints = len(cps)
+	if len(cps) > 0 {
+		rep.SignedThrough = cps[len(cps)-1].Seq
+	}
+	if len(vo.trusted) > 0 {
+		rep.SignaturesChecked = true
+		seq, problem := checkSignatures(cps, vo.trusted)
+		if problem == "" && len(cps) == 0 && last > 0 {
+			seq, problem = 1, "the log has no signed checkpoint: they were removed, or the broker never signed this log (trusted keys were given)"
+		}
+		if problem != "" && (rep.OK || seq <= rep.FirstBad) {
+			rep.OK, rep.FirstBad, rep.Problem = false, seq, problem
+		}
+	}
+	if rep.OK && needArchives {
+		first := recorded[0]
+		lastA := recorded[len(recorded)-1]
+		rep.OK = false
+		rep.FirstBad = first.FirstSeq
+		rep.Problem = fmt.Sprintf("entries %d to %d were moved to %d archive file(s) (%s … %s); pass the archive files, oldest first, to verify the whole chain (the %d entries in the store verify from there)",
+			first.FirstSeq, lastA.LastSeq, len(recorded), first.File, lastA.File, rep.Entries)
+	}
+	return rep, nil
 }

@@ -78,3 +78,17 @@ func TestFormatFloatAndWidth(t *testing.T) {
 		t.Fatal("display width of CJK must count 2 per character")
 	}
 }
+
+func TestLineDiff(t *testing.T) {
+	var b bytes.Buffer
+	if writeLineDiff(&b, "a\nb\nc", "a\nb\nc", 1) || b.Len() != 0 {
+		t.Fatalf("equal texts differ: %q", b.String())
+	}
+	b.Reset()
+	if !writeLineDiff(&b, "a\nb\nc\nd", "a\nx\nc\nd", 0) {
+		t.Fatal("a change was not found")
+	}
+	if got := b.String(); !strings.Contains(got, "- b\n") || !strings.Contains(got, "+ x\n") || strings.Contains(got, "  d") {
+		t.Fatalf("diff = %q", got)
+	}
+}
