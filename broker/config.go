@@ -2,13 +2,16 @@ package broker
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/audit"
 )
 
 // Config is the broker's configuration file. Relative paths are resolved
@@ -32,6 +35,20 @@ type Config struct {
 	Grants   string `yaml:"grants"`
 	// PolicyDir holds the security team's additional .rego files.
 	PolicyDir string `yaml:"policy_dir"`
+	// SigningKey is the broker's Ed25519 key that signs audit checkpoints
+	// (created if missing; its public key is written beside it as .pub).
+	SigningKey string `yaml:"signing_key"`
+	// PQSigningKey optionally adds an ML-DSA-65 signature to each checkpoint
+	// for long-term, post-quantum evidence.
+	PQSigningKey string `yaml:"pq_signing_key"`
+	// CheckpointEntries and CheckpointInterval: sign the chain head every N
+	// entries or T (defaults 100 and 10s).
+	CheckpointEntries  int           `yaml:"checkpoint_entries"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// Retention moves entries older than this to compressed archives in
+	// ArchiveDir (checked hourly); zero keeps everything in the store.
+	Retention  time.Duration `yaml:"retention"`
+	ArchiveDir string        `yaml:"archive_dir"`
 	// Alerts is an optional alert rules file (defaults apply without it).
 	Alerts string `yaml:"alerts"`
 	// DefaultK is the minimum group size for aggregate-level columns.
@@ -66,13 +83,63 @@ func LoadConfig(path string) (*Config, error) {
 	if len(c.Departments) == 0 {
 		return nil, &sluice.ConfigError{File: path, Field: "departments", Problem: "list at least one department configuration file"}
 	}
+	if c.Retention < 0 || c.CheckpointEntries < 0 || c.CheckpointInterval < 0 {
+		return nil, &sluice.ConfigError{File: path, Field: "retention/checkpoint_entries/checkpoint_interval", Problem: "must not be negative"}
+	}
+	if c.Retention > 0 && c.ArchiveDir == "" {
+		return nil, &sluice.ConfigError{File: path, Field: "archive_dir", Problem: "is required when retention is set: archives are written there"}
+	}
 	if c.DefaultK < 0 {
 		return nil, &sluice.ConfigError{File: path, Field: "default_k", Problem: "must be >= 0 (0 means the built-in default of 10)"}
 	}
 	c.TLSCert, c.TLSKey, c.Store = abs(c.TLSCert), abs(c.TLSKey), abs(c.Store)
 	c.Users, c.Purposes, c.Grants, c.PolicyDir, c.Alerts = abs(c.Users), abs(c.Purposes), abs(c.Grants), abs(c.PolicyDir), abs(c.Alerts)
+	c.SigningKey, c.PQSigningKey, c.ArchiveDir = abs(c.SigningKey), abs(c.PQSigningKey), abs(c.ArchiveDir)
 	for i := range c.Departments {
 		c.Departments[i] = abs(c.Departments[i])
 	}
 	return &c, nil
+}
+
+// AuditSigners loads (or creates) the checkpoint signing keys the
+// configuration names, writing each public key beside its private key.
+func (c *Config) AuditSigners() ([]audit.Signer, error) {
+	var out []audit.Signer
+	load := []struct {
+		path string
+		fn   func(string) (audit.Signer, error)
+	}{{c.SigningKey, audit.LoadOrCreateEd25519}, {c.PQSigningKey, audit.LoadOrCreateMLDSA65}}
+	for _, l := range load {
+		if l.path == "" {
+			continue
+		}
+		s, err := l.fn(l.path)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(l.path + ".pub"); errors.Is(err, os.ErrNotExist) {
+			if err := audit.WritePublicKey(l.path+".pub", s); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// AuditPublicKeys are the public keys of the configured signing keys, for
+// verification.
+func (c *Config) AuditPublicKeys() ([]audit.PublicKey, error) {
+	var out []audit.PublicKey
+	for _, p := range []string{c.SigningKey, c.PQSigningKey} {
+		if p == "" {
+			continue
+		}
+		k, err := audit.LoadPublicKey(p + ".pub")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
 }

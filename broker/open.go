@@ -82,8 +82,32 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 	if err != nil {
 		return nil, nil, err
 	}
-	log, err := audit.Open(ctx, cfg.Store)
+	signers, err := cfg.AuditSigners()
 	if err != nil {
+		return nil, nil, err
+	}
+	aopts := []audit.Option{}
+	if len(signers) > 0 {
+		aopts = append(aopts, audit.WithSigners(signers...))
+		if cfg.CheckpointEntries > 0 || cfg.CheckpointInterval > 0 {
+			n, d := cfg.CheckpointEntries, cfg.CheckpointInterval
+			if n == 0 {
+				n = audit.DefaultCheckpointEntries
+			}
+			if d == 0 {
+				d = audit.DefaultCheckpointInterval
+			}
+			aopts = append(aopts, audit.WithCheckpointEvery(n, d))
+		}
+	}
+	log, err := audit.Open(ctx, cfg.Store, aopts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Keep the policy as it stands, so any entry's revision can be shown
+	// and diffed later.
+	if err := log.RecordPolicyRevision(ctx, parts.Policy.Revision(), parts.Policy.Modules(), parts.Policy.Data()); err != nil {
+		log.Close()
 		return nil, nil, err
 	}
 	clients := map[string]AgentClient{}
@@ -121,6 +145,7 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 	}
 	all := append([]Option{
 		WithAlerts(alertEngine, parts.Grants),
+		WithRetention(log, cfg.Retention, cfg.ArchiveDir),
 		WithTLS(tlsutil.ServerConfig(cert, nil)),
 		WithAgents(clients),
 		WithPurposes(parts.Purposes),

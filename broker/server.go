@@ -63,6 +63,10 @@ type Server struct {
 	handleTTL time.Duration
 	alerts    *alerts.Engine
 	grants    []sluice.Grant
+	// Retention: entries older than retention move to archives in archiveDir.
+	archiver   Archiver
+	retention  time.Duration
+	archiveDir string
 	// catalogVersion identifies the catalog decisions are made under.
 	catalogVersion string
 
@@ -91,6 +95,16 @@ func WithAgents(a map[string]AgentClient) Option { return func(s *Server) { s.ag
 // watched for expiry.
 func WithAlerts(e *alerts.Engine, grants []sluice.Grant) Option {
 	return func(s *Server) { s.alerts, s.grants = e, grants }
+}
+
+// Archiver moves old audit entries to archive files.
+type Archiver interface {
+	Archive(ctx context.Context, before time.Time, dir string) (*audit.ArchiveInfo, error)
+}
+
+// WithRetention archives audit entries older than d into dir, hourly.
+func WithRetention(a Archiver, d time.Duration, dir string) Option {
+	return func(s *Server) { s.archiver, s.retention, s.archiveDir = a, d, dir }
 }
 
 // WithPurposes sets the purposes registry.
@@ -161,6 +175,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	flight.RegisterFlightServiceServer(gs, flightsql.NewFlightServer(s))
 	go s.expireHandles(ctx)
 	go s.watchGrants(ctx)
+	go s.archiveOld(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
 	select {
@@ -245,6 +260,30 @@ func (s *Server) watchGrants(ctx context.Context) {
 	for {
 		for _, a := range s.alerts.ExpiringGrants(s.now(), s.grants) {
 			s.raise(ctx, a)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// archiveOld applies the retention period: hourly, entries older than it
+// move to a compressed archive that the chain verifies across.
+func (s *Server) archiveOld(ctx context.Context) {
+	if s.archiver == nil || s.retention <= 0 {
+		return
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		info, err := s.archiver.Archive(ctx, s.now().Add(-s.retention), s.archiveDir)
+		switch {
+		case err != nil:
+			s.log.Error("audit archive failed", "err", err)
+		case info != nil && info.Entries > 0:
+			s.log.Info("audit entries archived", "file", info.File, "entries", info.Entries)
 		}
 		select {
 		case <-ctx.Done():

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -79,7 +80,22 @@ func (s *Server) openAuditLog(ctx context.Context) error {
 	if path == "" {
 		return nil
 	}
-	l, err := audit.Open(ctx, path)
+	var aopts []audit.Option
+	if key := s.dept.Agent.SigningKey; key != "" {
+		// The department signs its own record, so its account of what left
+		// stands as evidence independently of the broker's.
+		signer, err := audit.LoadOrCreateEd25519(key)
+		if err != nil {
+			return &sluice.Error{Code: sluice.ErrorCode(err), Message: "agent of department " + s.dept.ID + ": signing key (agent.signing_key): " + sluice.ErrorMessage(err), Err: err}
+		}
+		if _, err := os.Stat(key + ".pub"); errors.Is(err, os.ErrNotExist) {
+			if err := audit.WritePublicKey(key+".pub", signer); err != nil {
+				return err
+			}
+		}
+		aopts = append(aopts, audit.WithSigners(signer))
+	}
+	l, err := audit.Open(ctx, path, aopts...)
 	if err != nil {
 		code := sluice.ErrorCode(err)
 		if code == sluice.EInternal {

@@ -259,6 +259,12 @@ func (r *Running) writeConfigs(opt RunOptions, host string) error {
 		Users:       "broker-users.json",
 		Purposes:    "purposes.yaml",
 		Grants:      "grants.yaml",
+		SigningKey:  filepath.Join("keys", "broker-audit.key"),
+		Retention:   0,
+		ArchiveDir:  "",
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o700); err != nil {
+		return sluice.Errorf(sluice.EInvalid, "create %s: %v", filepath.Join(dir, "keys"), err)
 	}
 	raw, err := yaml.Marshal(cfg)
 	if err != nil {
