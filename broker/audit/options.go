@@ -78,6 +78,7 @@ func WithBusyTimeout(d time.Duration) Option {
 }
 
 type verifyOptions struct {
+	grace    time.Duration
 	trusted  []PublicKey
 	archives []string
 	err      error
@@ -100,6 +101,14 @@ func WithTrustedKeys(keys ...PublicKey) VerifyOption {
 		}
 		o.trusted = append(o.trusted, keys...)
 	}
+}
+
+// WithUnsignedGrace accepts entries after the last checkpoint as not yet
+// signed when the oldest of them is younger than d (a live log between
+// checkpoints); older unsigned entries are reported. Without it, with
+// trusted keys, a log with entries and no checkpoint at all fails.
+func WithUnsignedGrace(d time.Duration) VerifyOption {
+	return func(o *verifyOptions) { o.grace = d }
 }
 
 // WithArchives verifies the given archive files (oldest first) before the

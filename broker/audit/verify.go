@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	sluice "github.com/sluice-gov/sluice"
 )
@@ -282,6 +283,7 @@ func verifyDB(ctx context.Context, db *sql.DB, path string, vo verifyOptions) (*
 
 	v := newChainVerifier()
 	v.cps = cps
+	var firstUnsigned time.Time // time of the first entry after the last checkpoint
 	needArchives := false
 	if len(vo.archives) > 0 {
 		if err := verifyArchives(v, vo.archives, recorded); err != nil {
@@ -301,10 +303,17 @@ func verifyDB(ctx context.Context, db *sql.DB, path string, vo verifyOptions) (*
 			return nil, storeErr(path, "cannot be read", err)
 		}
 		defer rows.Close()
+		var signedThrough int64
+		if len(cps) > 0 {
+			signedThrough = cps[len(cps)-1].Seq
+		}
 		for rows.Next() {
 			r, err := scanRow(rows)
 			if err != nil {
 				return nil, storeErr(path, "cannot be read", err)
+			}
+			if r.Seq == signedThrough+1 {
+				firstUnsigned = time.UnixMicro(r.TimeUS)
 			}
 			v.add(r)
 		}
@@ -332,8 +341,12 @@ func verifyDB(ctx context.Context, db *sql.DB, path string, vo verifyOptions) (*
 	if len(vo.trusted) > 0 {
 		rep.SignaturesChecked = true
 		seq, problem := checkSignatures(cps, vo.trusted)
-		if problem == "" && len(cps) == 0 && last > 0 {
+		unsignedYoung := vo.grace > 0 && !firstUnsigned.IsZero() && time.Since(firstUnsigned) < vo.grace
+		if problem == "" && len(cps) == 0 && last > 0 && !unsignedYoung {
 			seq, problem = 1, "the log has no signed checkpoint: they were removed, or the broker never signed this log (trusted keys were given)"
+		}
+		if problem == "" && vo.grace > 0 && rep.SignedThrough < last && !unsignedYoung {
+			seq, problem = rep.SignedThrough+1, fmt.Sprintf("entries after %d are not covered by a signed checkpoint although they are older than %s: checkpoints were removed or the signer stopped", rep.SignedThrough, vo.grace)
 		}
 		if problem != "" && (rep.OK || seq <= rep.FirstBad) {
 			rep.OK, rep.FirstBad, rep.Problem = false, seq, problem

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/sluice-gov/sluice/broker"
 	"github.com/sluice-gov/sluice/broker/audit"
@@ -17,7 +19,7 @@ const defaultBrokerConfig = ".sluice-demo/broker.yaml"
 
 func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageErr("usage: sluice policy test [--policy-dir DIR] | explain --user U --purpose P \"SQL\" | show")
+		return usageErr("usage: sluice policy test [--policy-dir DIR] | explain --user U --purpose P \"SQL\" | show [--revision REV] | list | diff REV1 REV2")
 	}
 	sub, rest := args[0], args[1:]
 	switch sub {
@@ -66,10 +68,25 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		printExplain(stdout, plan, dec)
 		return nil
 	case "show":
-		fs := newFlags("policy show", "policy show [--policy-dir DIR]", stderr)
+		fs := newFlags("policy show", "policy show [--revision REV [--config broker.yaml]] [--policy-dir DIR]", stderr)
 		dir := fs.String("policy-dir", "", "include the security-team modules of this folder")
+		rev := fs.String("revision", "", "show the policy as it stood at this revision (from an audit entry), read from the broker's store")
+		config := fs.String("config", defaultBrokerConfig, "broker configuration naming the store (with --revision)")
+		withData := fs.Bool("data", false, "with --revision: also print the data document (catalog, purposes, grants)")
 		if err := parseFlags(fs, rest); err != nil {
 			return err
+		}
+		if *rev != "" {
+			pr, err := loadRevision(ctx, *config, *rev)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "# revision %s, first in force %s\n", pr.Revision, pr.FirstSeen.Local().Format(time.RFC3339))
+			printModules(stdout, pr.Modules)
+			if *withData {
+				fmt.Fprintf(stdout, "# ---- data ----\n%s\n", prettyJSON(pr.Data))
+			}
+			return nil
 		}
 		var opts []policy.Option
 		if *dir != "" {
@@ -79,12 +96,77 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		for name, src := range eng.Modules() {
-			fmt.Fprintf(stdout, "# ---- %s ----\n%s\n", name, src)
+		printModules(stdout, eng.Modules())
+		return nil
+	case "list":
+		fs := newFlags("policy list", "policy list [--config broker.yaml]", stderr)
+		config := fs.String("config", defaultBrokerConfig, "broker configuration naming the store")
+		if err := parseFlags(fs, rest); err != nil {
+			return err
+		}
+		l, err := openLogAt(ctx, *config)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		revs, err := l.PolicyRevisions(ctx)
+		if err != nil {
+			return err
+		}
+		rows := make([][]string, 0, len(revs))
+		for _, r := range revs {
+			rows = append(rows, []string{r.Revision, r.FirstSeen.Local().Format("2006-01-02 15:04:05"), strings.Join(r.Modules, ", ")})
+		}
+		printTable(stdout, []string{"revision", "first in force", "modules"}, rows)
+		return nil
+	case "diff":
+		fs := newFlags("policy diff", "policy diff [--config broker.yaml] REV1 REV2", stderr)
+		config := fs.String("config", defaultBrokerConfig, "broker configuration naming the store")
+		if err := parseFlags(fs, rest); err != nil {
+			return err
+		}
+		if fs.NArg() != 2 {
+			return usageErr("policy diff takes two revisions (see 'sluice policy list')")
+		}
+		a, err := loadRevision(ctx, *config, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		b, err := loadRevision(ctx, *config, fs.Arg(1))
+		if err != nil {
+			return err
+		}
+		names := map[string]bool{}
+		for n := range a.Modules {
+			names[n] = true
+		}
+		for n := range b.Modules {
+			names[n] = true
+		}
+		sorted := make([]string, 0, len(names))
+		for n := range names {
+			sorted = append(sorted, n)
+		}
+		sort.Strings(sorted)
+		changed := false
+		for _, n := range sorted {
+			var buf strings.Builder
+			if writeLineDiff(&buf, a.Modules[n], b.Modules[n], 3) {
+				changed = true
+				fmt.Fprintf(stdout, "--- module %s\n%s", n, buf.String())
+			}
+		}
+		var buf strings.Builder
+		if writeLineDiff(&buf, prettyJSON(a.Data), prettyJSON(b.Data), 3) {
+			changed = true
+			fmt.Fprintf(stdout, "--- data (catalog, purposes, grants)\n%s", buf.String())
+		}
+		if !changed {
+			fmt.Fprintln(stdout, "the two revisions have the same modules and data")
 		}
 		return nil
 	}
-	return usageErr("unknown policy command %q: use test, explain or show", sub)
+	return usageErr("unknown policy command %q: use test, explain, show, list or diff", sub)
 }
 
 func loadParts(ctx context.Context, config string) (*broker.Parts, error) {
@@ -116,73 +198,6 @@ func printExplain(w io.Writer, plan *planner.Plan, dec *policy.Decision) {
 	}
 }
 
-func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "verify" && args[0] != "tail") {
-		return usageErr("usage: sluice audit verify [--config broker.yaml | --store FILE] | sluice audit tail [-n N] [--json]")
-	}
-	sub := args[0]
-	fs := newFlags("audit "+sub, "audit "+sub+" [--config broker.yaml | --store FILE]", stderr)
-	config := fs.String("config", defaultBrokerConfig, "broker configuration naming the store")
-	store := fs.String("store", "", "the audit store file (overrides --config)")
-	n := fs.Int("n", 20, "tail: how many entries")
-	asJSON := fs.Bool("json", false, "tail: print full entries as JSON lines")
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
-	}
-	if *store == "" {
-		cfg, err := broker.LoadConfig(*config)
-		if err != nil {
-			return err
-		}
-		*store = cfg.Store
-	}
-	if sub == "verify" {
-		rep, err := audit.VerifyFile(ctx, *store)
-		if err != nil {
-			return err
-		}
-		if !rep.OK {
-			fmt.Fprintf(stdout, "audit chain BROKEN at entry %d: %s (%d entries checked)\n", rep.FirstBad, rep.Problem, rep.Entries)
-			return &exitError{code: 1, err: fmt.Errorf("the audit chain does not verify")}
-		}
-		fmt.Fprintf(stdout, "audit chain OK: %d entries, head %s\n", rep.Entries, rep.Head)
-		return nil
-	}
-	if *n < 1 || *n > 100000 {
-		return usageErr("-n must be between 1 and 100000, got %d", *n)
-	}
-	log, err := audit.Open(ctx, *store)
-	if err != nil {
-		return err
-	}
-	defer log.Close()
-	entries, err := log.Tail(ctx, *n)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		for i := range entries {
-			if err := enc.Encode(&entries[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	for _, e := range entries {
-		what := e.SQL
-		if what == "" && len(e.Reasons) > 0 {
-			what = e.Reasons[0]
-		}
-		line := fmt.Sprintf("#%d %s %-8s %-6s %-6s %s purpose=%s rows=%d", e.Seq, e.Time.Format("2006-01-02 15:04:05"), e.Kind, e.Decision, e.Principal, shortID(e.QueryID), e.Purpose, e.Rows)
-		if e.Error != "" {
-			line += " error=" + firstLine(e.Error)
-		}
-		fmt.Fprintf(stdout, "%s\n    %s\n", line, firstLine(what))
-	}
-	return nil
-}
-
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	if len(s) > 160 {
@@ -196,4 +211,41 @@ func shortID(id string) string {
 		return id[:8]
 	}
 	return id
+}
+
+func printModules(w io.Writer, mods map[string]string) {
+	names := make([]string, 0, len(mods))
+	for n := range mods {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "# ---- %s ----\n%s\n", n, mods[n])
+	}
+}
+
+func prettyJSON(raw []byte) string {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return string(raw)
+	}
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return string(raw)
+	}
+	return string(out)
+}
+
+func openLogAt(ctx context.Context, config string) (*audit.Log, error) {
+	l, _, err := openLog(ctx, &auditFlags{config: config})
+	return l, err
+}
+
+func loadRevision(ctx context.Context, config, rev string) (*audit.PolicyRevision, error) {
+	l, err := openLogAt(ctx, config)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	return l.PolicyRevision(ctx, rev)
 }
