@@ -19,6 +19,9 @@ import (
 type Config struct {
 	// Listen is host:port of the Flight SQL service.
 	Listen string `yaml:"listen"`
+	// AdminListen is host:port of the admin API (HTTPS, same certificate and
+	// tokens); empty disables it.
+	AdminListen string `yaml:"admin_listen"`
 	// TLSCert and TLSKey are the broker's certificate, used as the server
 	// certificate for analysts and the client certificate towards agents.
 	TLSCert string `yaml:"tls_cert"`

@@ -131,6 +131,11 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 		}
 		clients[d.ID] = c
 	}
+	pubKeys, err := cfg.AuditPublicKeys()
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
 	rules := alerts.DefaultRules()
 	if cfg.Alerts != "" {
 		if rules, err = alerts.LoadRules(cfg.Alerts); err != nil {
@@ -146,6 +151,7 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 	all := append([]Option{
 		WithAlerts(alertEngine, parts.Grants),
 		WithRetention(log, cfg.Retention, cfg.ArchiveDir),
+		WithReview(log, pubKeys),
 		WithTLS(tlsutil.ServerConfig(cert, nil)),
 		WithAgents(clients),
 		WithPurposes(parts.Purposes),

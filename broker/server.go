@@ -63,6 +63,9 @@ type Server struct {
 	handleTTL time.Duration
 	alerts    *alerts.Engine
 	grants    []sluice.Grant
+	// review is what the admin API reads.
+	review     AuditReader
+	reviewKeys []audit.PublicKey
 	// Retention: entries older than retention move to archives in archiveDir.
 	archiver   Archiver
 	retention  time.Duration

@@ -42,6 +42,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, `
 Sluice demo is running.
   broker (Flight SQL, TLS)  %s
+  admin API (HTTPS)         https://%s  (auditors: GET /v1/alerts, /v1/audit/entries)
   agents                    civil %s, health %s, market %s, police %s
   users and tokens          %s
   broker certificate        %s
@@ -56,7 +57,7 @@ Query it from another terminal (the defaults of 'sluice query' point at this dem
   go run ./cmd/sluice audit verify --config %s
 
 Press Ctrl-C to stop.
-`, r.BrokerAddr, r.AgentAddrs["civil"], r.AgentAddrs["health"], r.AgentAddrs["market"], r.AgentAddrs["police"],
+`, r.BrokerAddr, r.AdminAddr, r.AgentAddrs["civil"], r.AgentAddrs["health"], r.AgentAddrs["market"], r.AgentAddrs["police"],
 		r.UsersFile, r.BrokerCert, filepath.Join(abs, "broker.db"), r.BrokerConfig)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "Stopping…")
@@ -91,6 +92,18 @@ func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return sluice.Errorf(sluice.EUnavailable, "cannot listen on %s: %v", cfg.Listen, err)
 	}
 	fmt.Fprintf(stdout, "sluice broker listening on %s\n", lis.Addr())
+	if cfg.AdminListen != "" {
+		alis, err := net.Listen("tcp", cfg.AdminListen)
+		if err != nil {
+			return sluice.Errorf(sluice.EUnavailable, "cannot listen on %s (admin_listen): %v", cfg.AdminListen, err)
+		}
+		fmt.Fprintf(stdout, "sluice admin API listening on https://%s\n", alis.Addr())
+		go func() {
+			if err := srv.ServeAdmin(ctx, alis); err != nil {
+				log.Error("admin API stopped", "err", err)
+			}
+		}()
+	}
 	return srv.Serve(ctx, lis)
 }
 

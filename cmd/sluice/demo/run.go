@@ -37,6 +37,7 @@ type Running struct {
 	BrokerConfig string
 	UsersFile    string
 	AgentAddrs   map[string]string
+	AdminAddr    string // the admin API (HTTPS)
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -82,6 +83,12 @@ func Start(ctx context.Context, opt RunOptions) (*Running, error) {
 			l.Close()
 		}
 	}
+	adminLis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		brokerLis.Close()
+		return nil, sluice.Errorf(sluice.EUnavailable, "cannot listen for the admin API on %s: %v", host, err)
+	}
+	listeners["admin"] = adminLis
 	addrs := map[string]string{}
 	for _, d := range Departments {
 		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
@@ -97,7 +104,7 @@ func Start(ctx context.Context, opt RunOptions) (*Running, error) {
 		closeListeners()
 		return nil, err
 	}
-	r := &Running{World: world, BrokerAddr: brokerLis.Addr().String(), AgentAddrs: addrs, agents: map[string]context.CancelFunc{}}
+	r := &Running{World: world, BrokerAddr: brokerLis.Addr().String(), AdminAddr: adminLis.Addr().String(), AgentAddrs: addrs, agents: map[string]context.CancelFunc{}}
 	if err := r.writeConfigs(opt, host); err != nil {
 		closeListeners()
 		return nil, err
@@ -135,6 +142,7 @@ func Start(ctx context.Context, opt RunOptions) (*Running, error) {
 	}
 	r.closeFn = closeFn
 	r.serve(func() error { return srv.Serve(rctx, brokerLis) })
+	r.serve(func() error { return srv.ServeAdmin(rctx, adminLis) })
 	return r, nil
 }
 
@@ -252,6 +260,7 @@ func (r *Running) writeConfigs(opt RunOptions, host string) error {
 	}
 	cfg := broker.Config{
 		Listen:      r.BrokerAddr,
+		AdminListen: r.AdminAddr,
 		TLSCert:     filepath.Join("tls", "broker.crt"),
 		TLSKey:      filepath.Join("tls", "broker.key"),
 		Store:       "broker.db",
