@@ -72,12 +72,13 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		dir := fs.String("policy-dir", "", "include the security-team modules of this folder")
 		rev := fs.String("revision", "", "show the policy as it stood at this revision (from an audit entry), read from the broker's store")
 		config := fs.String("config", defaultBrokerConfig, "broker configuration naming the store (with --revision)")
+		store := fs.String("store", "", "the broker's store file (overrides --config)")
 		withData := fs.Bool("data", false, "with --revision: also print the data document (catalog, purposes, grants)")
 		if err := parseFlags(fs, rest); err != nil {
 			return err
 		}
 		if *rev != "" {
-			pr, err := loadRevision(ctx, *config, *rev)
+			pr, err := loadRevision(ctx, *config, *store, *rev)
 			if err != nil {
 				return err
 			}
@@ -101,10 +102,11 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "list":
 		fs := newFlags("policy list", "policy list [--config broker.yaml]", stderr)
 		config := fs.String("config", defaultBrokerConfig, "broker configuration naming the store")
+		store := fs.String("store", "", "the broker's store file (overrides --config)")
 		if err := parseFlags(fs, rest); err != nil {
 			return err
 		}
-		l, err := openLogAt(ctx, *config)
+		l, err := openLogAt(ctx, *config, *store)
 		if err != nil {
 			return err
 		}
@@ -122,17 +124,18 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "diff":
 		fs := newFlags("policy diff", "policy diff [--config broker.yaml] REV1 REV2", stderr)
 		config := fs.String("config", defaultBrokerConfig, "broker configuration naming the store")
+		store := fs.String("store", "", "the broker's store file (overrides --config)")
 		if err := parseFlags(fs, rest); err != nil {
 			return err
 		}
 		if fs.NArg() != 2 {
 			return usageErr("policy diff takes two revisions (see 'sluice policy list')")
 		}
-		a, err := loadRevision(ctx, *config, fs.Arg(0))
+		a, err := loadRevision(ctx, *config, *store, fs.Arg(0))
 		if err != nil {
 			return err
 		}
-		b, err := loadRevision(ctx, *config, fs.Arg(1))
+		b, err := loadRevision(ctx, *config, *store, fs.Arg(1))
 		if err != nil {
 			return err
 		}
@@ -236,13 +239,13 @@ func prettyJSON(raw []byte) string {
 	return string(out)
 }
 
-func openLogAt(ctx context.Context, config string) (*audit.Log, error) {
-	l, _, err := openLog(ctx, &auditFlags{config: config})
+func openLogAt(ctx context.Context, config, store string) (*audit.Log, error) {
+	l, _, err := openLog(ctx, &auditFlags{config: config, store: store})
 	return l, err
 }
 
-func loadRevision(ctx context.Context, config, rev string) (*audit.PolicyRevision, error) {
-	l, err := openLogAt(ctx, config)
+func loadRevision(ctx context.Context, config, store, rev string) (*audit.PolicyRevision, error) {
+	l, err := openLogAt(ctx, config, store)
 	if err != nil {
 		return nil, err
 	}
