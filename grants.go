@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -160,6 +161,18 @@ func validateGrant(g *Grant) *fieldProblem {
 	}
 	if g.Mode == ModeAggregate && g.K == 0 {
 		g.K = DefaultGrantK
+	}
+	if math.IsNaN(g.Epsilon) || math.IsInf(g.Epsilon, 0) || g.Epsilon < 0 {
+		return bad("epsilon", "must be a finite number >= 0 (0 means no differential-privacy noise), got %v", g.Epsilon)
+	}
+	if g.Epsilon > 0 && g.Mode != ModeAggregate {
+		return bad("epsilon", "applies to aggregate grants only: noise is added to COUNT and SUM results")
+	}
+	if g.EpsilonPerQuery < 0 || g.EpsilonPerQuery > g.Epsilon || (g.Epsilon > 0 && g.EpsilonPerQuery == 0) {
+		return bad("epsilon_per_query", "must be > 0 and at most epsilon (the total budget) when epsilon is set, got %v", g.EpsilonPerQuery)
+	}
+	if g.RowCap < 0 {
+		return bad("row_cap", "must be 0 (no cap) or more, got %d", g.RowCap)
 	}
 	return nil
 }

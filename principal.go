@@ -62,7 +62,14 @@ type Grant struct {
 	ValidUntil time.Time   `yaml:"valid_until" json:"valid_until"`
 	Mode       ReleaseMode `yaml:"mode" json:"mode"`
 	K          int         `yaml:"k" json:"k,omitempty"`
-	Revoked    bool        `yaml:"revoked" json:"revoked,omitempty"`
+	// Epsilon is the total differential-privacy budget of the grant for its
+	// (grantee, purpose); EpsilonPerQuery is spent by each query, which then
+	// gets Laplace noise on its COUNT and SUM outputs. 0 means no noise.
+	Epsilon         float64 `yaml:"epsilon,omitempty" json:"epsilon,omitempty"`
+	EpsilonPerQuery float64 `yaml:"epsilon_per_query,omitempty" json:"epsilon_per_query,omitempty"`
+	// RowCap limits how many rows one result may release (0 = no cap).
+	RowCap  int64 `yaml:"row_cap,omitempty" json:"row_cap,omitempty"`
+	Revoked bool  `yaml:"revoked" json:"revoked,omitempty"`
 }
 
 // Names reports whether the grant names p, directly or by department.

@@ -58,6 +58,9 @@ type grantDoc struct {
 	Mode         string   `json:"mode"`
 	K            int      `json:"k"`
 	Revoked      bool     `json:"revoked"`
+	Epsilon      float64  `json:"epsilon"`
+	EpsilonPQ    float64  `json:"epsilon_per_query"`
+	RowCap       int64    `json:"row_cap"`
 }
 
 type settingsDoc struct {
@@ -132,6 +135,9 @@ func buildData(cat *sluice.Catalog, purposes []sluice.Purpose, grants []sluice.G
 			ValidUntilNS: unixNanos(g.ValidUntil),
 			Mode:         string(g.Mode),
 			K:            g.K,
+			Epsilon:      g.Epsilon,
+			EpsilonPQ:    g.EpsilonPerQuery,
+			RowCap:       g.RowCap,
 			Revoked:      g.Revoked,
 		})
 	}

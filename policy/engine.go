@@ -69,6 +69,10 @@ type Decision struct {
 	MinGroupSize int
 	// Grants are the ids of the grants the allow relies on.
 	Grants []string
+	// RowCap > 0 limits the rows one result may release.
+	RowCap int64
+	// DP lists the differential-privacy budgets the query spends from.
+	DP []DPBudget
 	// Revision identifies the policy (modules and data) that decided.
 	Revision string
 }
@@ -268,7 +272,17 @@ func (e *Engine) Decide(ctx context.Context, in Input) (*Decision, error) {
 	return d, nil
 }
 
+// DPBudget is a grant's differential-privacy budget a query spends from:
+// EpsilonPerQuery of its total Epsilon for the grantee and purpose.
+type DPBudget struct {
+	Grant           string  `json:"grant"`
+	EpsilonPerQuery float64 `json:"epsilon_per_query"`
+	Epsilon         float64 `json:"epsilon"`
+}
+
 type decisionDoc struct {
+	RowCap       int64                                 `json:"row_cap"`
+	DP           []DPBudget                            `json:"dp"`
 	Allow        *bool                                 `json:"allow"`
 	Reasons      []Reason                              `json:"reasons"`
 	Masks        map[string]map[string]sluice.MaskRule `json:"masks"`
@@ -296,6 +310,8 @@ func decodeDecision(v any) (*Decision, error) {
 		Masks:        doc.Masks,
 		MinGroupSize: doc.MinGroupSize,
 		Grants:       doc.Grants,
+		RowCap:       doc.RowCap,
+		DP:           doc.DP,
 	}
 	if d.Masks == nil {
 		d.Masks = map[string]map[string]sluice.MaskRule{}

@@ -38,13 +38,19 @@ func (d *Decision) Explain() string {
 			}
 		}
 		sort.Strings(masks)
-		if len(masks) > 0 || d.MinGroupSize > 0 {
+		if len(masks) > 0 || d.MinGroupSize > 0 || d.RowCap > 0 || len(d.DP) > 0 {
 			b.WriteString("obligations:\n")
 			for _, m := range masks {
 				b.WriteString(m)
 			}
 			if d.MinGroupSize > 0 {
 				fmt.Fprintf(&b, "  aggregate-only release: every group must have at least %d rows\n", d.MinGroupSize)
+			}
+			if d.RowCap > 0 {
+				fmt.Fprintf(&b, "  at most %d rows may be released\n", d.RowCap)
+			}
+			for _, dp := range d.DP {
+				fmt.Fprintf(&b, "  differential privacy: spends ε=%g of grant %s's budget (ε=%g); COUNT and SUM get Laplace noise\n", dp.EpsilonPerQuery, dp.Grant, dp.Epsilon)
 			}
 		}
 		if len(d.Grants) > 0 {

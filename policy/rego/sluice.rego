@@ -571,6 +571,22 @@ min_group_size := max(ks) if count(ks) > 0 else := 0
 
 grant_ids := sort({data.grants[i].id | some [_, i] in relied})
 
+# A row cap applies when any grant relied on sets one; the smallest wins.
+row_caps contains data.grants[i].row_cap if {
+	some [_, i] in relied
+	object.get(data.grants[i], "row_cap", 0) > 0
+}
+
+row_cap := min(row_caps) if count(row_caps) > 0 else := 0
+
+# Differential privacy: every grant relied on that carries a budget spends
+# its per-query epsilon; the broker reserves it before the query runs.
+dp := sort([{"grant": g.id, "epsilon_per_query": g.epsilon_per_query, "epsilon": g.epsilon} |
+	some [_, i] in relied
+	g := data.grants[i]
+	object.get(g, "epsilon", 0) > 0
+])
+
 sorted_reasons(rs) := [r |
 	some t in sort({[x.dataset, x.column, x.rule, x.message, x.legal_basis] | some x in rs})
 	r := {"rule": t[2], "dataset": t[0], "column": t[1], "message": t[3], "legal_basis": t[4]}
@@ -593,6 +609,8 @@ decision := {
 	"masks": masks,
 	"min_group_size": min_group_size,
 	"grants": grant_ids,
+	"row_cap": row_cap,
+	"dp": dp,
 } if {
 	allow
 } else := {
@@ -601,6 +619,8 @@ decision := {
 	"masks": {},
 	"min_group_size": 0,
 	"grants": [],
+	"row_cap": 0,
+	"dp": [],
 } if {
 	count(denials) > 0
 } else := {
@@ -609,4 +629,6 @@ decision := {
 	"masks": {},
 	"min_group_size": 0,
 	"grants": [],
+	"row_cap": 0,
+	"dp": [],
 }
