@@ -1,0 +1,582 @@
+// Package gate is the release gate: the last step every sandbox result
+// passes before any row leaves the broker. It applies the policy's release
+// obligations batch by batch: minimum group size (groups aggregating fewer
+// than k source rows are suppressed and counted), differential-privacy
+// noise on COUNT and SUM outputs, and the grant's row cap.
+//
+// The gate trusts the plan for two facts it cannot see: that the row-count
+// column really is the number of source rows behind each output row, and
+// that each noisy column's sensitivity bounds what one individual can
+// change it by (1 for a COUNT in which each individual contributes one row;
+// the clamp bound B for a SUM whose inputs the sandbox clamped to [-B, B]).
+// If one individual can contribute several rows (a one-to-many join), the
+// planner must scale the sensitivity accordingly.
+//
+// Caveat: groups are suppressed on their true row count, not a noisy one,
+// so whether a group appears at all is not covered by the differential
+// privacy guarantee; the noise protects the released values. The k
+// threshold is what protects small groups.
+package gate
+
+import (
+	"context"
+	"io"
+	"math"
+	"sync"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+
+	sluice "github.com/sluice-gov/sluice"
+)
+
+// Stream is a stream of record batches, such as a sandbox operator's
+// output. Next returns io.EOF after the last batch; the caller releases
+// every record it gets. Every record has the schema Schema returns.
+type Stream interface {
+	Schema() *arrow.Schema
+	Next(ctx context.Context) (arrow.Record, error)
+}
+
+// NoiseKind says which aggregate a noisy column holds.
+type NoiseKind string
+
+const (
+	// Count is a COUNT output: noisy values are clamped at >= 0.
+	Count NoiseKind = "count"
+	// Sum is a SUM output over inputs the sandbox clamped to
+	// [-Sensitivity, Sensitivity].
+	Sum NoiseKind = "sum"
+)
+
+// NoisyColumn names an output column that gets Laplace noise.
+type NoisyColumn struct {
+	Name string
+	Kind NoiseKind
+	// Sensitivity is how much one individual can change the column's
+	// value: 1 for a COUNT (0 means 1 for Count), the clamp bound for a
+	// SUM (required).
+	Sensitivity float64
+}
+
+// Obligations are what the policy requires of a result before release.
+type Obligations struct {
+	// AggregateOnly: every output row must be an aggregate over at least K
+	// source rows (at least 1 when K is 0). Requires RowCountColumn.
+	AggregateOnly bool
+	// K is the minimum number of source rows behind an output row. K > 0
+	// requires RowCountColumn even when AggregateOnly is false.
+	K int
+	// RowCap is the most rows the result may have; 0 means no cap. A
+	// result with more rows is refused with EResource, never truncated.
+	RowCap int64
+	// Epsilon > 0 adds Laplace noise to the Noisy columns. The budget is
+	// split evenly over them (sequential composition), so the release as
+	// a whole costs Epsilon: each column gets scale
+	// Sensitivity·len(Noisy)/Epsilon. Output rows are disjoint groups, so
+	// (parallel composition) the number of rows does not multiply it.
+	Epsilon float64
+	Noisy   []NoisyColumn
+	// RowCountColumn is the per-group source-row count the sandbox added
+	// (e.g. "__rows"). It is read for the k check and never released.
+	RowCountColumn string
+}
+
+// Report says what the gate did. It is final once Next has returned
+// io.EOF; before that it holds running totals.
+type Report struct {
+	Rows             int64   // rows released
+	SuppressedGroups int64   // output rows dropped for having fewer than k source rows
+	NoiseApplied     bool    // noise was added to at least one released value
+	EpsilonSpent     float64 // the epsilon the release consumes (Obligations.Epsilon when there are noisy columns, else 0)
+}
+
+// Option configures a Gate.
+type Option func(*Gate)
+
+// WithAllocator sets the allocator of the released records (default
+// memory.DefaultAllocator).
+func WithAllocator(mem memory.Allocator) Option {
+	return func(g *Gate) {
+		if mem != nil {
+			g.mem = mem
+		}
+	}
+}
+
+// withRandom replaces the noise source; tests only.
+func withRandom(r io.Reader) Option {
+	return func(g *Gate) { g.noise = newLaplace(r) }
+}
+
+type noisyCol struct {
+	NoisyColumn
+	scale float64 // Laplace scale b
+	grid  float64 // snap grid for float columns
+}
+
+// Gate applies Obligations to a Stream. It is itself a Stream; Next must
+// be called from one goroutine at a time, Report from any.
+type Gate struct {
+	in        Stream
+	o         Obligations
+	mem       memory.Allocator
+	noise     *laplace
+	inSchema  *arrow.Schema
+	outSchema *arrow.Schema
+	countIdx  int   // index of RowCountColumn in the input, or -1
+	keep      []int // input column indices released, in order
+	noisy     map[int]*noisyCol
+	threshold int64 // minimum row count; 0 = no suppression
+
+	mu     sync.Mutex
+	report Report
+	err    error // sticky: once set, Next returns it
+}
+
+// New returns a gate over in. Obligations that cannot be applied to in's
+// schema (a missing or non-numeric noisy column, a missing row-count
+// column, negative k, a bad epsilon) are EInvalid.
+func New(in Stream, o Obligations, opts ...Option) (*Gate, error) {
+	if in == nil {
+		return nil, sluice.Errorf(sluice.EInternal, "release gate: no input stream")
+	}
+	s := in.Schema()
+	if s == nil {
+		return nil, sluice.Errorf(sluice.EInternal, "release gate: the input stream has no schema")
+	}
+	g := &Gate{in: in, o: o, mem: memory.DefaultAllocator, inSchema: s, countIdx: -1, noisy: map[int]*noisyCol{}}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(g)
+		}
+	}
+	if g.noise == nil {
+		g.noise = newLaplace(nil)
+	}
+	if err := g.check(); err != nil {
+		return nil, err
+	}
+	fields := make([]arrow.Field, 0, len(g.keep))
+	for _, i := range g.keep {
+		fields = append(fields, s.Field(i))
+	}
+	md := s.Metadata()
+	g.outSchema = arrow.NewSchemaWithEndian(fields, &md, s.Endianness())
+	if len(o.Noisy) > 0 {
+		g.report.EpsilonSpent = o.Epsilon
+	}
+	return g, nil
+}
+
+func invalid(format string, args ...any) error {
+	return sluice.Errorf(sluice.EInvalid, "release obligations: "+format, args...)
+}
+
+// column finds exactly one field called name.
+func column(s *arrow.Schema, name, what string) (int, error) {
+	idx := s.FieldIndices(name)
+	switch len(idx) {
+	case 0:
+		return -1, invalid("the %s %q is not in the result", what, name)
+	case 1:
+		return idx[0], nil
+	default:
+		return -1, invalid("the %s %q names %d columns of the result; alias them apart", what, name, len(idx))
+	}
+}
+
+func (g *Gate) check() error {
+	o, s := g.o, g.inSchema
+	if o.K < 0 {
+		return invalid("k must be at least 0; got %d", o.K)
+	}
+	if o.RowCap < 0 {
+		return invalid("the row cap must be at least 0 (0 = none); got %d", o.RowCap)
+	}
+	if math.IsNaN(o.Epsilon) || math.IsInf(o.Epsilon, 0) || o.Epsilon < 0 {
+		return invalid("epsilon must be a finite number >= 0; got %v", o.Epsilon)
+	}
+	if len(o.Noisy) > 0 && o.Epsilon == 0 {
+		return invalid("%d noisy columns but no epsilon; give the grant's per-query epsilon", len(o.Noisy))
+	}
+	g.threshold = int64(o.K)
+	if o.AggregateOnly && g.threshold < 1 {
+		g.threshold = 1
+	}
+	if o.RowCountColumn != "" {
+		i, err := column(s, o.RowCountColumn, "row-count column")
+		if err != nil {
+			return err
+		}
+		if !isInteger(s.Field(i).Type) {
+			return invalid("the row-count column %q has type %s; it must be an integer", o.RowCountColumn, s.Field(i).Type)
+		}
+		g.countIdx = i
+	} else if g.threshold > 0 {
+		return invalid("aggregate-only or k = %d needs the sandbox's row-count column to check group sizes; the plan gave none", o.K)
+	}
+	for _, n := range o.Noisy {
+		i, err := column(s, n.Name, "noisy column")
+		if err != nil {
+			return err
+		}
+		if i == g.countIdx {
+			return invalid("the row-count column %q cannot be a noisy column: it is never released", n.Name)
+		}
+		if _, dup := g.noisy[i]; dup {
+			return invalid("the noisy column %q is listed twice", n.Name)
+		}
+		t := s.Field(i).Type
+		if !isInteger(t) && !isFloat(t) {
+			return invalid("the noisy column %q has type %s; noise applies to integer and floating-point columns", n.Name, t)
+		}
+		c := &noisyCol{NoisyColumn: n}
+		switch n.Kind {
+		case Count:
+			if c.Sensitivity == 0 {
+				c.Sensitivity = 1
+			}
+		case Sum:
+		default:
+			return invalid("the noisy column %q has kind %q; want %q or %q", n.Name, n.Kind, Count, Sum)
+		}
+		if math.IsNaN(c.Sensitivity) || math.IsInf(c.Sensitivity, 0) || c.Sensitivity <= 0 {
+			return invalid("the noisy column %q needs a finite sensitivity > 0; got %v", n.Name, n.Sensitivity)
+		}
+		c.scale = c.Sensitivity * float64(len(o.Noisy)) / o.Epsilon
+		if math.IsInf(c.scale, 0) || c.scale == 0 {
+			return invalid("the noisy column %q: sensitivity %v and epsilon %v give no usable noise scale", n.Name, c.Sensitivity, o.Epsilon)
+		}
+		c.grid = snapGrid(c.scale)
+		g.noisy[i] = c
+	}
+	for i := range s.NumFields() {
+		if i != g.countIdx {
+			g.keep = append(g.keep, i)
+		}
+	}
+	return nil
+}
+
+func isInteger(t arrow.DataType) bool {
+	switch t.ID() {
+	case arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64, arrow.UINT8, arrow.UINT16, arrow.UINT32, arrow.UINT64:
+		return true
+	}
+	return false
+}
+
+func isFloat(t arrow.DataType) bool {
+	return t.ID() == arrow.FLOAT32 || t.ID() == arrow.FLOAT64
+}
+
+// Schema is the released schema: the input's without the row-count column.
+func (g *Gate) Schema() *arrow.Schema { return g.outSchema }
+
+// Report returns what the gate has done so far; final after io.EOF.
+func (g *Gate) Report() Report {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.report
+}
+
+// Next returns the next released batch (never an empty one), io.EOF at
+// the end, or the error that ended the stream. Errors are sticky. A batch
+// that would take the result over the row cap is not released: Next
+// returns EResource instead, so at most RowCap rows ever leave.
+func (g *Gate) Next(ctx context.Context) (arrow.Record, error) {
+	if g.err != nil {
+		return nil, g.err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, g.fail(err)
+		}
+		rec, err := g.in.Next(ctx)
+		if err != nil {
+			return nil, g.fail(err)
+		}
+		if rec == nil {
+			return nil, g.fail(sluice.Errorf(sluice.EInternal, "release gate: the input stream returned no batch and no error"))
+		}
+		out, err := g.apply(rec)
+		rec.Release()
+		if err != nil {
+			return nil, g.fail(err)
+		}
+		if out != nil {
+			return out, nil
+		}
+	}
+}
+
+func (g *Gate) fail(err error) error {
+	g.err = err
+	return err
+}
+
+// apply gates one batch; nil, nil when every row was suppressed.
+func (g *Gate) apply(rec arrow.Record) (arrow.Record, error) {
+	if !rec.Schema().Equal(g.inSchema) {
+		return nil, sluice.Errorf(sluice.EInternal, "release gate: a batch's schema %s differs from the stream's %s", rec.Schema(), g.inSchema)
+	}
+	n := int(rec.NumRows())
+	keep, kept := g.selection(rec)
+	suppressed := int64(n - kept)
+	if kept == 0 {
+		g.mu.Lock()
+		g.report.SuppressedGroups += suppressed
+		g.mu.Unlock()
+		return nil, nil
+	}
+	g.mu.Lock()
+	released := g.report.Rows
+	g.mu.Unlock()
+	if g.o.RowCap > 0 && released+int64(kept) > g.o.RowCap {
+		return nil, sluice.Errorf(sluice.EResource,
+			"the result has more than %d rows, the grant's row cap; narrow the query (WHERE, GROUP BY, LIMIT) or ask the provider for a grant with a higher cap", g.o.RowCap)
+	}
+	cols := make([]arrow.Array, 0, len(g.keep))
+	defer func() {
+		for _, c := range cols {
+			c.Release()
+		}
+	}()
+	noised := false
+	for _, i := range g.keep {
+		c, err := filter(rec.Column(i), keep, kept, g.mem)
+		if err != nil {
+			return nil, err
+		}
+		if nc := g.noisy[i]; nc != nil {
+			nv, err := g.addNoise(c, nc)
+			c.Release()
+			if err != nil {
+				return nil, err
+			}
+			c = nv
+			noised = noised || c.NullN() < c.Len()
+		}
+		cols = append(cols, c)
+	}
+	out := array.NewRecord(g.outSchema, cols, int64(kept))
+	g.mu.Lock()
+	g.report.Rows += int64(kept)
+	g.report.SuppressedGroups += suppressed
+	g.report.NoiseApplied = g.report.NoiseApplied || noised
+	g.mu.Unlock()
+	return out, nil
+}
+
+// selection returns which rows pass the k check (nil = all) and how many.
+// A null or negative count never passes.
+func (g *Gate) selection(rec arrow.Record) ([]bool, int) {
+	n := int(rec.NumRows())
+	if g.threshold <= 0 {
+		return nil, n
+	}
+	counts := rec.Column(g.countIdx)
+	keep := make([]bool, n)
+	kept := 0
+	for r := range n {
+		if counts.IsValid(r) && rowCount(counts, r) >= g.threshold {
+			keep[r] = true
+			kept++
+		}
+	}
+	if kept == n {
+		return nil, n
+	}
+	return keep, kept
+}
+
+// rowCount reads an integer column as int64, saturating uint64.
+func rowCount(a arrow.Array, r int) int64 {
+	switch a := a.(type) {
+	case *array.Int8:
+		return int64(a.Value(r))
+	case *array.Int16:
+		return int64(a.Value(r))
+	case *array.Int32:
+		return int64(a.Value(r))
+	case *array.Int64:
+		return a.Value(r)
+	case *array.Uint8:
+		return int64(a.Value(r))
+	case *array.Uint16:
+		return int64(a.Value(r))
+	case *array.Uint32:
+		return int64(a.Value(r))
+	case *array.Uint64:
+		if v := a.Value(r); v <= math.MaxInt64 {
+			return int64(v)
+		}
+		return math.MaxInt64
+	}
+	return -1 // unreachable: the type was checked in New
+}
+
+// filter returns the rows of a where keep is true (all when keep is nil),
+// as a new reference the caller releases.
+func filter(a arrow.Array, keep []bool, kept int, mem memory.Allocator) (arrow.Array, error) {
+	if keep == nil {
+		a.Retain()
+		return a, nil
+	}
+	var runs []arrow.Array
+	defer func() {
+		for _, r := range runs {
+			r.Release()
+		}
+	}()
+	for r := 0; r < len(keep); {
+		if !keep[r] {
+			r++
+			continue
+		}
+		start := r
+		for r < len(keep) && keep[r] {
+			r++
+		}
+		runs = append(runs, array.NewSlice(a, int64(start), int64(r)))
+	}
+	if len(runs) == 1 {
+		runs[0].Retain()
+		return runs[0], nil
+	}
+	out, err := array.Concatenate(runs, mem)
+	if err != nil {
+		return nil, sluice.Errorf(sluice.EInternal, "release gate: filtering a column: %v", err)
+	}
+	if out.Len() != kept {
+		out.Release()
+		return nil, sluice.Errorf(sluice.EInternal, "release gate: filtered %d rows, expected %d", out.Len(), kept)
+	}
+	return out, nil
+}
+
+type intValues[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32 | uint64] interface {
+	arrow.Array
+	Value(int) T
+}
+
+type intBuilder[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32 | uint64] interface {
+	array.Builder
+	Append(T)
+}
+
+type floatValues[T float32 | float64] interface {
+	arrow.Array
+	Value(int) T
+}
+
+type floatBuilder[T float32 | float64] interface {
+	array.Builder
+	Append(T)
+}
+
+// addNoise returns a new array: a's values plus Laplace noise, integers
+// rounded, counts clamped at 0, everything clamped to the type's range.
+// Nulls stay null.
+func (g *Gate) addNoise(a arrow.Array, c *noisyCol) (arrow.Array, error) {
+	switch a := a.(type) {
+	case *array.Int8:
+		return noiseInts(a, array.NewInt8Builder(g.mem), g, c, math.MinInt8, math.MaxInt8)
+	case *array.Int16:
+		return noiseInts(a, array.NewInt16Builder(g.mem), g, c, math.MinInt16, math.MaxInt16)
+	case *array.Int32:
+		return noiseInts(a, array.NewInt32Builder(g.mem), g, c, math.MinInt32, math.MaxInt32)
+	case *array.Int64:
+		return noiseInts(a, array.NewInt64Builder(g.mem), g, c, math.MinInt64, math.MaxInt64)
+	case *array.Uint8:
+		return noiseInts(a, array.NewUint8Builder(g.mem), g, c, 0, math.MaxUint8)
+	case *array.Uint16:
+		return noiseInts(a, array.NewUint16Builder(g.mem), g, c, 0, math.MaxUint16)
+	case *array.Uint32:
+		return noiseInts(a, array.NewUint32Builder(g.mem), g, c, 0, math.MaxUint32)
+	case *array.Uint64:
+		return noiseInts(a, array.NewUint64Builder(g.mem), g, c, 0, math.MaxInt64)
+	case *array.Float32:
+		return noiseFloats(a, array.NewFloat32Builder(g.mem), g, c, math.MaxFloat32)
+	case *array.Float64:
+		return noiseFloats(a, array.NewFloat64Builder(g.mem), g, c, math.MaxFloat64)
+	}
+	return nil, sluice.Errorf(sluice.EInternal, "release gate: cannot add noise to a %s column", a.DataType())
+}
+
+func noiseInts[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32 | uint64](a intValues[T], b intBuilder[T], g *Gate, c *noisyCol, lo, hi int64) (arrow.Array, error) {
+	defer b.Release()
+	if c.Kind == Count && lo < 0 {
+		lo = 0
+	}
+	b.Reserve(a.Len())
+	for r := range a.Len() {
+		if a.IsNull(r) {
+			b.AppendNull()
+			continue
+		}
+		z, err := g.noise.sample(c.scale)
+		if err != nil {
+			return nil, sluice.Errorf(sluice.EInternal, "release gate: %v", err)
+		}
+		b.Append(T(addSat(int64(a.Value(r)), math.Round(z), lo, hi)))
+	}
+	return b.NewArray(), nil
+}
+
+// addSat returns v + d (d an integral float) clamped to [lo, hi], without
+// overflowing. v may come from a uint64 above MaxInt64: it wraps negative
+// in the conversion, so it is treated as hi.
+func addSat(v int64, d float64, lo, hi int64) int64 {
+	if lo == 0 && v < 0 {
+		v = hi // a uint64 beyond MaxInt64
+	}
+	switch {
+	case d >= 1<<62:
+		return hi
+	case d <= -(1 << 62):
+		return lo
+	}
+	di := int64(d)
+	s := v + di
+	if di > 0 && s < v {
+		s = hi
+	} else if di < 0 && s > v {
+		s = lo
+	}
+	return min(max(s, lo), hi)
+}
+
+func noiseFloats[T float32 | float64](a floatValues[T], b floatBuilder[T], g *Gate, c *noisyCol, limit float64) (arrow.Array, error) {
+	defer b.Release()
+	b.Reserve(a.Len())
+	for r := range a.Len() {
+		if a.IsNull(r) {
+			b.AppendNull()
+			continue
+		}
+		v := float64(a.Value(r))
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			// A non-finite aggregate carries no individual's value in its
+			// low bits; noise would not change it.
+			b.Append(T(v))
+			continue
+		}
+		z, err := g.noise.sample(c.scale)
+		if err != nil {
+			return nil, sluice.Errorf(sluice.EInternal, "release gate: %v", err)
+		}
+		out := snap(v+z, c.grid)
+		if c.Kind == Count {
+			out = max(out, 0)
+		}
+		out = min(max(out, -limit), limit)
+		b.Append(T(out))
+	}
+	return b.NewArray(), nil
+}
+
+// ensure Gate is a Stream.
+var _ Stream = (*Gate)(nil)
