@@ -8,6 +8,7 @@ import (
 	"github.com/sluice-gov/sluice/adapters/agent"
 	"github.com/sluice-gov/sluice/broker/alerts"
 	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/broker/budget"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 	"github.com/sluice-gov/sluice/policy"
 )
@@ -110,14 +111,28 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 		log.Close()
 		return nil, nil, err
 	}
+	budgets, err := budget.Open(ctx, cfg.Store)
+	if err != nil {
+		log.Close()
+		return nil, nil, err
+	}
 	clients := map[string]AgentClient{}
 	closeAll := func() error {
 		var errs []error
 		for _, c := range clients {
 			errs = append(errs, c.Close())
 		}
-		errs = append(errs, log.Close())
+		errs = append(errs, budgets.Close(), log.Close())
 		return errors.Join(errs...)
+	}
+	// Budgets come from the grants that carry one; reloading is idempotent.
+	for _, g := range parts.Grants {
+		if g.Epsilon > 0 {
+			if err := budgets.SetLimit(ctx, g.Grantee, g.Purpose, g.Epsilon, g.ID); err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+		}
 	}
 	for _, d := range parts.Catalog.Departments() {
 		if d.Agent.Address == "" || d.Agent.Fingerprint == "" {
@@ -150,6 +165,8 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 	}
 	all := append([]Option{
 		WithAlerts(alertEngine, parts.Grants),
+		WithGrants(parts.Grants),
+		WithBudgets(budgets),
 		WithRetention(log, cfg.Retention, cfg.ArchiveDir),
 		WithReview(log, pubKeys),
 		WithTLS(tlsutil.ServerConfig(cert, nil)),

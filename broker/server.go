@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-gov/sluice/adapters/agent"
 	"github.com/sluice-gov/sluice/broker/alerts"
 	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/broker/budget"
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
 )
@@ -63,6 +64,10 @@ type Server struct {
 	handleTTL time.Duration
 	alerts    *alerts.Engine
 	grants    []sluice.Grant
+	// budgets keeps differential-privacy budgets; grantsByID finds the
+	// grantee and purpose a budget belongs to.
+	budgets    *budget.Store
+	grantsByID map[string]*sluice.Grant
 	// review is what the admin API reads.
 	review     AuditReader
 	reviewKeys []audit.PublicKey
@@ -98,6 +103,17 @@ func WithAgents(a map[string]AgentClient) Option { return func(s *Server) { s.ag
 // watched for expiry.
 func WithAlerts(e *alerts.Engine, grants []sluice.Grant) Option {
 	return func(s *Server) { s.alerts, s.grants = e, grants }
+}
+
+// WithGrants tells the broker the grants in force (for budgets and alerts).
+func WithGrants(grants []sluice.Grant) Option {
+	return func(s *Server) {
+		s.grants = grants
+		s.grantsByID = map[string]*sluice.Grant{}
+		for i := range grants {
+			s.grantsByID[grants[i].ID] = &grants[i]
+		}
+	}
 }
 
 // Archiver moves old audit entries to archive files.

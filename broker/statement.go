@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/sluice-gov/sluice/crypto/digest"
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
+	"github.com/sluice-gov/sluice/sandbox/gate"
 )
 
 // maxPurposeLen bounds the purpose header; purpose codes are short.
@@ -33,6 +36,7 @@ type pendingQuery struct {
 	fragment  *planner.Fragment
 	schema    *arrow.Schema
 	entry     audit.Entry // the decision entry, as the template of the result entry
+	release   *release    // the gate's obligations and the budget spent
 	created   time.Time
 }
 
@@ -60,12 +64,18 @@ func decide(ctx context.Context, pl *planner.Planner, eng *policy.Engine, now ti
 		Datasets:  plan.Datasets,
 		Columns:   plan.Usages,
 		Aggregate: plan.Aggregate,
+		Joins:     joinPairs(plan),
 	})
 	if err != nil {
 		return plan, nil, err
 	}
 	if dec.Allow {
-		applyObligations(plan.Fragment, dec, p, purpose)
+		if plan.Fragment != nil {
+			applyObligations(plan.Fragment, dec, p, purpose)
+		}
+		for _, f := range plan.Fragments {
+			applyObligations(f, dec, p, purpose)
+		}
 	}
 	return plan, dec, nil
 }
@@ -127,7 +137,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	if plan != nil {
 		entry.Datasets = plan.Datasets
 		entry.Columns = plan.Usages
-		entry.Plan = plan.Fragment.Normalized()
+		entry.Plan = plan.Normalized()
 		entry.PlanHash = sha256Hex(entry.Plan)
 	}
 	if err != nil {
@@ -138,6 +148,11 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	if !dec.Allow {
 		derr := &sluice.Error{Code: sluice.EDenied, Message: denialMessage(dec), Reasons: entry.Reasons}
 		return fail("deny", derr)
+	}
+	if plan.Fragment == nil {
+		// Cross-department plans are decided and audited, but the sandbox
+		// executor (private joins) is not wired into the broker yet.
+		return fail("error", sluice.Errorf(sluice.ENotSupported, "queries across several datasets are not supported yet: the join is planned and allowed, but the broker cannot execute it yet; query one dataset at a time"))
 	}
 	ds := s.catalog.Dataset(splitDataset(plan.Fragment.Dataset))
 	// With the masks known, the fragment's types can be checked fully.
@@ -151,11 +166,25 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	if _, ok := s.agents[ds.Department]; !ok {
 		return fail("error", sluice.Errorf(sluice.EUnavailable, "no agent is configured for department %s; ask the platform admin to register it", ds.Department))
 	}
+	rel, err := s.planRelease(ctx, p, purpose, entry.QueryID, plan.Fragment, dec)
+	if err != nil {
+		if sluice.ErrorCode(err) == sluice.EDenied {
+			return fail("deny", err)
+		}
+		return fail("error", err)
+	}
 	entry.Decision = "allow"
 	entry.Obligations = obligations(dec)
+	if rel.obligations.Epsilon > 0 {
+		if entry.Obligations == nil {
+			entry.Obligations = map[string]any{}
+		}
+		entry.Obligations["noise_epsilon"] = rel.obligations.Epsilon
+	}
 	entry.DurationMS = msSince(start)
 	// Fail closed: the decision is on record before a ticket exists.
 	if err := s.record(context.WithoutCancel(ctx), &entry); err != nil {
+		s.refund(rel)
 		return nil, toStatus(err)
 	}
 	handle, err := newHandle()
@@ -164,7 +193,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	}
 	schema := adapters.Schema(fields)
 	s.mu.Lock()
-	s.pending[handle] = &pendingQuery{principal: p, queryID: entry.QueryID, fragment: plan.Fragment, schema: schema, entry: entry, created: s.now()}
+	s.pending[handle] = &pendingQuery{principal: p, queryID: entry.QueryID, fragment: plan.Fragment, schema: schema, entry: entry, release: rel, created: s.now()}
 	s.mu.Unlock()
 	ticket, err := flightsql.CreateStatementQueryTicket([]byte(handle))
 	if err != nil {
@@ -203,23 +232,37 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 	client := s.agents[ds.Department]
 	stream, err := client.Fetch(ctx, q.fragment)
 	if err != nil {
+		s.refund(q.release)
 		s.recordResult(ctx, q, ds, tally, start, err)
 		return nil, nil, toStatus(err)
 	}
 	if !stream.Schema().Equal(q.schema) {
 		stream.Release()
+		s.refund(q.release)
 		err := sluice.Errorf(sluice.EInternal, "the agent of department %s returned a different schema than the broker planned; the catalogs disagree, ask the platform admin to reload them", ds.Department)
 		s.recordResult(ctx, q, ds, tally, start, err)
 		return nil, nil, toStatus(err)
 	}
+	var src recordSource = agentSource{stream}
+	if q.release != nil && q.release.needed() {
+		g, err := gate.New(src, q.release.obligations)
+		if err != nil {
+			stream.Release()
+			s.refund(q.release)
+			s.recordResult(ctx, q, ds, tally, start, err)
+			return nil, nil, toStatus(err)
+		}
+		src = g
+	}
 	ch := make(chan flight.StreamChunk)
-	go s.relay(ctx, q, ds, stream, tally, start, ch)
+	go s.relay(ctx, q, ds, stream, src, tally, start, ch)
 	return q.schema, ch, nil
 }
 
-func (s *Server) relay(ctx context.Context, q *pendingQuery, ds *sluice.Dataset, stream *agent.Stream, tally *digest.Stream, start time.Time, ch chan<- flight.StreamChunk) {
+func (s *Server) relay(ctx context.Context, q *pendingQuery, ds *sluice.Dataset, stream *agent.Stream, src recordSource, tally *digest.Stream, start time.Time, ch chan<- flight.StreamChunk) {
 	defer close(ch)
 	defer stream.Release()
+	released := false
 	send := func(c flight.StreamChunk) bool {
 		select {
 		case ch <- c:
@@ -232,22 +275,37 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, ds *sluice.Dataset,
 		}
 	}
 	var held arrow.Record
-	for stream.Next() {
-		rec := stream.Record()
-		rec.Retain()
+	var err error
+	for {
+		rec, nerr := src.Next(ctx)
+		if nerr != nil {
+			if !errors.Is(nerr, io.EOF) {
+				err = nerr
+			}
+			break
+		}
+		if rec.NumRows() == 0 {
+			rec.Release()
+			continue
+		}
 		// The digest covers exactly what is handed to the client, batch by
 		// batch, so the audit entry says what left.
 		tally.Add(rec)
-		if held != nil && !send(flight.StreamChunk{Data: held}) {
-			rec.Release()
-			s.recordResult(ctx, q, ds, tally, start, ctx.Err())
-			return
+		if held != nil {
+			if !send(flight.StreamChunk{Data: held}) {
+				rec.Release()
+				s.recordResult(ctx, q, ds, tally, start, ctx.Err())
+				return
+			}
+			released = true
 		}
 		held = rec
 	}
-	err := stream.Err()
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
+	}
+	if err != nil && !released {
+		s.refund(q.release)
 	}
 	if aerr := s.recordResult(ctx, q, ds, tally, start, err); aerr != nil && err == nil {
 		err = aerr
@@ -357,6 +415,12 @@ func obligations(d *policy.Decision) map[string]any {
 	if d.MinGroupSize > 0 {
 		o["min_group_size"] = d.MinGroupSize
 	}
+	if d.RowCap > 0 {
+		o["row_cap"] = d.RowCap
+	}
+	if len(d.DP) > 0 {
+		o["dp"] = d.DP
+	}
 	if len(d.Grants) > 0 {
 		o["grants"] = d.Grants
 	}
@@ -392,3 +456,16 @@ func sha256Hex(s string) string {
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
+
+// joinPairs hands the planner's join pairs to the policy.
+func joinPairs(plan *planner.Plan) []policy.JoinPair {
+	out := make([]policy.JoinPair, len(plan.JoinPairs))
+	for i, j := range plan.JoinPairs {
+		out[i] = policy.JoinPair{
+			Left:  policy.JoinSide{Dataset: j.Left.Dataset, Column: j.Left.Column},
+			Right: policy.JoinSide{Dataset: j.Right.Dataset, Column: j.Right.Column},
+			PSI:   j.PSI,
+		}
+	}
+	return out
+}

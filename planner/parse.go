@@ -64,9 +64,6 @@ func parseSelect(sql string) (*sqlparser.Select, error) {
 	if sel.Hints != "" {
 		return nil, notSupported("optimizer hints (%s) are not supported yet; remove them", strings.TrimSpace(sel.Hints))
 	}
-	if err := checkNoSubquery(sel); err != nil {
-		return nil, err
-	}
 	return sel, nil
 }
 

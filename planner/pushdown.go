@@ -16,14 +16,30 @@ type Planner struct {
 // New builds a planner over a catalog. Safe for concurrent use.
 func New(cat *sluice.Catalog) *Planner { return &Planner{cat: cat} }
 
-// Plan is a planned query: today one fragment over one dataset, pushed
-// down whole to that dataset's agent.
+// Plan is a planned query. A query over one dataset is one fragment,
+// pushed down whole to that dataset's agent (Fragment). A query over
+// several datasets (joins, subqueries) is one fragment per table
+// occurrence (Fragments) plus the residual plan the sandbox runs over
+// their outputs (Sandbox); Fragment is then nil.
 type Plan struct {
 	SQL       string               // as the analyst wrote it
-	Fragment  *Fragment            // the whole query, pushed down to the one dataset's agent
+	Fragment  *Fragment            // single-dataset queries only: the whole query, pushed down to the one dataset's agent
 	Datasets  []string             // department.dataset, sorted
-	Usages    []sluice.ColumnUsage // one entry per source column used
+	Usages    []sluice.ColumnUsage // one entry per source column used, across every fragment and the sandbox plan
 	Aggregate bool                 // the result releases only aggregates over groups
+
+	// Multi-dataset queries only.
+
+	// Fragments has one fragment per dataset occurrence (table alias), with
+	// everything pushable pushed down: only the columns the sandbox needs
+	// (output names "<alias>.<column>"; a PSI key is the first item) and
+	// the conditions on that dataset alone.
+	Fragments []*Fragment
+	// Sandbox is the residual plan over the fragments' outputs.
+	Sandbox *Node
+	// JoinPairs lists every equality join key pair by source column, for
+	// the policy's join_key rule (see JoinPair).
+	JoinPairs []JoinPair
 }
 
 // The parser reports these constructs as plain syntax errors; spotting
@@ -56,6 +72,12 @@ func (p *Planner) Plan(queryID, sql string) (plan *Plan, err error) {
 				return nil, notSupported("WITH (common table expressions) is not supported yet; write one SELECT")
 			}
 		}
+		return nil, err
+	}
+	if needsMulti(sel) {
+		return p.planMulti(queryID, sql, sel)
+	}
+	if err := checkNoSubquery(sel); err != nil {
 		return nil, err
 	}
 	tn, alias, err := sourceTable(sel)

@@ -44,6 +44,10 @@ type resolver struct {
 	// with AS, the only names ORDER BY, GROUP BY and HAVING may refer to.
 	items    []SelectItem
 	explicit []bool
+	// multi, when set, resolves names over the several tables and
+	// subqueries of a multi-dataset query (see multi.go); ds and alias
+	// are then unused.
+	multi *scopeSet
 }
 
 // resolveDataset finds the dataset a FROM clause names.
@@ -63,7 +67,10 @@ func resolveDataset(cat *sluice.Catalog, tn sqlparser.TableName) (*sluice.Datase
 }
 
 func (r *resolver) build(sel *sqlparser.Select) (*Fragment, error) {
-	f := &Fragment{Dataset: r.ds.FullName(), Distinct: sel.Distinct != ""}
+	f := &Fragment{Distinct: sel.Distinct != ""}
+	if r.ds != nil {
+		f.Dataset = r.ds.FullName()
+	}
 	if err := r.selectList(sel.SelectExprs); err != nil {
 		return nil, err
 	}
@@ -131,6 +138,17 @@ func (r *resolver) selectList(exprs sqlparser.SelectExprs) error {
 	for _, se := range exprs {
 		switch s := se.(type) {
 		case *sqlparser.StarExpr:
+			if r.multi != nil {
+				cols, err := r.multi.star(s.TableName)
+				if err != nil {
+					return err
+				}
+				for _, c := range cols {
+					r.items = append(r.items, SelectItem{Expr: &Expr{Kind: KindColumn, Column: c}})
+					r.explicit = append(r.explicit, false)
+				}
+				break
+			}
 			if !s.TableName.IsEmpty() && !r.qualifierMatches(s.TableName) {
 				return invalid("%s.* names no table of this query; it reads only %s", clip(tableNameText(s.TableName)), r.describeSource())
 			}
@@ -187,6 +205,9 @@ func (r *resolver) nameOutputs() error {
 			continue
 		}
 		base := generatedName(r.items[i].Expr)
+		if r.multi != nil {
+			base = generatedName(displayExpr(r.items[i].Expr))
+		}
 		name := base
 		for n := 2; used[strings.ToLower(name)]; n++ {
 			name = base + "_" + strconv.Itoa(n)
@@ -250,6 +271,9 @@ func (r *resolver) aliasExpr(name string) *Expr {
 }
 
 func (r *resolver) column(c *sqlparser.ColName, sc scope, top bool) (*Expr, error) {
+	if r.multi != nil {
+		return r.multiColumn(c, sc, top)
+	}
 	name := c.Name.String()
 	if !c.Qualifier.IsEmpty() {
 		if !r.qualifierMatches(c.Qualifier) {

@@ -35,6 +35,9 @@ type Input struct {
 	// Aggregate is true when the query result is aggregate-only (every
 	// output is an aggregate or a group key).
 	Aggregate bool `json:"aggregate"`
+	// Joins are the query's equality join pairs by source column; a join
+	// key may only be paired through a private set intersection.
+	Joins []JoinPair `json:"joins,omitempty"`
 }
 
 // Reason is one ground of an allow or one cause of a denial.
@@ -272,6 +275,20 @@ func (e *Engine) Decide(ctx context.Context, in Input) (*Decision, error) {
 	return d, nil
 }
 
+// JoinPair is one equality join pair of a query, by source column; a side
+// computed by an expression has an empty Dataset.
+type JoinPair struct {
+	Left  JoinSide `json:"left"`
+	Right JoinSide `json:"right"`
+	PSI   bool     `json:"psi"`
+}
+
+// JoinSide names a source column of a join pair.
+type JoinSide struct {
+	Dataset string `json:"dataset"`
+	Column  string `json:"column"`
+}
+
 // DPBudget is a grant's differential-privacy budget a query spends from:
 // EpsilonPerQuery of its total Epsilon for the grantee and purpose.
 type DPBudget struct {
@@ -348,7 +365,19 @@ func inputValue(in Input) ast.Value {
 			ast.Item(str("transformed"), ast.BooleanTerm(c.Transformed)),
 		))
 	}
+	side := func(j JoinSide) *ast.Term {
+		return ast.ObjectTerm(ast.Item(str("dataset"), str(j.Dataset)), ast.Item(str("column"), str(j.Column)))
+	}
+	joins := make([]*ast.Term, 0, len(in.Joins))
+	for _, j := range in.Joins {
+		joins = append(joins, ast.ObjectTerm(
+			ast.Item(str("left"), side(j.Left)),
+			ast.Item(str("right"), side(j.Right)),
+			ast.Item(str("psi"), ast.BooleanTerm(j.PSI)),
+		))
+	}
 	return ast.NewObject(
+		ast.Item(str("joins"), ast.ArrayTerm(joins...)),
 		ast.Item(str("principal"), ast.ObjectTerm(
 			ast.Item(str("name"), str(in.Principal.Name)),
 			ast.Item(str("role"), str(string(in.Principal.Role))),

@@ -203,8 +203,10 @@ func (fs *flightService) DoAction(act *flight.Action, stream flight.FlightServic
 		}
 	case actionAudit:
 		return fs.serveAudit(act.GetBody(), stream)
+	case actionPSIClose: // PSI hook: psi.go
+		return fs.servePSIClose(act.GetBody(), stream)
 	default:
-		return fs.s.statusError(stream.Context(), sluice.Errorf(sluice.ENotSupported, "unknown action %q; the agent knows ping, catalog and audit", act.GetType()))
+		return fs.s.statusError(stream.Context(), sluice.Errorf(sluice.ENotSupported, "unknown action %q; the agent knows ping, catalog, audit and psi-close", act.GetType()))
 	}
 	return stream.Send(&flight.Result{Body: body})
 }
@@ -215,6 +217,11 @@ func (fs *flightService) ListActions(_ *flight.Empty, stream flight.FlightServic
 		{Type: actionCatalog, Description: "the department's datasets as JSON"},
 		{Type: actionAudit, Description: `the agent's fragment audit entries after {"since_seq": N, "limit": M}, one JSON entry per result`},
 	} {
+		if err := stream.Send(a); err != nil {
+			return err
+		}
+	}
+	for _, a := range psiActionTypes { // PSI hook: psi.go
 		if err := stream.Send(a); err != nil {
 			return err
 		}

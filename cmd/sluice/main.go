@@ -26,7 +26,8 @@ Commands:
   query     run SQL through a broker and print the result    --purpose P "SQL"
   catalog   browse the data resource catalog                 list | show department.dataset
   policy    test the Rego policy or explain a decision       test | explain | show
-  audit     check or read the audit log                      verify | tail
+  audit     review the audit log                             verify | tail | search | show | export | reconcile | archive | alerts
+  budget    differential-privacy budgets of a principal      --principal NAME
 
 Run 'sluice <command> -h' for the flags of a command.
 `
@@ -88,6 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdPolicy(ctx, rest, stdout, stderr)
 	case "audit":
 		return cmdAudit(ctx, rest, stdout, stderr)
+	case "budget":
+		return cmdBudget(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -197,7 +197,7 @@ func printExplain(w io.Writer, plan *planner.Plan, dec *policy.Decision) {
 	fmt.Fprintf(w, "aggregate-only result: %v\n", plan.Aggregate)
 	fmt.Fprintln(w, dec.Explain())
 	if dec.Allow {
-		fmt.Fprintf(w, "fragment:  %s\n", plan.Fragment.Normalized())
+		fmt.Fprintf(w, "plan:\n%s\n", plan.Normalized())
 	}
 }
 

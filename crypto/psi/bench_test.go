@@ -1,6 +1,7 @@
 package psi
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"testing"
@@ -63,5 +64,103 @@ func BenchmarkGroupReblindOp(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkBlind is one Blind (hash to the group, multiply, encode) on one
+// core.
+func BenchmarkBlind(b *testing.B) {
+	s, err := NewSecret()
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("1101051949%08d", i)
+	}
+	for i := 0; b.Loop(); i++ {
+		if s.Blind(keys[i%len(keys)], "person") == nil {
+			b.Fatal("nil")
+		}
+	}
+}
+
+// BenchmarkReblind is one Reblind (decode and check, multiply, encode) on
+// one core.
+func BenchmarkReblind(b *testing.B) {
+	s, err := NewSecret()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := s.Blind("110105194912310021", "person")
+	for b.Loop() {
+		if _, err := s.Reblind(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBlindAll and BenchmarkReblindAll are the batch helpers over all
+// CPUs, per key.
+func BenchmarkBlindAll(b *testing.B) {
+	s, err := NewSecret()
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]string, 20000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("1101051949%08d", i)
+	}
+	for b.Loop() {
+		if _, err := s.BlindAll(context.Background(), keys, "person"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/key")
+}
+
+func BenchmarkReblindAll(b *testing.B) {
+	s, err := NewSecret()
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]string, 20000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("1101051949%08d", i)
+	}
+	pts, err := s.BlindAll(context.Background(), keys, "person")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := s.ReblindAll(context.Background(), pts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(pts)), "ns/key")
+}
+
+// BenchmarkMatch1M is Match over two sets of 1,000,000 doubly blinded
+// values with half of them in common (random bytes stand in for points:
+// Match only compares bytes).
+func BenchmarkMatch1M(b *testing.B) {
+	const n = 1_000_000
+	a := make([][]byte, n)
+	c := make([][]byte, n)
+	slab := make([]byte, 2*n*PointLen)
+	if _, err := rand.Read(slab); err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		a[i] = slab[i*PointLen : (i+1)*PointLen]
+		c[i] = slab[(n+i)*PointLen : (n+i+1)*PointLen]
+	}
+	for i := 0; i < n; i += 2 {
+		c[i] = a[(i*7)%n]
+	}
+	for b.Loop() {
+		if got := Match(a, c); len(got) != n/2 {
+			b.Fatalf("%d matches", len(got))
+		}
 	}
 }

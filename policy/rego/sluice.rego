@@ -400,6 +400,26 @@ deny contains r if {
 	r := reason(rule, d, col, column_message(rule, d, col, u))
 }
 
+# A join key leaves its agent only blinded, through a private set
+# intersection with a join_key column of the same key domain: every join
+# pair naming a non-owner's join_key column must be a PSI pair.
+join_sides contains [lower(side.dataset), lower(side.column), pair] if {
+	some pair in object.get(input, "joins", [])
+	some side in [pair.left, pair.right]
+	side.dataset != ""
+}
+
+deny contains r if {
+	some [d, col, pair] in join_sides
+	d in level_checked
+	column(d, col).release == "join_key"
+	not pair.psi
+	r := reason("join_key_plain_join", d, col, sprintf(
+		"column %s is a join key: it can be joined only with a join_key column of the same key domain, as a private set intersection; this join would expose it to the broker",
+		[col_label(d, col)],
+	))
+}
+
 # An aggregate-level column may be compared, or aggregated, only when the
 # whole result is aggregate-only.
 deny contains r if {

@@ -187,6 +187,14 @@ func demoGrants(now time.Time) []sluice.Grant {
 			Mode: sluice.ModeRows,
 		},
 		{
+			// Differential privacy: counts only, with Laplace noise, from a
+			// budget of ε = 1 spent 0.25 per query, at most 50 groups a result.
+			ID: "alice-health-dp", Grantee: "alice", Dataset: "health.insured",
+			Columns: []string{"insurance_type", "chronic_disease", "hospital_visits"},
+			Purpose: "public-health-planning", ValidFrom: now.Add(-7 * day), ValidUntil: now.Add(60 * day),
+			Mode: sluice.ModeAggregate, K: 10, Epsilon: 1, EpsilonPerQuery: 0.25, RowCap: 50,
+		},
+		{
 			// Expired yesterday: the demo shows the denial for an out-of-time use.
 			ID: "erin-civil-residents", Grantee: "erin", Dataset: "civil.residents",
 			Columns: []string{"district", "low_income", "gender", "birth_date"},

@@ -1,0 +1,101 @@
+package sandbox
+
+import (
+	"errors"
+	"math/rand"
+	"testing"
+
+	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/planner"
+)
+
+// randExpr builds an arbitrary (often ill-typed) expression tree.
+func randExpr(r *rand.Rand, depth int) *planner.Expr {
+	leaf := func() *planner.Expr {
+		switch r.Intn(9) {
+		case 0:
+			return null()
+		case 1:
+			return i(int64(r.Intn(7) - 3))
+		case 2:
+			return f([]string{"0", "1.5", "-2.25", "1e300"}[r.Intn(4)])
+		case 3:
+			return s([]string{"", "a%", "_b", "2020-01-01", `\`, "黄%"}[r.Intn(6)])
+		case 4:
+			return bl(r.Intn(2) == 0)
+		default:
+			return c([]string{"a", "b", "s", "flag", "d", "dt", "ts"}[r.Intn(7)])
+		}
+	}
+	if depth <= 0 || r.Intn(4) == 0 {
+		return leaf()
+	}
+	sub := func() *planner.Expr { return randExpr(r, depth-1) }
+	switch r.Intn(10) {
+	case 0:
+		return un([]string{"-", "NOT", "~"}[r.Intn(3)], sub())
+	case 1, 2:
+		ops := []string{"+", "-", "*", "/", "%", "=", "<>", "<", "<=", ">", ">=", "AND", "OR"}
+		return bin(sub(), ops[r.Intn(len(ops))], sub())
+	case 3:
+		names := []string{"lower", "upper", "length", "substr", "trim", "abs", "round", "coalesce"}
+		args := []*planner.Expr{sub()}
+		for k := r.Intn(3); k > 0; k-- {
+			args = append(args, sub())
+		}
+		return fn(names[r.Intn(len(names))], args...)
+	case 4:
+		return isNull(sub(), r.Intn(2) == 0)
+	case 5:
+		return in(r.Intn(2) == 0, sub(), sub(), sub())
+	case 6:
+		return between(r.Intn(2) == 0, sub(), sub(), sub())
+	case 7:
+		return like(r.Intn(2) == 0, sub(), sub())
+	default:
+		args := []*planner.Expr{sub(), sub(), sub()}
+		if r.Intn(2) == 0 {
+			args = append(args, sub())
+		}
+		return caseE(r.Intn(2) == 0, r.Intn(2) == 0, args...)
+	}
+}
+
+// TestRandomExpressionsNeverPanic evaluates thousands of random
+// expressions: each either fails with a *sluice.Error or yields a column.
+func TestRandomExpressionsNeverPanic(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	q, _ := newQ(t, Limits{})
+	ok := 0
+	for n := 0; n < 3000; n++ {
+		e := randExpr(r, 4)
+		src := scan(t, q, exprSchema, exprRows...)
+		op, err := q.Project(src, []planner.SelectItem{{Expr: e, Alias: "x"}})
+		if err == nil {
+			_, err = drain(t, q, op)
+		} else {
+			src.Close()
+		}
+		var se *sluice.Error
+		if err != nil && !errors.As(err, &se) {
+			t.Fatalf("untyped error %T %v", err, err)
+		}
+		if err == nil {
+			ok++
+		}
+		// The same expression as a filter.
+		src = scan(t, q, exprSchema, exprRows...)
+		fop, err := q.Filter(src, e)
+		if err == nil {
+			_, err = drain(t, q, fop)
+		} else {
+			src.Close()
+		}
+		if err != nil && !errors.As(err, &se) {
+			t.Fatalf("untyped error %T %v", err, err)
+		}
+	}
+	if ok < 300 {
+		t.Errorf("only %d of 3000 random expressions were valid; the generator is too hostile", ok)
+	}
+}
