@@ -2,12 +2,10 @@ package broker
 
 import (
 	"context"
-	"io"
 
 	"github.com/apache/arrow/go/v15/arrow"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/adapters/agent"
 	"github.com/sluice-gov/sluice/broker/budget"
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
@@ -39,9 +37,6 @@ func (s *Server) planRelease(ctx context.Context, p sluice.Principal, purpose, q
 	if len(dec.DP) == 0 {
 		return r, nil
 	}
-	if s.budgets == nil {
-		return nil, sluice.Errorf(sluice.EUnavailable, "grant %s carries a differential-privacy budget but the broker keeps no budget store; ask the platform admin", dec.DP[0].Grant)
-	}
 	eps := dec.DP[0].EpsilonPerQuery
 	for _, d := range dec.DP[1:] {
 		eps = min(eps, d.EpsilonPerQuery)
@@ -60,9 +55,28 @@ func (s *Server) planRelease(ctx context.Context, p sluice.Principal, purpose, q
 		return nil, sluice.Errorf(sluice.ENotSupported, "a differential-privacy grant releases only COUNT aggregates; add COUNT(*) and GROUP BY")
 	}
 	r.obligations.Epsilon = eps
+	spent, err := s.reserve(ctx, queryID, dec)
+	if err != nil {
+		return nil, err
+	}
+	r.spent = spent.spent
+	return r, nil
+}
+
+// reserve spends each DP budget the decision names, before the query runs;
+// all or nothing.
+func (s *Server) reserve(ctx context.Context, queryID string, dec *policy.Decision) (*release, error) {
+	r := &release{obligations: gate.Obligations{RowCap: dec.RowCap}}
+	if len(dec.DP) == 0 {
+		return r, nil
+	}
+	if s.budgets == nil {
+		return nil, sluice.Errorf(sluice.EUnavailable, "grant %s carries a differential-privacy budget but the broker keeps no budget store; ask the platform admin", dec.DP[0].Grant)
+	}
 	for _, d := range dec.DP {
 		g := s.grantsByID[d.Grant]
 		if g == nil {
+			s.refund(r)
 			return nil, sluice.Errorf(sluice.EInternal, "the policy relied on grant %s that the broker does not know", d.Grant)
 		}
 		if _, err := s.budgets.Reserve(ctx, g.Grantee, g.Purpose, d.EpsilonPerQuery, queryID+"/"+d.Grant); err != nil {
@@ -92,25 +106,4 @@ func (s *Server) refund(r *release) {
 type recordSource interface {
 	Schema() *arrow.Schema
 	Next(ctx context.Context) (arrow.Record, error)
-}
-
-// agentSource adapts an agent stream to the gate's pull interface; each
-// record returned is owned by the caller.
-type agentSource struct{ s *agent.Stream }
-
-func (a agentSource) Schema() *arrow.Schema { return a.s.Schema() }
-
-func (a agentSource) Next(ctx context.Context) (arrow.Record, error) {
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	if a.s.Next() {
-		rec := a.s.Record()
-		rec.Retain()
-		return rec, nil
-	}
-	if err := a.s.Err(); err != nil {
-		return nil, err
-	}
-	return nil, io.EOF
 }

@@ -39,6 +39,10 @@ const Version = "0.1.0"
 // AgentClient is what the broker needs from a department agent.
 type AgentClient interface {
 	Fetch(ctx context.Context, f *planner.Fragment) (*agent.Stream, error)
+	// The private-join protocol (see adapters/agent/psi*.go).
+	PSIBlind(ctx context.Context, f *planner.Fragment, keyColumn, keyDomain string) (*agent.PSIStream, error)
+	PSIReblind(ctx context.Context, session string, points [][]byte) ([][]byte, error)
+	PSIClose(ctx context.Context, session string) error
 	Close() error
 }
 
@@ -66,8 +70,11 @@ type Server struct {
 	grants    []sluice.Grant
 	// budgets keeps differential-privacy budgets; grantsByID finds the
 	// grantee and purpose a budget belongs to.
-	budgets    *budget.Store
-	grantsByID map[string]*sluice.Grant
+	budgets *budget.Store
+	// Sandbox limits per cross-department query.
+	sandboxMemory int64
+	sandboxTime   time.Duration
+	grantsByID    map[string]*sluice.Grant
 	// review is what the admin API reads.
 	review     AuditReader
 	reviewKeys []audit.PublicKey
@@ -103,6 +110,12 @@ func WithAgents(a map[string]AgentClient) Option { return func(s *Server) { s.ag
 // watched for expiry.
 func WithAlerts(e *alerts.Engine, grants []sluice.Grant) Option {
 	return func(s *Server) { s.alerts, s.grants = e, grants }
+}
+
+// WithSandboxLimits sets the memory budget and deadline of each
+// cross-department query in the sandbox.
+func WithSandboxLimits(memory int64, d time.Duration) Option {
+	return func(s *Server) { s.sandboxMemory, s.sandboxTime = memory, d }
 }
 
 // WithGrants tells the broker the grants in force (for budgets and alerts).

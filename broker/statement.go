@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,17 +13,19 @@ import (
 	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/flight"
 	"github.com/apache/arrow/go/v15/arrow/flight/flightsql"
+	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/google/uuid"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"
-	"github.com/sluice-gov/sluice/adapters/agent"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/crypto/digest"
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
+	"github.com/sluice-gov/sluice/sandbox"
 	"github.com/sluice-gov/sluice/sandbox/gate"
 )
 
@@ -37,6 +40,7 @@ type pendingQuery struct {
 	schema    *arrow.Schema
 	entry     audit.Entry // the decision entry, as the template of the result entry
 	release   *release    // the gate's obligations and the budget spent
+	cross     *crossPlan  // a cross-department plan (fragment is nil)
 	created   time.Time
 }
 
@@ -75,6 +79,9 @@ func decide(ctx context.Context, pl *planner.Planner, eng *policy.Engine, now ti
 		}
 		for _, f := range plan.Fragments {
 			applyObligations(f, dec, p, purpose)
+			// Across departments k is enforced in the sandbox after the
+			// join, over joined rows; the fragment itself is not grouped.
+			f.SandboxK, f.MinGroupSize = f.MinGroupSize, 0
 		}
 	}
 	return plan, dec, nil
@@ -150,9 +157,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 		return fail("deny", derr)
 	}
 	if plan.Fragment == nil {
-		// Cross-department plans are decided and audited, but the sandbox
-		// executor (private joins) is not wired into the broker yet.
-		return fail("error", sluice.Errorf(sluice.ENotSupported, "queries across several datasets are not supported yet: the join is planned and allowed, but the broker cannot execute it yet; query one dataset at a time"))
+		return s.admitCross(ctx, p, purpose, plan, dec, &entry, desc, start, fail)
 	}
 	ds := s.catalog.Dataset(splitDataset(plan.Fragment.Dataset))
 	// With the masks known, the fragment's types can be checked fully.
@@ -173,34 +178,42 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 		}
 		return fail("error", err)
 	}
+	return s.admit(ctx, &pendingQuery{principal: p, queryID: entry.QueryID, fragment: plan.Fragment, schema: adapters.Schema(fields), entry: entry, release: rel}, dec, desc, start)
+}
+
+// admit records an allowed statement's decision and issues its single-use
+// ticket. Fail closed: the decision is on record before a ticket exists.
+func (s *Server) admit(ctx context.Context, pq *pendingQuery, dec *policy.Decision, desc *flight.FlightDescriptor, start time.Time) (*flight.FlightInfo, error) {
+	entry := &pq.entry
 	entry.Decision = "allow"
 	entry.Obligations = obligations(dec)
-	if rel.obligations.Epsilon > 0 {
+	if pq.release != nil && pq.release.obligations.Epsilon > 0 {
 		if entry.Obligations == nil {
 			entry.Obligations = map[string]any{}
 		}
-		entry.Obligations["noise_epsilon"] = rel.obligations.Epsilon
+		entry.Obligations["noise_epsilon"] = pq.release.obligations.Epsilon
 	}
 	entry.DurationMS = msSince(start)
-	// Fail closed: the decision is on record before a ticket exists.
-	if err := s.record(context.WithoutCancel(ctx), &entry); err != nil {
-		s.refund(rel)
+	if err := s.record(context.WithoutCancel(ctx), entry); err != nil {
+		s.refund(pq.release)
 		return nil, toStatus(err)
 	}
 	handle, err := newHandle()
 	if err != nil {
+		s.refund(pq.release)
 		return nil, toStatus(err)
 	}
-	schema := adapters.Schema(fields)
-	s.mu.Lock()
-	s.pending[handle] = &pendingQuery{principal: p, queryID: entry.QueryID, fragment: plan.Fragment, schema: schema, entry: entry, release: rel, created: s.now()}
-	s.mu.Unlock()
 	ticket, err := flightsql.CreateStatementQueryTicket([]byte(handle))
 	if err != nil {
+		s.refund(pq.release)
 		return nil, toStatus(sluice.Errorf(sluice.EInternal, "create ticket: %v", err))
 	}
+	pq.created = s.now()
+	s.mu.Lock()
+	s.pending[handle] = pq
+	s.mu.Unlock()
 	return &flight.FlightInfo{
-		Schema:           flight.SerializeSchema(schema, s.Alloc),
+		Schema:           flight.SerializeSchema(pq.schema, s.Alloc),
 		FlightDescriptor: desc,
 		Endpoint:         []*flight.FlightEndpoint{{Ticket: &flight.Ticket{Ticket: ticket}}},
 		TotalRecords:     -1,
@@ -208,9 +221,11 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	}, nil
 }
 
-// DoGetStatement streams an allowed statement's fragment from its agent.
-// The last batch is held back until the result is on the audit record, so a
-// client never receives a complete result that the log does not account for.
+// DoGetStatement streams an allowed statement's result: a single dataset's
+// fragment straight from its agent, or a cross-department plan through the
+// sandbox. The last batch is held back until the result is on the audit
+// record, so a client never receives a complete result that the log does
+// not account for.
 func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryTicket) (*arrow.Schema, <-chan flight.StreamChunk, error) {
 	p, ok := principalFrom(ctx)
 	if !ok {
@@ -227,41 +242,98 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 		return nil, nil, toStatus(sluice.Errorf(sluice.EInvalid, "unknown, expired or already used statement handle: run the statement again"))
 	}
 	start := time.Now()
+	if q.cross != nil {
+		return s.runCross(ctx, q, start)
+	}
 	ds := s.catalog.Dataset(splitDataset(q.fragment.Dataset))
-	tally := digest.NewStream(q.schema)
+	frag := &fragmentTally{dept: ds.Department, dataset: ds.FullName(), tally: digest.NewStream(q.schema)}
+	frags := func() []audit.FragmentRecord { return []audit.FragmentRecord{frag.record()} }
 	client := s.agents[ds.Department]
 	stream, err := client.Fetch(ctx, q.fragment)
 	if err != nil {
 		s.refund(q.release)
-		s.recordResult(ctx, q, ds, tally, start, err)
+		s.recordResult(ctx, q, frags(), frag.tally, start, err, nil)
 		return nil, nil, toStatus(err)
 	}
 	if !stream.Schema().Equal(q.schema) {
 		stream.Release()
 		s.refund(q.release)
 		err := sluice.Errorf(sluice.EInternal, "the agent of department %s returned a different schema than the broker planned; the catalogs disagree, ask the platform admin to reload them", ds.Department)
-		s.recordResult(ctx, q, ds, tally, start, err)
+		s.recordResult(ctx, q, frags(), frag.tally, start, err, nil)
 		return nil, nil, toStatus(err)
 	}
-	var src recordSource = agentSource{stream}
+	var src recordSource = &streamOp{s: stream, schema: q.schema, t: frag}
 	if q.release != nil && q.release.needed() {
 		g, err := gate.New(src, q.release.obligations)
 		if err != nil {
 			stream.Release()
 			s.refund(q.release)
-			s.recordResult(ctx, q, ds, tally, start, err)
+			s.recordResult(ctx, q, frags(), frag.tally, start, err, nil)
 			return nil, nil, toStatus(err)
 		}
 		src = g
 	}
+	// For a single fragment, what the client gets is what the agent sent
+	// (the gate only drops or noises rows), so the result digest is taken
+	// separately from the fragment's.
+	result := digest.NewStream(q.schema)
 	ch := make(chan flight.StreamChunk)
-	go s.relay(ctx, q, ds, stream, src, tally, start, ch)
+	go s.relay(ctx, q, src, stream.Release, result, frags, nil, start, ch)
 	return q.schema, ch, nil
 }
 
-func (s *Server) relay(ctx context.Context, q *pendingQuery, ds *sluice.Dataset, stream *agent.Stream, src recordSource, tally *digest.Stream, start time.Time, ch chan<- flight.StreamChunk) {
+// runCross executes a cross-department plan: fragments and private joins
+// into the sandbox, the release gate, then the client.
+func (s *Server) runCross(ctx context.Context, q *pendingQuery, start time.Time) (*arrow.Schema, <-chan flight.StreamChunk, error) {
+	sq := sandbox.NewQuery(sandbox.Limits{Memory: s.sandboxMemory, Time: s.sandboxTime}, memory.DefaultAllocator)
+	inputs, tallies, err := s.openInputs(ctx, sq, q.cross)
+	frags := func() []audit.FragmentRecord {
+		out := make([]audit.FragmentRecord, 0, len(tallies))
+		for _, t := range tallies {
+			if t != nil {
+				out = append(out, t.record())
+			}
+		}
+		return out
+	}
+	result := digest.NewStream(q.schema)
+	if err != nil {
+		s.refund(q.release)
+		s.recordResult(ctx, q, frags(), result, start, err, nil)
+		return nil, nil, toStatus(err)
+	}
+	var g *gate.Gate
+	root, err := q.cross.build(sq, q.cross.plan.Sandbox, inputs, func(x *gate.Gate) { g = x })
+	if err == nil && !root.Schema().Equal(q.schema) {
+		root.Close()
+		err = sluice.Errorf(sluice.EInternal, "the sandbox produced a different schema than planned")
+	}
+	if err != nil {
+		for _, in := range inputs {
+			in.Close()
+		}
+		s.refund(q.release)
+		s.recordResult(ctx, q, frags(), result, start, err, nil)
+		return nil, nil, toStatus(err)
+	}
+	suppressed := func() map[string]any {
+		if g == nil {
+			return nil
+		}
+		rep := g.Report()
+		return map[string]any{"suppressed_groups": rep.SuppressedGroups, "noise_applied": rep.NoiseApplied}
+	}
+	ch := make(chan flight.StreamChunk)
+	go s.relay(ctx, q, root, root.Close, result, frags, suppressed, start, ch)
+	return q.schema, ch, nil
+}
+
+// relay pulls the result and hands it to the client, holding the last batch
+// back until the result entry is committed. The release report (suppressed
+// groups) goes to the client as the last batch's app metadata.
+func (s *Server) relay(ctx context.Context, q *pendingQuery, src recordSource, closeSrc func(), result *digest.Stream, frags func() []audit.FragmentRecord, report func() map[string]any, start time.Time, ch chan<- flight.StreamChunk) {
 	defer close(ch)
-	defer stream.Release()
+	defer closeSrc()
 	released := false
 	send := func(c flight.StreamChunk) bool {
 		select {
@@ -273,6 +345,12 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, ds *sluice.Dataset,
 			}
 			return false
 		}
+	}
+	extra := func() map[string]any {
+		if report == nil {
+			return nil
+		}
+		return report()
 	}
 	var held arrow.Record
 	var err error
@@ -288,13 +366,12 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, ds *sluice.Dataset,
 			rec.Release()
 			continue
 		}
-		// The digest covers exactly what is handed to the client, batch by
-		// batch, so the audit entry says what left.
-		tally.Add(rec)
+		// The digest covers exactly what is handed to the client.
+		result.Add(rec)
 		if held != nil {
 			if !send(flight.StreamChunk{Data: held}) {
 				rec.Release()
-				s.recordResult(ctx, q, ds, tally, start, ctx.Err())
+				s.recordResult(ctx, q, frags(), result, start, ctx.Err(), extra())
 				return
 			}
 			released = true
@@ -307,7 +384,8 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, ds *sluice.Dataset,
 	if err != nil && !released {
 		s.refund(q.release)
 	}
-	if aerr := s.recordResult(ctx, q, ds, tally, start, err); aerr != nil && err == nil {
+	ex := extra()
+	if aerr := s.recordResult(ctx, q, frags(), result, start, err, ex); aerr != nil && err == nil {
 		err = aerr
 	}
 	if err != nil {
@@ -317,28 +395,45 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, ds *sluice.Dataset,
 		send(flight.StreamChunk{Err: toStatus(err)})
 		return
 	}
+	var meta []byte
+	if len(ex) > 0 {
+		meta, _ = json.Marshal(ex)
+	}
+	if held == nil && meta != nil {
+		// No rows at all: the report still reaches the client.
+		b := array.NewRecordBuilder(memory.DefaultAllocator, q.schema)
+		held = b.NewRecord()
+		b.Release()
+	}
 	if held != nil {
-		send(flight.StreamChunk{Data: held})
+		send(flight.StreamChunk{Data: held, AppMetadata: meta})
 	}
 }
 
 // recordResult appends the completion entry of a query: rows, bytes and the
-// digest of what each department's fragment delivered and the client got.
-func (s *Server) recordResult(ctx context.Context, q *pendingQuery, ds *sluice.Dataset, tally *digest.Stream, start time.Time, cause error) error {
+// digest of what each department's fragment delivered and of what the
+// client got, and the release report.
+func (s *Server) recordResult(ctx context.Context, q *pendingQuery, frags []audit.FragmentRecord, result *digest.Stream, start time.Time, cause error, report map[string]any) error {
 	e := q.entry
 	e.Seq, e.Hash, e.PrevHash, e.Time = 0, "", "", time.Time{}
 	e.Kind = "result"
-	e.Rows = tally.Rows()
-	e.Bytes = tally.Bytes()
-	e.ResultDigest = tally.Sum()
-	e.Fragments = []audit.FragmentRecord{{
-		Department: ds.Department,
-		Dataset:    ds.FullName(),
-		SQLHash:    e.PlanHash,
-		Rows:       tally.Rows(),
-		Bytes:      tally.Bytes(),
-		Digest:     tally.Sum(),
-	}}
+	e.Rows = result.Rows()
+	e.Bytes = result.Bytes()
+	e.ResultDigest = result.Sum()
+	e.Fragments = frags
+	for i := range e.Fragments {
+		e.Fragments[i].SQLHash = e.PlanHash
+	}
+	if len(report) > 0 {
+		o := map[string]any{}
+		for k, v := range e.Obligations {
+			o[k] = v
+		}
+		for k, v := range report {
+			o[k] = v
+		}
+		e.Obligations = o
+	}
 	e.DurationMS = msSince(start)
 	e.Decision = "allow"
 	if cause != nil {
@@ -351,7 +446,7 @@ func (s *Server) recordResult(ctx context.Context, q *pendingQuery, ds *sluice.D
 		s.log.Error("audit append of a query result failed", "query_id", q.queryID, "err", err)
 		return err
 	}
-	s.log.Info("query", "query_id", q.queryID, "principal", q.principal.Name, "dataset", q.fragment.Dataset, "rows", e.Rows, "ms", e.DurationMS, "error", e.Error)
+	s.log.Info("query", "query_id", q.queryID, "principal", q.principal.Name, "datasets", q.entry.Datasets, "rows", e.Rows, "ms", e.DurationMS, "error", e.Error)
 	return nil
 }
 

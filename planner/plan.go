@@ -102,6 +102,12 @@ type Fragment struct {
 	// MinGroupSize, when > 0, makes the agent keep only groups of at least
 	// this many source rows (rendered as HAVING COUNT(*) >= k).
 	MinGroupSize int `json:"min_group_size,omitempty"`
+	// SandboxK, when > 0, says the fragment's rows go to the broker's
+	// sandbox to meet another department's rows, not to the analyst: the
+	// sandbox releases only aggregates over groups of at least SandboxK
+	// source rows. An agent may then send values of aggregate-level
+	// columns, which never leave the sandbox as rows.
+	SandboxK int `json:"sandbox_k,omitempty"`
 
 	// Requester is who asked, under which purpose: the agent decides the
 	// masks it enforces itself from it, and records it.

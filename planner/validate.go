@@ -40,6 +40,9 @@ func (f *Fragment) Validate(ds *sluice.Dataset) error {
 	if f.Offset < 0 {
 		return invalid("OFFSET must not be negative")
 	}
+	if f.SandboxK < 0 || f.SandboxK > maxMinGroup {
+		return sluice.Errorf(sluice.EInvalid, "fragment sandbox_k must be between 0 and %d", maxMinGroup)
+	}
 	if f.MinGroupSize < 0 || f.MinGroupSize > maxMinGroup {
 		return invalid("minimum group size must be between 0 and %d", maxMinGroup)
 	}

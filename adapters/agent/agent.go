@@ -160,6 +160,8 @@ func New(ctx context.Context, dept *sluice.Department, opts ...Option) (*Server,
 // Close closes every source, and the audit log if New opened it.
 func (s *Server) Close() error {
 	var errs []error
+	// Private-join secrets die with the agent, not only by their TTL.
+	s.ClosePSISessions()
 	if s.auditLog != nil && s.ownsAuditLog {
 		if err := s.auditLog.Close(); err != nil {
 			errs = append(errs, err)

@@ -1,0 +1,30 @@
+package test
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestAgentDown runs last: it stops the health agent and checks that a
+// query on its data fails with Unavailable naming the department, and
+// that the broker keeps serving the other departments.
+func TestAgentDown(t *testing.T) {
+	world.KillAgent("health")
+	deadline := time.Now().Add(10 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		_, _, err = query(t, "alice", "subsidy-review", "SELECT insurance_type, COUNT(*) AS n FROM health.insured GROUP BY insurance_type")
+		if err != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err == nil || !strings.Contains(err.Error(), "Unavailable") || !strings.Contains(err.Error(), "health") {
+		t.Fatalf("want Unavailable naming the health department, got %v", err)
+	}
+	_, rows, err := query(t, "bob", "enterprise-credit", "SELECT COUNT(*) AS n FROM market.enterprises")
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("the broker must keep serving other departments: %v %v", rows, err)
+	}
+}
