@@ -52,6 +52,11 @@ type Config struct {
 	// ArchiveDir (checked hourly); zero keeps everything in the store.
 	Retention  time.Duration `yaml:"retention"`
 	ArchiveDir string        `yaml:"archive_dir"`
+	// SandboxMemoryMiB and SandboxTimeout bound each cross-department query
+	// in the sandbox (0 = the sandbox defaults); exceeding either ends the
+	// query with ResourceExhausted naming the limit.
+	SandboxMemoryMiB int64         `yaml:"sandbox_memory_mib"`
+	SandboxTimeout   time.Duration `yaml:"sandbox_timeout"`
 	// Alerts is an optional alert rules file (defaults apply without it).
 	Alerts string `yaml:"alerts"`
 	// DefaultK is the minimum group size for aggregate-level columns.
@@ -85,6 +90,9 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	if len(c.Departments) == 0 {
 		return nil, &sluice.ConfigError{File: path, Field: "departments", Problem: "list at least one department configuration file"}
+	}
+	if c.SandboxMemoryMiB < 0 || c.SandboxTimeout < 0 {
+		return nil, &sluice.ConfigError{File: path, Field: "sandbox_memory_mib/sandbox_timeout", Problem: "must not be negative (0 means the default)"}
 	}
 	if c.Retention < 0 || c.CheckpointEntries < 0 || c.CheckpointInterval < 0 {
 		return nil, &sluice.ConfigError{File: path, Field: "retention/checkpoint_entries/checkpoint_interval", Problem: "must not be negative"}

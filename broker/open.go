@@ -166,6 +166,7 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 	all := append([]Option{
 		WithAlerts(alertEngine, parts.Grants),
 		WithGrants(parts.Grants),
+		WithSandboxLimits(cfg.SandboxMemoryMiB<<20, cfg.SandboxTimeout),
 		WithBudgets(budgets),
 		WithRetention(log, cfg.Retention, cfg.ArchiveDir),
 		WithReview(log, pubKeys),

@@ -34,6 +34,9 @@ import (
 
 var world *demo.Running
 
+// queryTimeout bounds each query the tests run (benchmarks raise it).
+var queryTimeout = 60 * time.Second
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sluice-e2e-")
 	if err != nil {
@@ -57,7 +60,7 @@ func TestMain(m *testing.M) {
 
 // dsn is how an analyst's tool connects: the Flight SQL driver with the
 // token, TLS and the purpose passed through as gRPC metadata.
-func dsn(t *testing.T, user, purpose string) string {
+func dsn(t testing.TB, user, purpose string) string {
 	t.Helper()
 	token := "not-a-valid-token"
 	if user != "" {
@@ -69,7 +72,7 @@ func dsn(t *testing.T, user, purpose string) string {
 	q := url.Values{}
 	q.Set("token", token)
 	q.Set("tls", "skip-verify")
-	q.Set("timeout", "60s")
+	q.Set("timeout", queryTimeout.String())
 	if purpose != "" {
 		q.Set(broker.PurposeHeader, purpose)
 	}
@@ -77,14 +80,14 @@ func dsn(t *testing.T, user, purpose string) string {
 }
 
 // query runs sql as user under purpose and returns every row as strings.
-func query(t *testing.T, user, purpose, stmt string) ([]string, [][]string, error) {
+func query(t testing.TB, user, purpose, stmt string) ([]string, [][]string, error) {
 	t.Helper()
 	db, err := sql.Open("flightsql", dsn(t, user, purpose))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout+30*time.Second)
 	defer cancel()
 	rows, err := db.QueryContext(ctx, stmt)
 	if err != nil {

@@ -187,6 +187,14 @@ func demoGrants(now time.Time) []sluice.Grant {
 			Mode: sluice.ModeRows,
 		},
 		{
+			// Civil affairs checks household registration when reviewing
+			// subsidies: aggregate-only, joined privately on the ID number.
+			ID: "alice-police-household", Grantee: "alice", Dataset: "police.household",
+			Columns: []string{"id_card", "household_district", "migrant"},
+			Purpose: "subsidy-review", ValidFrom: now.Add(-30 * day), ValidUntil: now.Add(180 * day),
+			Mode: sluice.ModeAggregate, K: 10,
+		},
+		{
 			// Differential privacy: counts only, with Laplace noise, from a
 			// budget of ε = 1 spent 0.25 per query, at most 50 groups a result.
 			ID: "alice-health-dp", Grantee: "alice", Dataset: "health.insured",

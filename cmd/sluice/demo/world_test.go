@@ -564,6 +564,7 @@ func TestPurposesAndGrantsLoadBack(t *testing.T) {
 	}{
 		{"alice", "health.insured", "subsidy-review", sluice.ModeAggregate, 10, true},
 		{"bob", "police.household", "enterprise-credit", sluice.ModeRows, 0, true},
+		{"alice", "police.household", "subsidy-review", sluice.ModeAggregate, 10, true},
 		{"alice", "health.insured", "public-health-planning", sluice.ModeAggregate, 10, true},
 		{"erin", "civil.residents", "public-health-planning", sluice.ModeRows, 0, false},
 	}
@@ -587,8 +588,8 @@ func TestPurposesAndGrantsLoadBack(t *testing.T) {
 			}
 		}
 	}
-	if want := testNow.Add(-24 * time.Hour); !gs[3].ValidUntil.Equal(want) {
-		t.Errorf("erin's grant ends %v, want yesterday %v", gs[3].ValidUntil, want)
+	if want := testNow.Add(-24 * time.Hour); !gs[4].ValidUntil.Equal(want) {
+		t.Errorf("erin's grant ends %v, want yesterday %v", gs[4].ValidUntil, want)
 	}
 }
 
