@@ -16,7 +16,6 @@ package psi
 import (
 	"context"
 	"crypto/rand"
-	"filippo.io/edwards25519"
 	"fmt"
 	"runtime"
 	"strings"
@@ -127,15 +126,9 @@ func Normalize(key string) string {
 }
 
 // hashToGroup is H(key) in the key domain: the ristretto255 hash of RFC 9380
-// (appendix B; expand_message_xmd with SHA-512, two Elligator maps added),
-// as circl's group.Ristretto255 computes it (the tests check they agree).
+// (appendix B; expand_message_xmd with SHA-512, two Elligator maps added).
 func hashToGroup(normalizedKey, domain string) group.Element {
 	return grp.HashToElement([]byte(normalizedKey), []byte(DST(domain)))
-}
-
-// hashPoint is hashToGroup on the fast implementation (r255.go).
-func hashPoint(normalizedKey, domain string) *edwards25519.Point {
-	return r255Hash([]byte(normalizedKey), []byte(DST(domain)))
 }
 
 // Secret is one party's blinding scalar for one query. It is created fresh
@@ -143,7 +136,7 @@ func hashPoint(normalizedKey, domain string) *edwards25519.Point {
 // encoding, and printing it prints nothing of it.
 type Secret struct {
 	mu sync.RWMutex
-	k  *edwards25519.Scalar // nil once destroyed
+	k  group.Scalar // nil once destroyed
 }
 
 // NewSecret draws a uniformly random non-zero scalar from crypto/rand.
@@ -154,13 +147,8 @@ func NewSecret() (*Secret, error) {
 	if _, err := rand.Read(probe[:]); err != nil {
 		return nil, &sluice.Error{Code: sluice.EInternal, Message: "the system random number generator failed; no PSI secret was made", Err: err}
 	}
-	var seed [64]byte
-	if _, err := rand.Read(seed[:]); err != nil {
-		return nil, &sluice.Error{Code: sluice.EInternal, Message: "the system random number generator failed; no PSI secret was made", Err: err}
-	}
-	k, err := edwards25519.NewScalar().SetUniformBytes(seed[:])
-	clear(seed[:])
-	if err != nil || k.Equal(edwards25519.NewScalar()) == 1 {
+	k := grp.RandomNonZeroScalar(rand.Reader)
+	if k.IsZero() {
 		return nil, sluice.Errorf(sluice.EInternal, "the PSI secret came out zero; the random number generator is broken")
 	}
 	return &Secret{k: k}, nil
@@ -177,13 +165,13 @@ func (s *Secret) Destroy() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.k != nil {
-		s.k.Set(edwards25519.NewScalar())
+		s.k.SetUint64(0)
 		s.k = nil
 	}
 }
 
 // rlock returns the scalar with the read lock held; the caller unlocks.
-func (s *Secret) rlock() (*edwards25519.Scalar, error) {
+func (s *Secret) rlock() (group.Scalar, error) {
 	s.mu.RLock()
 	if s.k == nil {
 		s.mu.RUnlock()
@@ -207,10 +195,18 @@ func (s *Secret) Blind(normalizedKey string, domain string) []byte {
 	return out
 }
 
-func blind(k *edwards25519.Scalar, normalizedKey, domain string) ([]byte, error) {
-	p := hashPoint(normalizedKey, domain)
-	p.ScalarMult(k, p)
-	return r255Encode(p), nil
+func blind(k group.Scalar, normalizedKey, domain string) ([]byte, error) {
+	p := hashToGroup(normalizedKey, domain)
+	p.Mul(p, k)
+	return encode(p)
+}
+
+func encode(p group.Element) ([]byte, error) {
+	b, err := p.MarshalBinary()
+	if err != nil {
+		return nil, &sluice.Error{Code: sluice.EInternal, Message: "a group element cannot be encoded", Err: err}
+	}
+	return b, nil
 }
 
 // Reblind returns Encode(s·P) for an encoded element P received from the
@@ -225,19 +221,19 @@ func (s *Secret) Reblind(point []byte) ([]byte, error) {
 	return reblind(k, point, -1)
 }
 
-func reblind(k *edwards25519.Scalar, point []byte, index int) ([]byte, error) {
+func reblind(k group.Scalar, point []byte, index int) ([]byte, error) {
 	if len(point) != PointLen {
 		return nil, invalidPoint(index, "it is %d bytes, not %d", len(point), PointLen)
 	}
-	p, err := r255Decode(point)
-	if err != nil {
+	p := grp.NewElement()
+	if err := p.UnmarshalBinary(point); err != nil {
 		return nil, invalidPoint(index, "it is not the canonical encoding of a %s element", GroupName)
 	}
-	if p.Equal(edwards25519.NewIdentityPoint()) == 1 {
+	if p.IsIdentity() {
 		return nil, invalidPoint(index, "it is the identity element")
 	}
-	p.ScalarMult(k, p)
-	return r255Encode(p), nil
+	p.Mul(p, k)
+	return encode(p)
 }
 
 func invalidPoint(index int, format string, args ...any) error {
