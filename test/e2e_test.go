@@ -465,38 +465,7 @@ func groupCounts(t *testing.T, db *sql.DB, threshold float64) map[string]int {
 
 func directStrings(t *testing.T, dept, stmt string) [][]string {
 	t.Helper()
-	rows, err := direct(t, dept).Query(stmt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out [][]string
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		row := make([]string, len(cols))
-		for i, v := range vals {
-			switch x := v.(type) {
-			case []byte:
-				row[i] = string(x)
-			case time.Time:
-				row[i] = x.UTC().Format("2006-01-02")
-			case float64:
-				row[i] = fmt.Sprintf("%.4f", x)
-			default:
-				row[i] = fmt.Sprint(x)
-			}
-		}
-		out = append(out, row)
-	}
-	return out
+	return rowsOf(t, direct(t, dept), stmt)
 }
 
 func storePath(t *testing.T) string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/sluice-gov/sluice/cmd/sluice/demo"
 )
@@ -46,6 +47,8 @@ func rowsOf(t *testing.T, db *sql.DB, stmt string) [][]string {
 				row[i] = fmt.Sprintf("%.4f", x)
 			case []byte:
 				row[i] = string(x)
+			case time.Time:
+				row[i] = x.UTC().Format("2006-01-02")
 			default:
 				row[i] = fmt.Sprint(x)
 			}
