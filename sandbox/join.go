@@ -170,28 +170,12 @@ func loadKeys(cols []arrow.Array, idx []int, types []vtype) ([]*vec, error) {
 }
 
 func (j *joinOp) build(ctx context.Context) error {
-	m := newMaterializer(j.q, j.right.Schema())
-	defer m.release()
-	for {
-		rec, err := pull(ctx, j.right)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		err = m.append(rec)
-		rec.Release()
-		if err != nil {
-			return err
-		}
-		if err := j.q.Check(ctx); err != nil {
-			return err
-		}
+	cols, rows, err := materializeAll(ctx, j.q, j.right)
+	if err != nil {
+		return err
 	}
-	j.rcols = m.finish()
-	m.release()
-	n := int(m.rows)
+	j.rcols = cols
+	n := int(rows)
 	per := int64(joinIntEntryBytes)
 	if !j.intKey {
 		per = joinStrEntryBytes

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"io"
 	"sort"
 	"strings"
@@ -57,27 +56,12 @@ func (q *Query) Sort(in Operator, keys []SortKey) (Operator, error) {
 func (s *sortOp) Schema() *arrow.Schema { return s.in.Schema() }
 
 func (s *sortOp) run(ctx context.Context) error {
-	m := newMaterializer(s.q, s.in.Schema())
-	defer m.release()
-	for {
-		rec, err := pull(ctx, s.in)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		err = m.append(rec)
-		rec.Release()
-		if err != nil {
-			return err
-		}
-		if err := s.q.Check(ctx); err != nil {
-			return err
-		}
+	cols, rows, err := materializeAll(ctx, s.q, s.in)
+	if err != nil {
+		return err
 	}
-	s.cols = m.finish()
-	n := int(m.rows)
+	s.cols = cols
+	n := int(rows)
 	// The permutation plus the key vectors (at most a string header each).
 	if err := s.res.grow(int64(n) * int64(4+16*len(s.kcols))); err != nil {
 		return err

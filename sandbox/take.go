@@ -1,9 +1,12 @@
 package sandbox
 
 import (
+	"context"
+	"errors"
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/memory"
+	"io"
 
 	sluice "github.com/sluice-gov/sluice"
 )
@@ -312,6 +315,32 @@ func (m *materializer) finish() []arrow.Array {
 		out[i] = b.NewArray()
 	}
 	return out
+}
+
+// materializeAll pulls every batch of in into one array per column,
+// checking the query's limits between batches. The arrays are owned by the
+// caller; rows is their length.
+func materializeAll(ctx context.Context, q *Query, in Operator) (cols []arrow.Array, rows int64, err error) {
+	m := newMaterializer(q, in.Schema())
+	defer m.release()
+	for {
+		rec, err := pull(ctx, in)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		err = m.append(rec)
+		rec.Release()
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := q.Check(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+	return m.finish(), m.rows, nil
 }
 
 func (m *materializer) release() {

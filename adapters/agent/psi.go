@@ -656,7 +656,7 @@ func (fs *flightService) DoExchange(stream flight.FlightService_DoExchangeServer
 	}
 	switch cmd.Op {
 	case actionPSIBlind:
-		var w *flight.Writer
+		sink := fs.newSink(ctx, stream)
 		onStart := func(h psiHeader, sc *arrow.Schema) error {
 			meta, err := json.Marshal(h)
 			if err != nil {
@@ -665,19 +665,13 @@ func (fs *flightService) DoExchange(stream flight.FlightService_DoExchangeServer
 			if err := stream.Send(&flight.FlightData{AppMetadata: meta}); err != nil {
 				return err
 			}
-			w = flight.NewRecordWriter(stream, ipc.WithSchema(sc), ipc.WithAllocator(memory.DefaultAllocator))
+			sink.start(sc)
 			return nil
 		}
-		emit := func(rec arrow.Record) error {
-			if fs.s.emitHook != nil {
-				fs.s.emitHook(ctx)
-			}
-			return w.Write(rec)
-		}
-		if _, err := fs.s.psiBlind(ctx, cmd, onStart, emit); err != nil {
+		if _, err := fs.s.psiBlind(ctx, cmd, onStart, sink.emit); err != nil {
 			return fs.s.statusError(ctx, err)
 		}
-		if err := w.Close(); err != nil {
+		if err := sink.close(); err != nil {
 			return fs.s.statusError(ctx, err)
 		}
 		return nil

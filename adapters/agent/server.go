@@ -153,28 +153,45 @@ func (fs *flightService) DoGet(tkt *flight.Ticket, stream flight.FlightService_D
 	if err != nil {
 		return fs.s.statusError(ctx, err)
 	}
-	var w *flight.Writer
-	onSchema := func(sc *arrow.Schema) error {
-		w = flight.NewRecordWriter(stream, ipc.WithSchema(sc), ipc.WithAllocator(memory.DefaultAllocator))
-		return nil
-	}
-	emit := func(rec arrow.Record) error {
-		if fs.s.emitHook != nil {
-			fs.s.emitHook(ctx)
-		}
-		return w.Write(rec)
-	}
-	if _, err := fs.s.execute(ctx, f, onSchema, emit); err != nil {
+	sink := fs.newSink(ctx, stream)
+	onSchema := func(sc *arrow.Schema) error { sink.start(sc); return nil }
+	if _, err := fs.s.execute(ctx, f, onSchema, sink.emit); err != nil {
 		// The writer is deliberately not closed: the error status must be
 		// the last thing the reader sees, never a clean end of stream.
 		return fs.s.statusError(ctx, err)
 	}
 	// Close sends the schema when no row was written.
-	if err := w.Close(); err != nil {
+	if err := sink.close(); err != nil {
 		return fs.s.statusError(ctx, err)
 	}
 	return nil
 }
+
+// recordSink writes a fragment's records to a Flight stream once the
+// schema is known; DoGet and the PSI exchange share it.
+type recordSink struct {
+	ctx    context.Context
+	stream flight.DataStreamWriter
+	hook   func(context.Context)
+	w      *flight.Writer
+}
+
+func (fs *flightService) newSink(ctx context.Context, stream flight.DataStreamWriter) *recordSink {
+	return &recordSink{ctx: ctx, stream: stream, hook: fs.s.emitHook}
+}
+
+func (k *recordSink) start(sc *arrow.Schema) {
+	k.w = flight.NewRecordWriter(k.stream, ipc.WithSchema(sc), ipc.WithAllocator(memory.DefaultAllocator))
+}
+
+func (k *recordSink) emit(rec arrow.Record) error {
+	if k.hook != nil {
+		k.hook(k.ctx)
+	}
+	return k.w.Write(rec)
+}
+
+func (k *recordSink) close() error { return k.w.Close() }
 
 func (fs *flightService) GetSchema(ctx context.Context, desc *flight.FlightDescriptor) (*flight.SchemaResult, error) {
 	if desc.GetType() != flight.DescriptorCMD {
