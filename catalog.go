@@ -107,6 +107,11 @@ type AgentInfo struct {
 	// SigningKey is the agent's Ed25519 key for its log's checkpoints;
 	// empty means <department>-agent.key beside the configuration file.
 	SigningKey string `yaml:"signing_key,omitempty" json:"-"`
+	// Registry, when set, is the file where the agent keeps the datasets
+	// its department admin registered through the platform (the broker's
+	// admin API); without it the agent serves only the datasets of this
+	// file and refuses registrations.
+	Registry string `yaml:"registry,omitempty" json:"-"`
 }
 
 // Source is one database of a department.

@@ -62,6 +62,7 @@ func LoadDepartment(path string) (*Department, error) {
 	}
 	d.Agent.AuditLog = resolvePath(dir, d.Agent.AuditLog)
 	d.Agent.SigningKey = resolvePath(dir, d.Agent.SigningKey)
+	d.Agent.Registry = resolvePath(dir, d.Agent.Registry)
 	return d, nil
 }
 

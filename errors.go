@@ -16,6 +16,7 @@ const (
 	EUnavailable     = "unavailable"     // an agent or store is down: Unavailable
 	EResource        = "resource"        // a sandbox limit was hit: ResourceExhausted
 	EInternal        = "internal"        // a bug: Internal
+	EConflict        = "conflict"        // the state changed meanwhile, or already exists: 409 / Aborted
 )
 
 // Error is the typed error of the core. Message is safe to show the caller:

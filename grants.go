@@ -174,6 +174,14 @@ func validateGrant(g *Grant) *fieldProblem {
 	if g.RowCap < 0 {
 		return bad("row_cap", "must be 0 (no cap) or more, got %d", g.RowCap)
 	}
+	if f := g.RowFilter; f != nil {
+		if !ValidIdentifier(f.Column) {
+			return bad("row_filter.column", "must be a column name, got %q", f.Column)
+		}
+		if len(f.Values) == 0 || len(f.Values) > 100 {
+			return bad("row_filter.values", "give between 1 and 100 values, got %d", len(f.Values))
+		}
+	}
 	return nil
 }
 

@@ -68,8 +68,14 @@ type Grant struct {
 	Epsilon         float64 `yaml:"epsilon,omitempty" json:"epsilon,omitempty"`
 	EpsilonPerQuery float64 `yaml:"epsilon_per_query,omitempty" json:"epsilon_per_query,omitempty"`
 	// RowCap limits how many rows one result may release (0 = no cap).
-	RowCap  int64 `yaml:"row_cap,omitempty" json:"row_cap,omitempty"`
-	Revoked bool  `yaml:"revoked" json:"revoked,omitempty"`
+	RowCap int64 `yaml:"row_cap,omitempty" json:"row_cap,omitempty"`
+	// RowFilter limits the grant to some rows (e.g. one district).
+	RowFilter *RowFilter `yaml:"row_filter,omitempty" json:"row_filter,omitempty"`
+	Revoked   bool       `yaml:"revoked" json:"revoked,omitempty"`
+	// Workflow provenance (empty for grants read from a file).
+	Application string     `yaml:"-" json:"application,omitempty"`
+	RevokedAt   *time.Time `yaml:"-" json:"revoked_at,omitempty"`
+	RevokedBy   string     `yaml:"-" json:"revoked_by,omitempty"`
 }
 
 // Names reports whether the grant names p, directly or by department.

@@ -1,16 +1,15 @@
 package broker
 
 import (
+	"crypto/tls"
+
 	"context"
 	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
-
-	"github.com/google/uuid"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker/audit"
@@ -32,12 +31,9 @@ var httpStatus = map[string]int{
 	sluice.ENotSupported:    http.StatusNotImplemented,
 	sluice.EUnavailable:     http.StatusServiceUnavailable,
 	sluice.EResource:        http.StatusTooManyRequests,
+	sluice.EConflict:        http.StatusConflict,
 	sluice.EInternal:        http.StatusInternalServerError,
 }
-
-// reviewRoles may read the audit log and alerts through the admin API; no
-// role reads data here.
-var reviewRoles = map[sluice.Role]bool{sluice.RoleAuditor: true, sluice.RolePlatformAdmin: true}
 
 // WithReview gives the admin API the audit log to read and the public keys
 // to verify its checkpoints with.
@@ -54,8 +50,8 @@ func (s *Server) ServeAdmin(ctx context.Context, lis net.Listener) error {
 		return sluice.Errorf(sluice.EInvalid, "broker: the admin API has no audit log to read")
 	}
 	hs := &http.Server{
-		Handler:           http.MaxBytesHandler(s.AdminHandler(s.review, s.reviewKeys), 1<<20),
-		TLSConfig:         s.tls.Clone(),
+		Handler:           s.AdminHandler(s.review, s.reviewKeys),
+		TLSConfig:         acceptClientCerts(s.tls),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -77,94 +73,41 @@ func (s *Server) ServeAdmin(ctx context.Context, lis net.Listener) error {
 	return nil
 }
 
-// AdminHandler serves the admin API's review endpoints (read-only):
-//
-//	GET /v1/alerts              alerts raised by the review rules
-//	GET /v1/audit/entries       audit search (principal, department, dataset, column, purpose, decision, kind, query_id, since, until, limit)
-//	GET /v1/audit/entries/{seq} one entry
-//	GET /v1/audit/verify        verify the chain (and signatures with the broker's keys)
-//
-// Every call is authenticated with the same bearer tokens as Flight SQL and
-// recorded in the audit log.
+// AdminHandler serves the admin API: the review endpoints (audit log,
+// alerts) and, when the broker has a workflow store, the data-sharing
+// workflow. The routes are the table in adminapi.go, documented in
+// docs/openapi.yaml (a test keeps the two equal). Every call is
+// authenticated with the same bearer tokens as Flight SQL and recorded in
+// the audit log; a call that changes state is recorded before it runs and
+// its outcome after, like a query.
 func (s *Server) AdminHandler(reader AuditReader, keys []audit.PublicKey) http.Handler {
+	s.review, s.reviewKeys = reader, keys
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/alerts", func(w http.ResponseWriter, r *http.Request) {
-		f, err := filterFromQuery(r, audit.KindAlert)
-		if err != nil {
-			writeError(w, err)
+	for _, rt := range s.adminRoutes() {
+		mux.Handle(rt.Method+" "+rt.Path, s.adminCall(rt))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			if allowed := s.allowedMethods(r.URL.Path); allowed != "" {
+				w.Header().Set("Allow", allowed)
+				writeStatus(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed on "+r.URL.Path+"; use "+allowed)
+				return
+			}
+			writeStatus(w, http.StatusNotFound, "no such endpoint; see docs/openapi.yaml")
 			return
 		}
-		entries, err := reader.Search(r.Context(), f)
-		writeJSON(w, map[string]any{"alerts": nonNil(entries)}, err)
+		mux.ServeHTTP(w, r)
 	})
-	mux.HandleFunc("GET /v1/audit/entries", func(w http.ResponseWriter, r *http.Request) {
-		f, err := filterFromQuery(r, "")
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		entries, err := reader.Search(r.Context(), f)
-		writeJSON(w, map[string]any{"entries": nonNil(entries)}, err)
-	})
-	mux.HandleFunc("GET /v1/audit/entries/{seq}", func(w http.ResponseWriter, r *http.Request) {
-		seq, err := strconv.ParseInt(r.PathValue("seq"), 10, 64)
-		if err != nil || seq < 1 {
-			writeError(w, sluice.Errorf(sluice.EInvalid, "entry number %q is not a positive integer", r.PathValue("seq")))
-			return
-		}
-		e, err := reader.Get(r.Context(), seq)
-		writeJSON(w, e, err)
-	})
-	mux.HandleFunc("GET /v1/audit/verify", func(w http.ResponseWriter, r *http.Request) {
+}
+
+func (s *Server) verifyHandler(reader AuditReader, keys []audit.PublicKey) func(r *http.Request) (any, error) {
+	return func(r *http.Request) (any, error) {
 		var opts []audit.VerifyOption
 		if len(keys) > 0 {
 			opts = append(opts, audit.WithTrustedKeys(keys...), audit.WithUnsignedGrace(audit.DefaultCheckpointInterval+time.Minute))
 		}
-		rep, err := reader.Verify(r.Context(), opts...)
-		writeJSON(w, rep, err)
-	})
-	return s.adminAuth(mux)
-}
-
-// adminAuth authenticates, checks the role, records the call, and answers
-// anything else with a JSON error.
-func (s *Server) adminAuth(next *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := next.Handler(r); pattern == "" {
-			if r.Method != http.MethodGet {
-				w.Header().Set("Allow", "GET")
-				writeStatus(w, http.StatusMethodNotAllowed, "the review endpoints are read-only: use GET")
-				return
-			}
-			writeStatus(w, http.StatusNotFound, "no such endpoint; see docs/admin-api.md")
-			return
-		}
-		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		p, ok := s.users.Authenticate(strings.TrimSpace(token))
-		if !strings.EqualFold(scheme, "bearer") || token == "" || !ok {
-			s.auditAdmin(r, sluice.Principal{Name: "(unauthenticated)"}, "auth", audit.DecisionDeny)
-			writeError(w, sluice.Errorf(sluice.EUnauthenticated, "send 'Authorization: Bearer <token>' with a valid token"))
-			return
-		}
-		if !reviewRoles[p.Role] {
-			s.auditAdmin(r, p, audit.KindMetadata, audit.DecisionDeny)
-			writeError(w, sluice.Errorf(sluice.EDenied, "role %s may not read the audit log; the auditor and platform admin roles may", p.Role))
-			return
-		}
-		if err := s.auditAdmin(r, p, audit.KindMetadata, audit.DecisionAllow); err != nil {
-			writeError(w, err)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-func (s *Server) auditAdmin(r *http.Request, p sluice.Principal, kind, decision string) error {
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	return s.record(context.WithoutCancel(r.Context()), &audit.Entry{
-		Kind: kind, QueryID: uuid.NewString(), Principal: p.Name, Role: string(p.Role), Department: p.Department,
-		ClientAddr: host, Decision: decision, Reasons: []string{"admin " + r.Method + " " + r.URL.Path},
-	})
+		return reader.Verify(r.Context(), opts...)
+	}
 }
 
 func filterFromQuery(r *http.Request, kind string) (audit.Filter, error) {
@@ -229,4 +172,14 @@ func writeStatus(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// acceptClientCerts asks clients for a certificate without requiring one:
+// a certificate pinned to a user is an alternative to a bearer token.
+func acceptClientCerts(c *tls.Config) *tls.Config {
+	c = c.Clone()
+	if c.ClientAuth == tls.NoClientCert {
+		c.ClientAuth = tls.RequestClientCert
+	}
+	return c
 }

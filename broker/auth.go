@@ -6,11 +6,13 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/crypto/tlsutil"
 )
 
 type principalKey struct{}
@@ -33,13 +35,20 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		}
 	}
 	if token == "" {
+		// A client certificate registered to a user is the alternative
+		// to a token (mutual TLS).
+		if fp := peerCertFingerprint(ctx); fp != "" {
+			if p, ok := s.snap().users.AuthenticateCert(fp); ok {
+				return context.WithValue(ctx, principalKey{}, p), nil
+			}
+		}
 		err := sluice.Errorf(sluice.EUnauthenticated, "no bearer token: send 'authorization: Bearer <token>' (Flight SQL driver: token=<token> in the DSN; sluice query: --token)")
 		s.auditAuthFailure(ctx, method, err)
 		return nil, toStatus(err)
 	}
-	p, ok := s.users.Authenticate(token)
+	p, ok := s.snap().users.Authenticate(token)
 	if !ok {
-		err := sluice.Errorf(sluice.EUnauthenticated, "the token is not valid: it is unknown, revoked or mistyped; ask your platform admin for a new one")
+		err := sluice.Errorf(sluice.EUnauthenticated, "the token is not valid: it is unknown, expired, revoked or mistyped; ask your platform admin for a new one")
 		s.auditAuthFailure(ctx, method, err)
 		return nil, toStatus(err)
 	}
@@ -99,4 +108,19 @@ func clientAddr(ctx context.Context) string {
 		return p.Addr.String()
 	}
 	return ""
+}
+
+// peerCertFingerprint is the fingerprint of the client's certificate, when
+// it sent one ("" otherwise). The TLS handshake has proved the client holds
+// its key; whether it belongs to a user is the lookup's business.
+func peerCertFingerprint(ctx context.Context) string {
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	ti, ok := pr.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return ""
+	}
+	return tlsutil.Fingerprint(ti.State.PeerCertificates[0].Raw)
 }

@@ -17,7 +17,6 @@ func TestLoadConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	cases := []struct{ name, body, want string }{
 		{"missing listen", "tls_cert: a\ntls_key: b\nstore: s\nusers: u\npurposes: p\ndepartments: [d]\n", "listen: is required"},
-		{"no departments", "listen: x:1\ntls_cert: a\ntls_key: b\nstore: s\nusers: u\npurposes: p\n", "departments"},
 		{"unknown field", "listen: x:1\nlisten_addr: y\n", "not valid broker YAML"},
 		{"negative k", "listen: x:1\ntls_cert: a\ntls_key: b\nstore: s\nusers: u\npurposes: p\ndepartments: [d]\ndefault_k: -1\n", "default_k"},
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -26,16 +27,22 @@ type Config struct {
 	// certificate for analysts and the client certificate towards agents.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
-	// Store is the broker's SQLite store (the audit log).
+	// Store holds the broker's state: catalog, purposes, users and tokens,
+	// applications, grants, budgets, error reports and the audit log. A
+	// SQLite file path, or a postgres:// URL for PostgreSQL.
 	Store string `yaml:"store"`
-	// Departments are the department configuration files: the catalog and
-	// where each department's agent listens.
+	// Departments are department configuration files imported into the
+	// catalog (again whenever a file changes); departments can also be
+	// registered through the admin API.
 	Departments []string `yaml:"departments"`
-	// Users is a JSON file of users with SHA-256 hashes of their tokens.
-	Users string `yaml:"users"`
-	// Purposes and Grants are YAML files (see docs/configuration.md).
+	// Users (JSON, users with SHA-256 hashes of their tokens), Purposes and
+	// Grants (YAML) are imported into the store once each item; afterwards
+	// the admin API manages them (see docs/configuration.md).
+	Users    string `yaml:"users"`
 	Purposes string `yaml:"purposes"`
 	Grants   string `yaml:"grants"`
+	// Calendar is the working-day calendar review deadlines are counted on.
+	Calendar sluice.CalendarConfig `yaml:"calendar"`
 	// PolicyDir holds the security team's additional .rego files.
 	PolicyDir string `yaml:"policy_dir"`
 	// SigningKey is the broker's Ed25519 key that signs audit checkpoints
@@ -82,14 +89,14 @@ func LoadConfig(path string) (*Config, error) {
 		}
 		return filepath.Join(dir, p)
 	}
-	required := map[string]string{"listen": c.Listen, "tls_cert": c.TLSCert, "tls_key": c.TLSKey, "store": c.Store, "users": c.Users, "purposes": c.Purposes}
-	for _, f := range []string{"listen", "tls_cert", "tls_key", "store", "users", "purposes"} {
+	required := map[string]string{"listen": c.Listen, "tls_cert": c.TLSCert, "tls_key": c.TLSKey, "store": c.Store}
+	for _, f := range []string{"listen", "tls_cert", "tls_key", "store"} {
 		if required[f] == "" {
 			return nil, &sluice.ConfigError{File: path, Field: f, Problem: "is required"}
 		}
 	}
-	if len(c.Departments) == 0 {
-		return nil, &sluice.ConfigError{File: path, Field: "departments", Problem: "list at least one department configuration file"}
+	if _, err := sluice.NewCalendar(c.Calendar); err != nil {
+		return nil, &sluice.ConfigError{File: path, Field: "calendar", Problem: sluice.ErrorMessage(err)}
 	}
 	if c.SandboxMemoryMiB < 0 || c.SandboxTimeout < 0 {
 		return nil, &sluice.ConfigError{File: path, Field: "sandbox_memory_mib/sandbox_timeout", Problem: "must not be negative (0 means the default)"}
@@ -103,7 +110,10 @@ func LoadConfig(path string) (*Config, error) {
 	if c.DefaultK < 0 {
 		return nil, &sluice.ConfigError{File: path, Field: "default_k", Problem: "must be >= 0 (0 means the built-in default of 10)"}
 	}
-	c.TLSCert, c.TLSKey, c.Store = abs(c.TLSCert), abs(c.TLSKey), abs(c.Store)
+	c.TLSCert, c.TLSKey = abs(c.TLSCert), abs(c.TLSKey)
+	if !IsPostgresURL(c.Store) {
+		c.Store = abs(c.Store)
+	}
 	c.Users, c.Purposes, c.Grants, c.PolicyDir, c.Alerts = abs(c.Users), abs(c.Purposes), abs(c.Grants), abs(c.PolicyDir), abs(c.Alerts)
 	c.SigningKey, c.PQSigningKey, c.ArchiveDir = abs(c.SigningKey), abs(c.PQSigningKey), abs(c.ArchiveDir)
 	for i := range c.Departments {
@@ -153,4 +163,10 @@ func (c *Config) AuditPublicKeys() ([]audit.PublicKey, error) {
 		out = append(out, k)
 	}
 	return out, nil
+}
+
+// IsPostgresURL reports whether a store string names a PostgreSQL server
+// rather than a SQLite file.
+func IsPostgresURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }

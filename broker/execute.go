@@ -75,11 +75,11 @@ func (s *Server) prepareCross(plan *planner.Plan, dec *policy.Decision) (*crossP
 		}
 	}
 	for _, f := range plan.Fragments {
-		ds := s.catalog.Dataset(splitDataset(f.Dataset))
+		ds := s.snap().catalog.Dataset(splitDataset(f.Dataset))
 		if ds == nil {
 			return nil, nil, sluice.Errorf(sluice.EInternal, "the plan names dataset %s that the catalog does not hold", f.Dataset)
 		}
-		if _, ok := s.agents[ds.Department]; !ok {
+		if _, ok := s.snap().agents[ds.Department]; !ok {
 			return nil, nil, sluice.Errorf(sluice.EUnavailable, "no agent is configured for department %s; ask the platform admin to register it", ds.Department)
 		}
 		if err := f.Validate(ds); err != nil {
@@ -372,7 +372,7 @@ func (s *Server) openInputs(ctx context.Context, q *sandbox.Query, cp *crossPlan
 		}
 		if _, isPSI := cp.psi[i]; !isPSI {
 			tallies[i] = &fragmentTally{dept: ds.Department, dataset: ds.FullName(), tally: digest.NewStream(schema)}
-			st, err := s.agents[ds.Department].Fetch(ctx, f)
+			st, err := s.snap().agents[ds.Department].Fetch(ctx, f)
 			if err != nil {
 				return fail(err)
 			}
@@ -495,7 +495,7 @@ func (s *Server) blindSide(ctx context.Context, cp *crossPlan, i int) (*psiHalf,
 	ds := cp.datasets[i]
 	side := cp.psi[i]
 	keyCol := f.Select[0].Expr.Column
-	client := s.agents[ds.Department]
+	client := s.snap().agents[ds.Department]
 	st, err := client.PSIBlind(ctx, f, keyCol, side.domain)
 	if err != nil {
 		return nil, err

@@ -79,7 +79,7 @@ func (s *Server) DoGetDBSchemas(ctx context.Context, cmd flightsql.GetDBSchemas)
 	defer b.Release()
 	if catalogMatches(cmd.GetCatalog()) {
 		match := likeMatcher(cmd.GetDBSchemaFilterPattern())
-		for _, d := range s.catalog.Departments() {
+		for _, d := range s.snap().catalog.Departments() {
 			if match(d.ID) {
 				b.Field(0).(*array.StringBuilder).Append(CatalogName)
 				b.Field(1).(*array.StringBuilder).Append(d.ID)
@@ -114,7 +114,7 @@ func (s *Server) DoGetTables(ctx context.Context, cmd flightsql.GetTables) (*arr
 	if catalogMatches(cmd.GetCatalog()) && typeOK {
 		schemaMatch := likeMatcher(cmd.GetDBSchemaFilterPattern())
 		tableMatch := likeMatcher(cmd.GetTableNameFilterPattern())
-		for _, ds := range s.catalog.Datasets() {
+		for _, ds := range s.snap().catalog.Datasets() {
 			if !schemaMatch(ds.Department) || !tableMatch(ds.Name) {
 				continue
 			}

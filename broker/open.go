@@ -9,6 +9,7 @@ import (
 	"github.com/sluice-gov/sluice/broker/alerts"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/broker/budget"
+	"github.com/sluice-gov/sluice/broker/store"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 	"github.com/sluice-gov/sluice/policy"
 )
@@ -16,12 +17,16 @@ import (
 // Parts are the pieces a broker is assembled from, loaded from its
 // configuration; the CLI's offline commands (policy explain) use them too.
 type Parts struct {
-	Config   *Config
-	Catalog  *sluice.Catalog
-	Users    *Users
-	Purposes []sluice.Purpose
-	Grants   []sluice.Grant
-	Policy   *policy.Engine
+	Config  *Config
+	Catalog *sluice.Catalog
+	Users   *Users
+	// UserRecords and Departments are the files' contents, imported into
+	// the store.
+	UserRecords []UserRecord
+	Departments []*sluice.Department
+	Purposes    []sluice.Purpose
+	Grants      []sluice.Grant
+	Policy      *policy.Engine
 }
 
 // LoadParts reads the catalog, users, purposes and grants a configuration
@@ -40,13 +45,21 @@ func LoadParts(ctx context.Context, cfg *Config) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
-	users, err := LoadUsers(cfg.Users)
-	if err != nil {
-		return nil, err
+	users, _ := NewUsers(nil)
+	var records []UserRecord
+	if cfg.Users != "" {
+		if records, err = LoadUserRecords(cfg.Users); err != nil {
+			return nil, err
+		}
+		if users, err = NewUsers(records); err != nil {
+			return nil, err
+		}
 	}
-	purposes, err := sluice.LoadPurposes(cfg.Purposes)
-	if err != nil {
-		return nil, err
+	var purposes []sluice.Purpose
+	if cfg.Purposes != "" {
+		if purposes, err = sluice.LoadPurposes(cfg.Purposes); err != nil {
+			return nil, err
+		}
 	}
 	var grants []sluice.Grant
 	if cfg.Grants != "" {
@@ -68,7 +81,7 @@ func LoadParts(ctx context.Context, cfg *Config) (*Parts, error) {
 	if err := eng.Update(ctx, cat, purposes, grants); err != nil {
 		return nil, err
 	}
-	return &Parts{Config: cfg, Catalog: cat, Users: users, Purposes: purposes, Grants: grants, Policy: eng}, nil
+	return &Parts{Config: cfg, Catalog: cat, Users: users, UserRecords: records, Departments: depts, Purposes: purposes, Grants: grants, Policy: eng}, nil
 }
 
 // Open assembles a broker from its configuration: loads every part, opens
@@ -80,6 +93,10 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 		return nil, nil, err
 	}
 	cert, err := tlsutil.LoadKeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	cal, err := sluice.NewCalendar(cfg.Calendar)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -105,46 +122,28 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 	if err != nil {
 		return nil, nil, err
 	}
-	// Keep the policy as it stands, so any entry's revision can be shown
-	// and diffed later.
-	if err := log.RecordPolicyRevision(ctx, parts.Policy.Revision(), parts.Policy.Modules(), parts.Policy.Data()); err != nil {
-		log.Close()
-		return nil, nil, err
-	}
 	budgets, err := budget.Open(ctx, cfg.Store)
 	if err != nil {
 		log.Close()
 		return nil, nil, err
 	}
-	clients := map[string]AgentClient{}
+	wfStore, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		budgets.Close()
+		log.Close()
+		return nil, nil, err
+	}
+	var srv *Server
 	closeAll := func() error {
 		var errs []error
-		for _, c := range clients {
-			errs = append(errs, c.Close())
+		if srv != nil && srv.wf != nil {
+			srv.wf.closeClients()
 		}
-		errs = append(errs, budgets.Close(), log.Close())
+		errs = append(errs, wfStore.Close(), budgets.Close(), log.Close())
 		return errors.Join(errs...)
 	}
-	// Budgets come from the grants that carry one; reloading is idempotent.
-	for _, g := range parts.Grants {
-		if g.Epsilon > 0 {
-			if err := budgets.SetLimit(ctx, g.Grantee, g.Purpose, g.Epsilon, g.ID); err != nil {
-				closeAll()
-				return nil, nil, err
-			}
-		}
-	}
-	for _, d := range parts.Catalog.Departments() {
-		if d.Agent.Address == "" || d.Agent.Fingerprint == "" {
-			closeAll()
-			return nil, nil, sluice.Errorf(sluice.EInvalid, "department %s: agent.address and agent.fingerprint are required for the broker to reach its agent", d.ID)
-		}
-		c, err := agent.Dial(ctx, d.ID, d.Agent.Address, d.Agent.Fingerprint, cert)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		clients[d.ID] = c
+	dial := func(ctx context.Context, dept, addr, fp string) (AgentClient, error) {
+		return agent.Dial(ctx, dept, addr, fp, cert)
 	}
 	pubKeys, err := cfg.AuditPublicKeys()
 	if err != nil {
@@ -171,11 +170,20 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 		WithRetention(log, cfg.Retention, cfg.ArchiveDir),
 		WithReview(log, pubKeys),
 		WithTLS(tlsutil.ServerConfig(cert, nil)),
-		WithAgents(clients),
 		WithPurposes(parts.Purposes),
 	}, opts...)
-	srv, err := New(parts.Catalog, parts.Policy, log, parts.Users, all...)
+	all = append(all, WithWorkflow(wfStore, cal, dial, log, budgets))
+	srv, err = New(parts.Catalog, parts.Policy, log, parts.Users, all...)
 	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	// The files seed the store; from then on the store is the state.
+	if err := srv.Seed(ctx, parts.Departments, parts.UserRecords, parts.Purposes, parts.Grants); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	if err := srv.Reload(ctx); err != nil {
 		closeAll()
 		return nil, nil, err
 	}

@@ -74,7 +74,7 @@ func (s *Server) reserve(ctx context.Context, queryID string, dec *policy.Decisi
 		return nil, sluice.Errorf(sluice.EUnavailable, "grant %s carries a differential-privacy budget but the broker keeps no budget store; ask the platform admin", dec.DP[0].Grant)
 	}
 	for _, d := range dec.DP {
-		g := s.grantsByID[d.Grant]
+		g := s.snap().grantsByID[d.Grant]
 		if g == nil {
 			s.refund(r)
 			return nil, sluice.Errorf(sluice.EInternal, "the policy relied on grant %s that the broker does not know", d.Grant)

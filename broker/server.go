@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow/go/v15/arrow/flight"
@@ -55,26 +56,19 @@ type AuditLog interface {
 type Server struct {
 	flightsql.BaseServer
 
-	catalog   *sluice.Catalog
-	planner   *planner.Planner
 	policy    *policy.Engine
 	audit     AuditLog
-	users     *Users
-	purposes  map[string]sluice.Purpose
-	agents    map[string]AgentClient
 	tls       *tls.Config
 	log       *slog.Logger
 	now       func() time.Time
 	handleTTL time.Duration
 	alerts    *alerts.Engine
-	grants    []sluice.Grant
 	// budgets keeps differential-privacy budgets; grantsByID finds the
 	// grantee and purpose a budget belongs to.
 	budgets *budget.Store
 	// Sandbox limits per cross-department query.
 	sandboxMemory int64
 	sandboxTime   time.Duration
-	grantsByID    map[string]*sluice.Grant
 	// review is what the admin API reads.
 	review     AuditReader
 	reviewKeys []audit.PublicKey
@@ -82,8 +76,12 @@ type Server struct {
 	archiver   Archiver
 	retention  time.Duration
 	archiveDir string
-	// catalogVersion identifies the catalog decisions are made under.
-	catalogVersion string
+	// cur is the state in force (state.go); boot collects the options'
+	// parts until New builds the first state.
+	cur  atomic.Pointer[state]
+	boot bootParts
+	// wf is the workflow (nil: state comes from files only).
+	wf *workflow
 
 	mu      sync.Mutex
 	pending map[string]*pendingQuery
@@ -104,12 +102,19 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
 // WithAgents sets the department agents' clients by department id.
-func WithAgents(a map[string]AgentClient) Option { return func(s *Server) { s.agents = a } }
+func WithAgents(a map[string]AgentClient) Option { return func(s *Server) { s.boot.agents = a } }
+
+// bootParts are what options give New for the first state.
+type bootParts struct {
+	agents   map[string]AgentClient
+	grants   []sluice.Grant
+	purposes []sluice.Purpose
+}
 
 // WithAlerts raises review alerts from every audit entry; grants are
 // watched for expiry.
 func WithAlerts(e *alerts.Engine, grants []sluice.Grant) Option {
-	return func(s *Server) { s.alerts, s.grants = e, grants }
+	return func(s *Server) { s.alerts, s.boot.grants = e, grants }
 }
 
 // WithSandboxLimits sets the memory budget and deadline of each
@@ -120,13 +125,7 @@ func WithSandboxLimits(memory int64, d time.Duration) Option {
 
 // WithGrants tells the broker the grants in force (for budgets and alerts).
 func WithGrants(grants []sluice.Grant) Option {
-	return func(s *Server) {
-		s.grants = grants
-		s.grantsByID = map[string]*sluice.Grant{}
-		for i := range grants {
-			s.grantsByID[grants[i].ID] = &grants[i]
-		}
-	}
+	return func(s *Server) { s.boot.grants = grants }
 }
 
 // Archiver moves old audit entries to archive files.
@@ -141,40 +140,31 @@ func WithRetention(a Archiver, d time.Duration, dir string) Option {
 
 // WithPurposes sets the purposes registry.
 func WithPurposes(ps []sluice.Purpose) Option {
-	return func(s *Server) {
-		s.purposes = map[string]sluice.Purpose{}
-		for _, p := range ps {
-			s.purposes[p.Code] = p
-		}
-	}
+	return func(s *Server) { s.boot.purposes = ps }
 }
 
 // New assembles a broker from its parts. The policy engine must already
 // hold the catalog, purposes and grants (policy.Engine.Update).
 func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *Users, opts ...Option) (*Server, error) {
 	s := &Server{
-		catalog:   cat,
-		planner:   planner.New(cat),
 		policy:    eng,
 		audit:     log,
-		users:     users,
-		purposes:  map[string]sluice.Purpose{},
-		agents:    map[string]AgentClient{},
 		log:       slog.New(slog.DiscardHandler),
 		now:       time.Now,
 		handleTTL: 5 * time.Minute,
 		pending:   map[string]*pendingQuery{},
 	}
 	s.Alloc = memory.DefaultAllocator
-	if cat != nil {
-		s.catalogVersion = CatalogVersion(cat)
-	}
 	for _, o := range opts {
 		o(s)
 	}
 	if cat == nil || eng == nil || log == nil || users == nil {
 		return nil, sluice.Errorf(sluice.EInvalid, "broker: catalog, policy, audit log and users are all required")
 	}
+	if s.boot.agents == nil {
+		s.boot.agents = map[string]AgentClient{}
+	}
+	s.cur.Store(newState(cat, s.boot.purposes, s.boot.grants, users, s.boot.agents))
 	info := map[flightsql.SqlInfo]any{
 		flightsql.SqlInfoFlightSqlServerName:         "Sluice",
 		flightsql.SqlInfoFlightSqlServerVersion:      Version,
@@ -199,7 +189,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		return sluice.Errorf(sluice.EInvalid, "broker: TLS is required (tokens must never travel in clear); configure tls_cert and tls_key")
 	}
 	gs := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(s.tls)),
+		grpc.Creds(credentials.NewTLS(acceptClientCerts(s.tls))),
 		grpc.ChainUnaryInterceptor(s.unaryAuth),
 		grpc.ChainStreamInterceptor(s.streamAuth),
 		grpc.MaxRecvMsgSize(4<<20),
@@ -290,7 +280,7 @@ func (s *Server) watchGrants(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		for _, a := range s.alerts.ExpiringGrants(s.now(), s.grants) {
+		for _, a := range s.alerts.ExpiringGrants(s.now(), s.snap().grants) {
 			s.raise(ctx, a)
 		}
 		select {

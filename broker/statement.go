@@ -48,16 +48,17 @@ type pendingQuery struct {
 // obligations. It is what `sluice policy explain` shows and what
 // GetFlightInfoStatement enforces.
 func (s *Server) Decide(ctx context.Context, p sluice.Principal, purpose, queryID, sql string) (*planner.Plan, *policy.Decision, error) {
-	return decide(ctx, s.planner, s.policy, s.now(), p, purpose, queryID, sql)
+	return decide(ctx, s.snap(), s.policy, s.now(), p, purpose, queryID, sql)
 }
 
 // Explain plans and decides a statement without running or auditing it.
 func (parts *Parts) Explain(ctx context.Context, p sluice.Principal, purpose, sql string) (*planner.Plan, *policy.Decision, error) {
-	return decide(ctx, planner.New(parts.Catalog), parts.Policy, time.Now(), p, purpose, "explain", sql)
+	st := newState(parts.Catalog, parts.Purposes, parts.Grants, parts.Users, nil)
+	return decide(ctx, st, parts.Policy, time.Now(), p, purpose, "explain", sql)
 }
 
-func decide(ctx context.Context, pl *planner.Planner, eng *policy.Engine, now time.Time, p sluice.Principal, purpose, queryID, sql string) (*planner.Plan, *policy.Decision, error) {
-	plan, err := pl.Plan(queryID, sql)
+func decide(ctx context.Context, st *state, eng *policy.Engine, now time.Time, p sluice.Principal, purpose, queryID, sql string) (*planner.Plan, *policy.Decision, error) {
+	plan, err := st.planner.Plan(queryID, sql)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -83,8 +84,45 @@ func decide(ctx context.Context, pl *planner.Planner, eng *policy.Engine, now ti
 			// join, over joined rows; the fragment itself is not grouped.
 			f.SandboxK, f.MinGroupSize = f.MinGroupSize, 0
 		}
+		if err := restrictRows(st, plan, dec); err != nil {
+			return plan, dec, err
+		}
 	}
 	return plan, dec, nil
+}
+
+// restrictRows adds the row filters of the grants the decision relies on
+// to the fragments of their datasets, so rows outside a grant's scope never
+// leave the department.
+func restrictRows(st *state, plan *planner.Plan, dec *policy.Decision) error {
+	filters := rowFilters(st, dec.Grants)
+	if len(filters) == 0 {
+		return nil
+	}
+	frags := plan.Fragments
+	if plan.Fragment != nil {
+		frags = append([]*planner.Fragment{plan.Fragment}, frags...)
+	}
+	for _, f := range frags {
+		ds := st.catalog.Dataset(splitDataset(f.Dataset))
+		if ds == nil {
+			continue
+		}
+		for _, rf := range filters[f.Dataset] {
+			if err := f.Restrict(ds, rf.Column, rf.Values); err != nil {
+				return err
+			}
+		}
+	}
+	var shown []string
+	for ds, fs := range filters {
+		for _, f := range fs {
+			shown = append(shown, ds+": "+describeFilter(f))
+		}
+	}
+	sortStrings(shown)
+	dec.RowFilters = shown
+	return nil
 }
 
 // applyObligations copies the decision's masks and k into the fragment the
@@ -113,7 +151,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	purpose := purposeHeader(ctx)
 	entry := audit.Entry{
 		Kind:           "query",
-		CatalogVersion: s.catalogVersion,
+		CatalogVersion: s.snap().catalogVersion,
 		QueryID:        uuid.NewString(),
 		Principal:      p.Name,
 		Role:           string(p.Role),
@@ -159,7 +197,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	if plan.Fragment == nil {
 		return s.admitCross(ctx, p, purpose, plan, dec, &entry, desc, start, fail)
 	}
-	ds := s.catalog.Dataset(splitDataset(plan.Fragment.Dataset))
+	ds := s.snap().catalog.Dataset(splitDataset(plan.Fragment.Dataset))
 	// With the masks known, the fragment's types can be checked fully.
 	if err := plan.Fragment.Validate(ds); err != nil {
 		return fail("error", err)
@@ -168,7 +206,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	if err != nil {
 		return fail("error", err)
 	}
-	if _, ok := s.agents[ds.Department]; !ok {
+	if _, ok := s.snap().agents[ds.Department]; !ok {
 		return fail("error", sluice.Errorf(sluice.EUnavailable, "no agent is configured for department %s; ask the platform admin to register it", ds.Department))
 	}
 	rel, err := s.planRelease(ctx, p, purpose, entry.QueryID, plan.Fragment, dec)
@@ -245,10 +283,21 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 	if q.cross != nil {
 		return s.runCross(ctx, q, start)
 	}
-	ds := s.catalog.Dataset(splitDataset(q.fragment.Dataset))
+	st := s.snap()
+	ds := st.catalog.Dataset(splitDataset(q.fragment.Dataset))
+	var client AgentClient
+	if ds != nil {
+		client = st.agents[ds.Department]
+	}
+	if client == nil {
+		// The catalog changed between the decision and the fetch.
+		err := sluice.Errorf(sluice.EUnavailable, "dataset %s or its agent was removed from the catalog after the statement was planned; run it again", q.fragment.Dataset)
+		s.refund(q.release)
+		s.recordResult(ctx, q, nil, digest.NewStream(q.schema), start, err, nil)
+		return nil, nil, toStatus(err)
+	}
 	frag := &fragmentTally{dept: ds.Department, dataset: ds.FullName(), tally: digest.NewStream(q.schema)}
 	frags := func() []audit.FragmentRecord { return []audit.FragmentRecord{frag.record()} }
-	client := s.agents[ds.Department]
 	stream, err := client.Fetch(ctx, q.fragment)
 	if err != nil {
 		s.refund(q.release)
@@ -263,8 +312,9 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 		return nil, nil, toStatus(err)
 	}
 	var src recordSource = &streamOp{s: stream, schema: q.schema, t: frag}
+	var g *gate.Gate
 	if q.release != nil && q.release.needed() {
-		g, err := gate.New(src, q.release.obligations)
+		g, err = gate.New(src, q.release.obligations)
 		if err != nil {
 			stream.Release()
 			s.refund(q.release)
@@ -273,12 +323,26 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 		}
 		src = g
 	}
+	// The agent enforces the minimum group size of an aggregate fragment
+	// and reports how many groups it suppressed once its stream has ended
+	// cleanly; the client and the audit entry learn it as for a sandbox
+	// result.
+	report := func() map[string]any {
+		out := map[string]any{}
+		if n, ok := stream.SuppressedGroups(); ok {
+			out["suppressed_groups"] = n
+		}
+		if g != nil {
+			out["noise_applied"] = g.Report().NoiseApplied
+		}
+		return out
+	}
 	// For a single fragment, what the client gets is what the agent sent
 	// (the gate only drops or noises rows), so the result digest is taken
 	// separately from the fragment's.
 	result := digest.NewStream(q.schema)
 	ch := make(chan flight.StreamChunk)
-	go s.relay(ctx, q, src, stream.Release, result, frags, nil, start, ch)
+	go s.relay(ctx, q, src, stream.Release, result, frags, report, start, ch)
 	return q.schema, ch, nil
 }
 
@@ -451,8 +515,8 @@ func (s *Server) recordResult(ctx context.Context, q *pendingQuery, frags []audi
 }
 
 func (s *Server) purposeList() string {
-	codes := make([]string, 0, len(s.purposes))
-	for c := range s.purposes {
+	codes := make([]string, 0, len(s.snap().purposes))
+	for c := range s.snap().purposes {
 		codes = append(codes, c)
 	}
 	if len(codes) == 0 {
@@ -518,6 +582,9 @@ func obligations(d *policy.Decision) map[string]any {
 	}
 	if len(d.Grants) > 0 {
 		o["grants"] = d.Grants
+	}
+	if len(d.RowFilters) > 0 {
+		o["row_filters"] = d.RowFilters
 	}
 	if len(o) == 0 {
 		return nil

@@ -19,6 +19,7 @@ var grpcCodes = map[string]codes.Code{
 	sluice.ENotSupported:    codes.Unimplemented,
 	sluice.EUnavailable:     codes.Unavailable,
 	sluice.EResource:        codes.ResourceExhausted,
+	sluice.EConflict:        codes.Aborted,
 	sluice.EInternal:        codes.Internal,
 }
 

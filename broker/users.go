@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	sluice "github.com/sluice-gov/sluice"
 )
@@ -26,15 +27,23 @@ func HashToken(token string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Users authenticates bearer tokens.
+// Users authenticates bearer tokens. It is an immutable index: the broker
+// builds a new one whenever users or tokens change.
 type Users struct {
-	byHash map[string]sluice.Principal
+	byHash map[string]tokenEntry
 	byName map[string]sluice.Principal
+	byCert map[string]sluice.Principal
+	now    func() time.Time
+}
+
+type tokenEntry struct {
+	p       sluice.Principal
+	expires time.Time // zero: no expiry (file-seeded tokens)
 }
 
 // NewUsers indexes user records, rejecting duplicates and bad roles.
 func NewUsers(records []UserRecord) (*Users, error) {
-	u := &Users{byHash: map[string]sluice.Principal{}, byName: map[string]sluice.Principal{}}
+	u := &Users{byHash: map[string]tokenEntry{}, byName: map[string]sluice.Principal{}, byCert: map[string]sluice.Principal{}, now: time.Now}
 	for i, r := range records {
 		if r.Name == "" {
 			return nil, sluice.Errorf(sluice.EInvalid, "user %d: name is required", i)
@@ -50,13 +59,51 @@ func NewUsers(records []UserRecord) (*Users, error) {
 		}
 		p := sluice.Principal{Name: r.Name, Role: r.Role, Department: r.Department}
 		u.byName[r.Name] = p
-		u.byHash[strings.ToLower(r.TokenSHA256)] = p
+		u.byHash[strings.ToLower(r.TokenSHA256)] = tokenEntry{p: p}
 	}
 	return u, nil
 }
 
+// usersFromStore indexes the store's users and their valid tokens; disabled
+// users and revoked tokens are left out, expiry is checked at each use.
+func usersFromStore(users []sluice.User, tokens []sluice.Token, now func() time.Time) *Users {
+	u := &Users{byHash: map[string]tokenEntry{}, byName: map[string]sluice.Principal{}, byCert: map[string]sluice.Principal{}, now: now}
+	for i := range users {
+		if users[i].Disabled {
+			continue
+		}
+		p := users[i].Principal()
+		u.byName[p.Name] = p
+		if fp := users[i].CertFingerprint; fp != "" {
+			u.byCert[strings.ToLower(fp)] = p
+		}
+	}
+	for _, t := range tokens {
+		p, ok := u.byName[t.User]
+		if !ok || t.RevokedAt != nil {
+			continue
+		}
+		u.byHash[strings.ToLower(t.SHA256)] = tokenEntry{p: p, expires: t.ExpiresAt}
+	}
+	return u
+}
+
 // LoadUsers reads a users file (a JSON list of UserRecord).
 func LoadUsers(path string) (*Users, error) {
+	recs, err := LoadUserRecords(path)
+	if err != nil {
+		return nil, err
+	}
+	u, err := NewUsers(recs)
+	if err != nil {
+		return nil, &sluice.ConfigError{File: path, Problem: sluice.ErrorMessage(err)}
+	}
+	return u, nil
+}
+
+// LoadUserRecords reads and checks a users file without indexing it (the
+// broker imports it into its store).
+func LoadUserRecords(path string) ([]UserRecord, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &sluice.ConfigError{File: path, Problem: fmt.Sprintf("cannot read: %v", err)}
@@ -67,16 +114,25 @@ func LoadUsers(path string) (*Users, error) {
 	if err := dec.Decode(&recs); err != nil {
 		return nil, &sluice.ConfigError{File: path, Problem: "not a JSON list of {name, role, department, token_sha256}: " + err.Error()}
 	}
-	u, err := NewUsers(recs)
-	if err != nil {
+	if _, err := NewUsers(recs); err != nil {
 		return nil, &sluice.ConfigError{File: path, Problem: sluice.ErrorMessage(err)}
 	}
-	return u, nil
+	return recs, nil
 }
 
 // Authenticate maps a bearer token to its principal.
 func (u *Users) Authenticate(token string) (sluice.Principal, bool) {
-	p, ok := u.byHash[HashToken(token)]
+	e, ok := u.byHash[HashToken(token)]
+	if !ok || (!e.expires.IsZero() && !u.now().Before(e.expires)) {
+		return sluice.Principal{}, false
+	}
+	return e.p, true
+}
+
+// AuthenticateCert maps a verified client certificate's fingerprint
+// (sha256:hex) to its user.
+func (u *Users) AuthenticateCert(fingerprint string) (sluice.Principal, bool) {
+	p, ok := u.byCert[strings.ToLower(fingerprint)]
 	return p, ok
 }
 

@@ -34,14 +34,60 @@ func Render(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (string, []a
 	return r.sb.String(), r.args, nil
 }
 
+// GroupRowsColumn is the hidden output column RenderGroupRows adds: the
+// number of source rows behind each group.
+const GroupRowsColumn = "__sluice_group_rows"
+
+// RenderGroupRows renders an aggregate fragment with a minimum group size
+// for an agent that enforces that size itself, so that it can count the
+// groups it suppresses: the COUNT(*) >= k condition is left out of HAVING
+// and COUNT(*) is added as a last output column named GroupRowsColumn.
+// LIMIT and OFFSET are left out too, because the database would apply them
+// after HAVING: the agent applies them to the groups it keeps. The caller
+// must drop GroupRowsColumn and every group under k before any row leaves.
+//
+// A DISTINCT fragment is refused: the extra column would change which rows
+// are distinct.
+func RenderGroupRows(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (string, []any, error) {
+	if err := f.Validate(ds); err != nil {
+		return "", nil, err
+	}
+	if f.MinGroupSize <= 0 {
+		return "", nil, invalid("RenderGroupRows needs a fragment with a minimum group size; use Render")
+	}
+	if f.Distinct {
+		return "", nil, invalid("a DISTINCT fragment cannot carry the group-rows column; use Render")
+	}
+	for _, it := range f.Select {
+		if strings.EqualFold(it.Alias, GroupRowsColumn) {
+			return "", nil, invalid("the output column name %s is reserved", GroupRowsColumn)
+		}
+	}
+	fc := *f
+	fc.MinGroupSize, fc.Limit, fc.Offset = 0, nil, 0
+	switch dialect {
+	case sluice.DriverSQLite, sluice.DriverPostgres, sluice.DriverMySQL:
+	default:
+		return "", nil, invalid("cannot render SQL for driver %q; use sqlite, postgres or mysql", clip(string(dialect)))
+	}
+	r := &renderer{d: dialect, ds: ds, f: &fc, masks: map[string]sluice.MaskRule{}, c: &checker{ds: ds, masks: fc.Masks}, groupRows: true}
+	for k, m := range fc.Masks {
+		r.masks[ds.Column(k).Name] = m
+	}
+	r.fragment()
+	return r.sb.String(), r.args, nil
+}
+
 type renderer struct {
-	d     sluice.Driver
-	ds    *sluice.Dataset
-	f     *Fragment
-	masks map[string]sluice.MaskRule // by catalog column name
-	c     *checker
-	sb    strings.Builder
-	args  []any
+	// groupRows adds COUNT(*) AS GroupRowsColumn after the select list.
+	groupRows bool
+	d         sluice.Driver
+	ds        *sluice.Dataset
+	f         *Fragment
+	masks     map[string]sluice.MaskRule // by catalog column name
+	c         *checker
+	sb        strings.Builder
+	args      []any
 }
 
 func (r *renderer) w(s ...string) {
@@ -77,6 +123,9 @@ func (r *renderer) fragment() {
 		}
 		r.expr(it.Expr, "")
 		r.w(" AS ", r.ident(it.Alias))
+	}
+	if r.groupRows {
+		r.w(", COUNT(*) AS ", r.ident(GroupRowsColumn))
 	}
 	r.w(" FROM ", r.source())
 	if f.Where != nil {

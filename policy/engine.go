@@ -78,6 +78,9 @@ type Decision struct {
 	DP []DPBudget
 	// Revision identifies the policy (modules and data) that decided.
 	Revision string
+	// RowFilters are the grants' row filters the broker added to the
+	// fragments ("dataset: column in (...)"), for the audit entry.
+	RowFilters []string
 }
 
 type options struct {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -38,6 +39,7 @@ type options struct {
 	logger          *slog.Logger
 	shutdownTimeout time.Duration
 	auditLog        *audit.Log
+	registry        string
 }
 
 // Option configures a Server.
@@ -85,11 +87,16 @@ func WithShutdownTimeout(d time.Duration) Option {
 
 // Server is one department's agent.
 type Server struct {
-	dept     *sluice.Department
-	opts     options
-	log      *slog.Logger
-	dbs      map[string]*adapters.DB    // by source name
-	datasets map[string]*sluice.Dataset // by lower-case dataset name
+	dept *sluice.Department
+	opts options
+	log  *slog.Logger
+	dbs  map[string]*adapters.DB // by source name
+	yaml []*sluice.Dataset       // the configuration's datasets, in order
+
+	// catalog is the snapshot of every dataset served (the configuration's
+	// and the registered ones); reg is the registry they are kept in.
+	catalog atomic.Pointer[catalogView]
+	reg     registryState
 
 	// auditLog records every fragment run (nil: none); ownsAuditLog says
 	// New opened it, so Close closes it.
@@ -103,6 +110,8 @@ type Server struct {
 }
 
 // New opens every source of dept and checks that each dataset names one.
+// With WithRegistry it then loads the registered datasets and checks each
+// against its source.
 func New(ctx context.Context, dept *sluice.Department, opts ...Option) (*Server, error) {
 	if dept == nil {
 		return nil, sluice.Errorf(sluice.EInvalid, "agent: no department configuration given")
@@ -117,11 +126,10 @@ func New(ctx context.Context, dept *sluice.Department, opts ...Option) (*Server,
 		opt(&o)
 	}
 	s := &Server{
-		dept:     dept,
-		opts:     o,
-		log:      o.logger.With("department", dept.ID),
-		dbs:      map[string]*adapters.DB{},
-		datasets: map[string]*sluice.Dataset{},
+		dept: dept,
+		opts: o,
+		log:  o.logger.With("department", dept.ID),
+		dbs:  map[string]*adapters.DB{},
 	}
 	sources := map[string]sluice.Source{}
 	for _, src := range dept.Sources {
@@ -136,8 +144,9 @@ func New(ctx context.Context, dept *sluice.Department, opts ...Option) (*Server,
 			return nil, sluice.Errorf(sluice.EInvalid,
 				"agent of department %s: dataset %s names source %q, which is not declared under sources", dept.ID, ds.Name, ds.Source)
 		}
-		s.datasets[strings.ToLower(ds.Name)] = ds
+		s.yaml = append(s.yaml, ds)
 	}
+	s.setView(nil)
 	for _, src := range dept.Sources {
 		db, err := adapters.Open(ctx, src)
 		if err != nil {
@@ -151,6 +160,10 @@ func New(ctx context.Context, dept *sluice.Department, opts ...Option) (*Server,
 		s.dbs[src.Name] = db
 	}
 	if err := s.openAuditLog(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	if err := s.loadRegistry(ctx); err != nil {
 		_ = s.Close()
 		return nil, err
 	}
@@ -233,7 +246,7 @@ func (s *Server) dataset(full string) (*sluice.Dataset, error) {
 	if !strings.EqualFold(dept, s.dept.ID) {
 		return nil, sluice.Errorf(sluice.ENotFound, "dataset %s is not served by the agent of department %s", full, s.dept.ID)
 	}
-	ds := s.datasets[strings.ToLower(name)]
+	ds := s.view().byName[strings.ToLower(name)]
 	if ds == nil {
 		return nil, sluice.Errorf(sluice.ENotFound, "department %s has no dataset %q", s.dept.ID, name)
 	}
@@ -259,12 +272,13 @@ func asInvalid(err error) error {
 // last record until the entry is appended: an in-process caller is also a
 // use of the department's data.
 func (s *Server) Execute(ctx context.Context, f *planner.Fragment, emit func(arrow.Record) error) (rows int64, err error) {
-	return s.execute(ctx, f, nil, emit)
+	return s.execute(ctx, f, nil, emit, nil)
 }
 
 // execute is Execute with a callback that receives the output schema before
-// any row, so that a Flight stream can announce it even for empty results.
-func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func(*arrow.Schema) error, emit func(arrow.Record) error) (rows int64, err error) {
+// any row, so that a Flight stream can announce it even for empty results,
+// and a report (may be nil) filled in when the execution succeeds.
+func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func(*arrow.Schema) error, emit func(arrow.Record) error, rep *execReport) (rows int64, err error) {
 	start := time.Now()
 	run := s.newRun(f, start)
 	defer func() {
@@ -289,9 +303,21 @@ func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func
 			return 0, err
 		}
 	}
-	sqlText, args, err := planner.Render(p.f, p.ds, p.db.Driver())
+	// A minimum group size is enforced here rather than in HAVING, so the
+	// agent can count the groups it suppresses (see groupFilter).
+	var (
+		sqlText string
+		args    []any
+		fields  = p.fields
+		gf      *groupFilter
+	)
+	if countsGroups(p.f) {
+		sqlText, args, fields, gf, err = newGroupFilter(p, nil)
+	} else if sqlText, args, err = planner.Render(p.f, p.ds, p.db.Driver()); err != nil {
+		err = asInvalid(err)
+	}
 	if err != nil {
-		return 0, asInvalid(err)
+		return 0, err
 	}
 	// A stream whose reader has gone must stop the scan, not block it: every
 	// emit first checks the context.
@@ -309,17 +335,33 @@ func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func
 		}
 		return nil
 	}
-	if run == nil {
-		return p.db.Scan(ctx, sqlText, args, p.fields, s.opts.batchRows, guarded)
+	send := guarded
+	if run != nil {
+		run.begin(p.ds, schema, sqlText)
+		send = run.hold(guarded)
 	}
-	run.begin(p.ds, schema, sqlText)
-	if _, err := p.db.Scan(ctx, sqlText, args, p.fields, s.opts.batchRows, run.hold(guarded)); err != nil {
-		return run.sent, err
+	scanTo := send
+	if gf != nil {
+		gf.emit, scanTo = send, gf.push
 	}
-	if err := run.finish(ctx, guarded); err != nil {
-		return run.sent, err
+	n, err := p.db.Scan(ctx, sqlText, args, fields, s.opts.batchRows, scanTo)
+	if gf != nil {
+		n = gf.sent
 	}
-	return run.sent, nil
+	if run != nil {
+		n = run.sent
+		if err == nil {
+			err = run.finish(ctx, guarded)
+			n = run.sent
+		}
+	}
+	if err != nil {
+		return n, err
+	}
+	if rep != nil && gf != nil {
+		rep.Counted, rep.SuppressedGroups = true, gf.suppressed()
+	}
+	return n, nil
 }
 
 // Schema returns the output schema f would have, after enforcement, without

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 
@@ -338,6 +339,26 @@ func (s *Stream) Next() bool {
 		s.cancel()
 	}
 	return false
+}
+
+// SuppressedGroups is how many groups the agent suppressed for having
+// fewer rows than the fragment's minimum group size, which it reports in
+// the trailer when it enforced that size itself. ok is false until the
+// stream has ended cleanly, and when the agent reported no count (the
+// fragment had no minimum group size, or the agent predates the report).
+func (s *Stream) SuppressedGroups() (n int64, ok bool) {
+	if !s.done || s.err != nil {
+		return 0, false
+	}
+	v := s.gs.Trailer().Get(suppressedHeader)
+	if len(v) != 1 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v[0], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
 }
 
 // Record is the current record, valid until the next call to Next.

@@ -155,7 +155,8 @@ func (fs *flightService) DoGet(tkt *flight.Ticket, stream flight.FlightService_D
 	}
 	sink := fs.newSink(ctx, stream)
 	onSchema := func(sc *arrow.Schema) error { sink.start(sc); return nil }
-	if _, err := fs.s.execute(ctx, f, onSchema, sink.emit); err != nil {
+	var rep execReport
+	if _, err := fs.s.execute(ctx, f, onSchema, sink.emit, &rep); err != nil {
 		// The writer is deliberately not closed: the error status must be
 		// the last thing the reader sees, never a clean end of stream.
 		return fs.s.statusError(ctx, err)
@@ -163,6 +164,14 @@ func (fs *flightService) DoGet(tkt *flight.Ticket, stream flight.FlightService_D
 	// Close sends the schema when no row was written.
 	if err := sink.close(); err != nil {
 		return fs.s.statusError(ctx, err)
+	}
+	// The suppressed-group count travels in the trailer: it is known only
+	// once the last group has been read, and the trailer arrives with the
+	// OK status, so a cut stream can never carry a count.
+	if md := rep.trailer(); md != nil {
+		if err := grpc.SetTrailer(ctx, md); err != nil {
+			return fs.s.statusError(ctx, sluice.Errorf(sluice.EInternal, "set the trailer: %v", err))
+		}
 	}
 	return nil
 }
@@ -215,7 +224,20 @@ func (fs *flightService) DoAction(act *flight.Action, stream flight.FlightServic
 		body = []byte("ok")
 	case actionCatalog:
 		var err error
-		if body, err = json.Marshal(fs.s.dept.Datasets); err != nil {
+		if body, err = json.Marshal(fs.s.view().ordered); err != nil {
+			return fs.s.statusError(stream.Context(), err)
+		}
+	case actionDescribe, actionRegister, actionUnregister: // registration: registry.go
+		var err error
+		switch act.GetType() {
+		case actionDescribe:
+			body, err = fs.describe(stream.Context(), act.GetBody())
+		case actionRegister:
+			body, err = fs.register(stream.Context(), act.GetBody())
+		default:
+			body, err = fs.unregister(stream.Context(), act.GetBody())
+		}
+		if err != nil {
 			return fs.s.statusError(stream.Context(), err)
 		}
 	case actionAudit:
@@ -223,7 +245,7 @@ func (fs *flightService) DoAction(act *flight.Action, stream flight.FlightServic
 	case actionPSIClose: // PSI hook: psi.go
 		return fs.servePSIClose(act.GetBody(), stream)
 	default:
-		return fs.s.statusError(stream.Context(), sluice.Errorf(sluice.ENotSupported, "unknown action %q; the agent knows ping, catalog, audit and psi-close", act.GetType()))
+		return fs.s.statusError(stream.Context(), sluice.Errorf(sluice.ENotSupported, "unknown action %q; the agent knows ping, catalog, audit, psi-close, describe, register-dataset and unregister-dataset", act.GetType()))
 	}
 	return stream.Send(&flight.Result{Body: body})
 }
@@ -231,7 +253,7 @@ func (fs *flightService) DoAction(act *flight.Action, stream flight.FlightServic
 func (fs *flightService) ListActions(_ *flight.Empty, stream flight.FlightService_ListActionsServer) error {
 	for _, a := range []*flight.ActionType{
 		{Type: actionPing, Description: "health check; answers ok"},
-		{Type: actionCatalog, Description: "the department's datasets as JSON"},
+		{Type: actionCatalog, Description: "the department's datasets as JSON, registered ones included"},
 		{Type: actionAudit, Description: `the agent's fragment audit entries after {"since_seq": N, "limit": M}, one JSON entry per result`},
 	} {
 		if err := stream.Send(a); err != nil {
@@ -239,6 +261,11 @@ func (fs *flightService) ListActions(_ *flight.Empty, stream flight.FlightServic
 		}
 	}
 	for _, a := range psiActionTypes { // PSI hook: psi.go
+		if err := stream.Send(a); err != nil {
+			return err
+		}
+	}
+	for _, a := range registryActionTypes { // registration: registry.go
 		if err := stream.Send(a); err != nil {
 			return err
 		}

@@ -138,7 +138,7 @@ func (l *Log) Archive(ctx context.Context, before time.Time, dir string) (*Archi
 	defer l.archMu.Unlock()
 
 	db := l.handle()
-	rtx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	rtx, err := db.BeginTx(ctx, l.d.Snapshot())
 	if err != nil {
 		return nil, readFailed("archive", err)
 	}
@@ -217,7 +217,7 @@ func (l *Log) Archive(ctx context.Context, before time.Time, dir string) (*Archi
 	if err := enc.Encode(archiveHeader{Type: archiveType, FirstSeq: first, LastSeq: last, PrevHash: base.Hash, PreviousArchiveSHA256: prevSHA}); err != nil {
 		return nil, archiveErr(final, err)
 	}
-	erows, err := rtx.QueryContext(ctx, `SELECT `+entryColumns+` FROM audit_entries WHERE seq <= ? ORDER BY seq`, last)
+	erows, err := rtx.QueryContext(ctx, l.d.Rebind(`SELECT `+entryColumns+` FROM audit_entries WHERE seq <= ? ORDER BY seq`), last)
 	if err != nil {
 		return nil, readFailed("archive", err)
 	}
@@ -293,23 +293,28 @@ func (l *Log) Archive(ctx context.Context, before time.Time, dir string) (*Archi
 	if err := tx.QueryRowContext(ctx, `SELECT MIN(seq) FROM audit_entries`).Scan(&firstNow); err != nil || firstNow != first {
 		return nil, archiveStoreErr(final, fmt.Errorf("the store's first entry changed while archiving (now %d, was %d)", firstNow, first))
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT hash FROM audit_entries WHERE seq = ?`, last).Scan(&hashNow); err != nil || hashNow != lastHash {
+	if err := tx.QueryRowContext(ctx, l.d.Rebind(`SELECT hash FROM audit_entries WHERE seq = ?`), last).Scan(&hashNow); err != nil || hashNow != lastHash {
 		return nil, archiveStoreErr(final, fmt.Errorf("entry %d changed while archiving", last))
 	}
-	if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS audit_entries_no_delete`); err != nil {
+	if _, err := tx.ExecContext(ctx, dropDeleteGuard(l.d)); err != nil {
 		return nil, archiveStoreErr(final, err)
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM audit_entries WHERE seq >= ? AND seq <= ?`, first, last)
+	res, err := tx.ExecContext(ctx, l.d.Rebind(`DELETE FROM audit_entries WHERE seq >= ? AND seq <= ?`), first, last)
 	if err != nil {
 		return nil, archiveStoreErr(final, err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n != int64(count) {
 		return nil, archiveStoreErr(final, fmt.Errorf("deleted %d entries; expected %d", n, count))
 	}
-	if _, err := tx.ExecContext(ctx, noDeleteTrigger); err != nil {
+	if _, err := tx.ExecContext(ctx, createDeleteGuard(l.d)); err != nil {
 		return nil, archiveStoreErr(final, err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_archives (first_seq, last_seq, file, prev_hash, last_hash, sha256, entries, created_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	// The index rows of archived entries go with them: usage statistics
+	// cover the entries in the store.
+	if _, err := tx.ExecContext(ctx, l.d.Rebind(`DELETE FROM audit_entry_datasets WHERE seq >= ? AND seq <= ?`), first, last); err != nil {
+		return nil, archiveStoreErr(final, err)
+	}
+	if _, err := tx.ExecContext(ctx, l.d.Rebind(`INSERT INTO audit_archives (first_seq, last_seq, file, prev_hash, last_hash, sha256, entries, created_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
 		first, last, name, base.Hash, lastHash, digest, count, time.Now().UnixMicro()); err != nil {
 		return nil, archiveStoreErr(final, err)
 	}

@@ -20,10 +20,10 @@ var archiveBaseTime = time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 
 // archivedLog writes 30 entries a minute apart and archives them as
 // 1-10, 11-20 and 21-25, leaving 26-30 in the store.
-func archivedLog(t *testing.T, signers ...Signer) (*Log, string, []string, []Entry) {
+func archivedLog(t *testing.T, b backend, signers ...Signer) (*Log, string, []string, []Entry) {
 	t.Helper()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "broker.db")
+	path := b.target(t)
 	var opts []Option
 	if len(signers) > 0 {
 		opts = append(opts, WithSigners(signers...), WithCheckpointEvery(7, time.Hour))
@@ -64,10 +64,12 @@ func archivedLog(t *testing.T, signers ...Signer) (*Log, string, []string, []Ent
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-func TestArchiveRoundTrip(t *testing.T) {
+func TestArchiveRoundTrip(t *testing.T) { eachBackend(t, testArchiveRoundTrip) }
+
+func testArchiveRoundTrip(t *testing.T, b backend) {
 	ctx := context.Background()
 	ed, ml := testSigners(t)
-	l, path, files, written := archivedLog(t, ed, ml)
+	l, path, files, written := archivedLog(t, b, ed, ml)
 
 	// The file format: header, entries (body with hash), trailer.
 	lines := readArchive(t, files[1])
@@ -184,9 +186,11 @@ func writeArchive(t *testing.T, file string, lines []string) string {
 	return out
 }
 
-func TestArchiveTamper(t *testing.T) {
+func TestArchiveTamper(t *testing.T) { eachBackend(t, testArchiveTamper) }
+
+func testArchiveTamper(t *testing.T, b backend) {
 	ctx := context.Background()
-	l, path, files, _ := archivedLog(t)
+	l, path, files, _ := archivedLog(t, b)
 	l.Close()
 	edited := func(i int, edit func([]string) []string) []string {
 		out := append([]string(nil), files...)
@@ -236,16 +240,18 @@ func TestArchiveTamper(t *testing.T) {
 	wantCode(t, err, sluice.EInvalid)
 }
 
-func TestArchiveErrors(t *testing.T) {
+func TestArchiveErrors(t *testing.T) { eachBackend(t, testArchiveErrors) }
+
+func testArchiveErrors(t *testing.T, b backend) {
 	ctx := context.Background()
-	l, _ := newTestLog(t)
+	l, _ := b.newLog(t)
 	appendN(t, l, 3)
 	_, err := l.Archive(ctx, time.Now().Add(time.Hour), filepath.Join(t.TempDir(), "nope"))
 	wantCode(t, err, sluice.EInvalid)
 	_, err = l.Archive(ctx, time.Time{}, t.TempDir())
 	wantCode(t, err, sluice.EInvalid)
 	// A broken chain is not archived.
-	l2, path := newTestLog(t)
+	l2, path := b.newLog(t)
 	appendN(t, l2, 3)
 	db := rawDB(t, path)
 	dropGuards(t, db)
@@ -259,8 +265,12 @@ func TestArchiveErrors(t *testing.T) {
 }
 
 func TestSearchDepartmentColumnAndExport(t *testing.T) {
+	eachBackend(t, testSearchDepartmentColumnAndExport)
+}
+
+func testSearchDepartmentColumnAndExport(t *testing.T, b backend) {
 	ctx := context.Background()
-	l, _ := newTestLog(t)
+	l, _ := b.newLog(t)
 	for i := range 8 {
 		e := sample(i)
 		if i%2 == 1 {
@@ -330,9 +340,11 @@ func TestSearchDepartmentColumnAndExport(t *testing.T) {
 	wantCode(t, err, sluice.EInvalid)
 }
 
-func TestPolicyRevisions(t *testing.T) {
+func TestPolicyRevisions(t *testing.T) { eachBackend(t, testPolicyRevisions) }
+
+func testPolicyRevisions(t *testing.T, b backend) {
 	ctx := context.Background()
-	l, path := newTestLog(t)
+	l, path := b.newLog(t)
 	l.now = func() time.Time { return time.Date(2025, 7, 1, 8, 0, 0, 0, time.UTC) }
 	mods := map[string]string{"sluice.rego": "package sluice\n", "extra.rego": "package extra\n"}
 	data := []byte(`{"grants":[]}`)

@@ -56,6 +56,7 @@ const (
 	KindAuth     = "auth"     // a failed authentication
 	KindFragment = "fragment" // an agent's record of a fragment it served
 	KindAlert    = "alert"    // an alert raised by a review rule
+	KindAdmin    = "admin"    // a state change through the admin API, before it runs
 )
 
 // Decisions.
@@ -207,9 +208,9 @@ func validate(e *Entry) error {
 		return sluice.Errorf(sluice.EInvalid, "audit entry is nil")
 	}
 	switch e.Kind {
-	case KindQuery, KindResult, KindMetadata, KindAuth, KindFragment, KindAlert:
+	case KindQuery, KindResult, KindMetadata, KindAuth, KindFragment, KindAlert, KindAdmin:
 	default:
-		return sluice.Errorf(sluice.EInvalid, "audit entry kind must be query, result, metadata, auth, fragment or alert; got %q", e.Kind)
+		return sluice.Errorf(sluice.EInvalid, "audit entry kind must be query, result, metadata, auth, fragment, alert or admin; got %q", e.Kind)
 	}
 	switch e.Decision {
 	case DecisionAllow, DecisionDeny, DecisionError:
@@ -265,7 +266,7 @@ func (f Filter) check() (int, error) {
 		return 0, sluice.Errorf(sluice.EInvalid, "search decision must be allow, deny or error; got %q", f.Decision)
 	}
 	switch f.Kind {
-	case "", KindQuery, KindResult, KindMetadata, KindAuth, KindFragment, KindAlert:
+	case "", KindQuery, KindResult, KindMetadata, KindAuth, KindFragment, KindAlert, KindAdmin:
 	default:
 		return 0, sluice.Errorf(sluice.EInvalid, "search kind must be query, result, metadata, auth, fragment or alert; got %q", f.Kind)
 	}
@@ -300,8 +301,8 @@ type VerifyReport struct {
 }
 
 // Store is what the broker needs from an audit log. *Log keeps it in
-// SQLite; other backends (PostgreSQL, a log that also writes signed
-// checkpoints) implement the same interface so the broker does not change.
+// SQLite or PostgreSQL; other backends implement the same interface so the
+// broker does not change.
 type Store interface {
 	Append(ctx context.Context, e *Entry) error
 	Tail(ctx context.Context, n int) ([]Entry, error)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/audit/dialect/pgtest"
 )
 
 var principals = []string{"alice", "bob", "erin"}
@@ -95,8 +96,10 @@ func wantCode(t *testing.T, err error, code string) {
 	}
 }
 
-func TestAppendAssignsChainFields(t *testing.T) {
-	l, _ := newTestLog(t)
+func TestAppendAssignsChainFields(t *testing.T) { eachBackend(t, testAppendAssignsChainFields) }
+
+func testAppendAssignsChainFields(t *testing.T, b backend) {
+	l, _ := b.newLog(t)
 	ctx := context.Background()
 	fixed := time.Date(2025, 3, 1, 9, 30, 0, 123456789, time.FixedZone("CST", 8*3600))
 	tests := []struct {
@@ -161,8 +164,10 @@ func TestAppendAssignsChainFields(t *testing.T) {
 	}
 }
 
-func TestRoundTrip(t *testing.T) {
-	l, _ := newTestLog(t)
+func TestRoundTrip(t *testing.T) { eachBackend(t, testRoundTrip) }
+
+func testRoundTrip(t *testing.T, b backend) {
+	l, _ := b.newLog(t)
 	ctx := context.Background()
 	written := appendN(t, l, 12)
 
@@ -197,8 +202,10 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func TestReadErrors(t *testing.T) {
-	l, _ := newTestLog(t)
+func TestReadErrors(t *testing.T) { eachBackend(t, testReadErrors) }
+
+func testReadErrors(t *testing.T, b backend) {
+	l, _ := b.newLog(t)
 	ctx := context.Background()
 	appendN(t, l, 2)
 	tests := []struct {
@@ -232,8 +239,10 @@ func seqs(es []Entry) []int64 {
 	return out
 }
 
-func TestSearch(t *testing.T) {
-	l, _ := newTestLog(t)
+func TestSearch(t *testing.T) { eachBackend(t, testSearch) }
+
+func testSearch(t *testing.T, b backend) {
+	l, _ := b.newLog(t)
 	ctx := context.Background()
 	base := time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 12 {
@@ -284,8 +293,10 @@ func TestSearch(t *testing.T) {
 	}
 }
 
-func TestAppendRejectsBadEntries(t *testing.T) {
-	l, _ := newTestLog(t)
+func TestAppendRejectsBadEntries(t *testing.T) { eachBackend(t, testAppendRejectsBadEntries) }
+
+func testAppendRejectsBadEntries(t *testing.T, b backend) {
+	l, _ := b.newLog(t)
 	ctx := context.Background()
 	tests := []struct {
 		name   string
@@ -355,14 +366,24 @@ func TestCanonicalEncoding(t *testing.T) {
 	}
 }
 
-func TestTriggersBlockCasualEdits(t *testing.T) {
-	l, path := newTestLog(t)
+func TestTriggersBlockCasualEdits(t *testing.T) { eachBackend(t, testTriggersBlockCasualEdits) }
+
+func testTriggersBlockCasualEdits(t *testing.T, b backend) {
+	ed, _ := testSigners(t)
+	l, path := b.newLog(t, WithSigners(ed), WithCheckpointEvery(2, time.Hour))
 	appendN(t, l, 3)
 	db := rawDB(t, path)
-	for _, stmt := range []string{
+	stmts := []string{
 		`UPDATE audit_entries SET principal = 'x' WHERE seq = 2`,
 		`DELETE FROM audit_entries WHERE seq = 3`,
-	} {
+		`UPDATE audit_checkpoints SET hash = 'x' WHERE seq = 2`,
+		`DELETE FROM audit_checkpoints WHERE seq = 2`,
+	}
+	if b.pg() {
+		// TRUNCATE skips row triggers; it has its own guard.
+		stmts = append(stmts, `TRUNCATE audit_entries`, `TRUNCATE audit_checkpoints`)
+	}
+	for _, stmt := range stmts {
 		if _, err := db.Exec(stmt); err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Errorf("%s: err %v; want the append-only trigger to refuse", stmt, err)
 		}
@@ -400,9 +421,47 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-func TestReopenKeepsChain(t *testing.T) {
+// TestOpenErrorsPostgres: a PostgreSQL store that cannot be used fails as
+// a SQLite one does, naming the store without its password.
+func TestOpenErrorsPostgres(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "broker.db")
+	tests := []struct {
+		name, url, code string
+	}{
+		{"no server", pgtest.Unreachable, sluice.EUnavailable},
+		{"bad port", "postgres://sluice:s3cr3t-pw@127.0.0.1:notaport/test", sluice.EInvalid},
+		{"password as a parameter", "postgresql://127.0.0.1:1/test?user=sluice&password=s3cr3t-pw&connect_timeout=2", sluice.EUnavailable},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for what, f := range map[string]func() error{
+				"Open": func() error {
+					l, err := Open(ctx, tc.url)
+					if err == nil {
+						l.Close()
+					}
+					return err
+				},
+				"VerifyFile": func() error { _, err := VerifyFile(ctx, tc.url); return err },
+			} {
+				err := f()
+				wantCode(t, err, tc.code)
+				if strings.Contains(err.Error(), "s3cr3t-pw") {
+					t.Errorf("%s: error %q shows the password", what, err)
+				}
+				if !strings.Contains(err.Error(), "127.0.0.1") {
+					t.Errorf("%s: error %q does not name the store", what, err)
+				}
+			}
+		})
+	}
+}
+
+func TestReopenKeepsChain(t *testing.T) { eachBackend(t, testReopenKeepsChain) }
+
+func testReopenKeepsChain(t *testing.T, b backend) {
+	ctx := context.Background()
+	path := b.target(t)
 	l, err := Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
@@ -470,24 +529,50 @@ func TestVerifyFile(t *testing.T) {
 		})
 	}
 
-	t.Run("while the broker has it open", func(t *testing.T) {
-		l, path := newTestLog(t)
-		written := appendN(t, l, 10)
-		rep, err := VerifyFile(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !rep.OK || rep.Entries != 10 || rep.Head != written[9].Hash {
-			t.Fatalf("report %+v; want OK over 10 entries with head %s", rep, written[9].Hash)
-		}
-	})
+	eachBackend(t, func(t *testing.T, b backend) {
+		t.Run("while the broker has it open", func(t *testing.T) {
+			l, path := b.newLog(t)
+			written := appendN(t, l, 10)
+			rep, err := VerifyFile(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK || rep.Entries != 10 || rep.Head != written[9].Hash {
+				t.Fatalf("report %+v; want OK over 10 entries with head %s", rep, written[9].Hash)
+			}
+		})
 
-	t.Run("empty log", func(t *testing.T) {
-		_, path := newTestLog(t)
-		rep, err := VerifyFile(ctx, path)
-		if err != nil || !rep.OK || rep.Entries != 0 {
-			t.Fatalf("report %+v, %v; want OK with 0 entries", rep, err)
+		t.Run("empty log", func(t *testing.T) {
+			_, path := b.newLog(t)
+			rep, err := VerifyFile(ctx, path)
+			if err != nil || !rep.OK || rep.Entries != 0 {
+				t.Fatalf("report %+v, %v; want OK with 0 entries", rep, err)
+			}
+		})
+
+		if !b.pg() {
+			return
 		}
+		t.Run("not an audit store", func(t *testing.T) {
+			url := b.target(t)
+			_, err := VerifyFile(ctx, url)
+			wantCode(t, err, sluice.EInvalid)
+			// Verification must not have created the tables.
+			if ok, err := b.d.TableExists(ctx, rawDB(t, url), "audit_head"); err != nil || ok {
+				t.Fatalf("audit_head exists after VerifyFile: %v %v", ok, err)
+			}
+		})
+		t.Run("read-only", func(t *testing.T) {
+			_, url := b.newLog(t)
+			db, err := openDB(url, options{readOnly: true}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.Exec(`INSERT INTO audit_meta (key, value) VALUES ('x', 'y')`); err == nil || !strings.Contains(err.Error(), "read-only") {
+				t.Fatalf("a write through the verifier's handle: %v; want a read-only refusal", err)
+			}
+		})
 	})
 }
 
@@ -503,8 +588,10 @@ func mustVerify(t testing.TB, l *Log, entries int64) *VerifyReport {
 	return rep
 }
 
-func TestVerifyCleanChain(t *testing.T) {
-	l, _ := newTestLog(t)
+func TestVerifyCleanChain(t *testing.T) { eachBackend(t, testVerifyCleanChain) }
+
+func testVerifyCleanChain(t *testing.T, b backend) {
+	l, _ := b.newLog(t)
 	written := appendN(t, l, 1000)
 	start := time.Now()
 	rep := mustVerify(t, l, 1000)
@@ -527,6 +614,23 @@ func BenchmarkAppend(b *testing.B) {
 		n++
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "appends/s")
+}
+
+// BenchmarkAppendPostgres is BenchmarkAppendParallel on PostgreSQL.
+func BenchmarkAppendPostgres(b *testing.B) {
+	l, _ := postgresBackend.newLog(b)
+	ctx := context.Background()
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := l.Append(ctx, sample(0)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
 }
 
 func BenchmarkAppendParallel(b *testing.B) {
@@ -597,5 +701,38 @@ func TestStoreSettings(t *testing.T) {
 	}
 	if rep, err := VerifyFile(ctx, path); err != nil || !rep.OK {
 		t.Fatalf("VerifyFile = %+v, %v", rep, err)
+	}
+}
+
+// TestStoreSettingsPostgres: the busy timeout becomes lock_timeout, and a
+// setting given in the URL wins.
+func TestStoreSettingsPostgres(t *testing.T) {
+	ctx := context.Background()
+	url := postgresBackend.target(t)
+	tests := []struct {
+		name, url, setting, want string
+		opts                     []Option
+	}{
+		{"default busy timeout", url, "lock_timeout", "5s", nil},
+		{"WithBusyTimeout", url, "lock_timeout", "250ms", []Option{WithBusyTimeout(250 * time.Millisecond)}},
+		{"lock_timeout in the URL", url + "&lock_timeout=1500", "lock_timeout", "1500ms", nil},
+		{"application name", url, "application_name", "sluice", nil},
+		{"schema from the URL", url, "search_path", pgtest.Schema(url), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := Open(ctx, tc.url, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			var got string
+			if err := l.db.QueryRowContext(ctx, "SHOW "+tc.setting).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Fatalf("SHOW %s = %s; want %s", tc.setting, got, tc.want)
+			}
+		})
 	}
 }

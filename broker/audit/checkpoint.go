@@ -9,6 +9,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/audit/dialect"
 )
 
 // Checkpoint is a signed statement of the chain head: "the log held Seq
@@ -71,9 +72,9 @@ func (l *Log) writeCheckpoint(ctx context.Context, tx *sql.Tx, h head) (*Checkpo
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	// OR IGNORE: a checkpoint at this seq may exist when an earlier commit
-	// reported failure but happened.
-	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO audit_checkpoints (seq, hash, time, signatures) VALUES (?, ?, ?, ?)`,
+	// Ignore a conflict: a checkpoint at this seq may exist when an earlier
+	// commit reported failure but happened.
+	if _, err := tx.ExecContext(ctx, l.d.Rebind(l.d.InsertIgnore(`INSERT INTO audit_checkpoints (seq, hash, time, signatures) VALUES (?, ?, ?, ?)`)),
 		cp.Seq, cp.Hash, cp.timeText, string(sigs)); err != nil {
 		l.noteFailure(err)
 		return nil, unavailable(err)
@@ -123,7 +124,7 @@ func loadCheckpoints(ctx context.Context, q rowsQuerier) ([]Checkpoint, error) {
 // checkpointConsistent checks the last checkpoint against the chain at
 // open: a log cut below its last checkpoint, or rewritten up to it, must
 // not be extended. It returns the last checkpoint's seq and hash.
-func checkpointConsistent(ctx context.Context, q querier, h head) (head, error) {
+func checkpointConsistent(ctx context.Context, q querier, d dialect.Dialect, h head) (head, error) {
 	var cp head
 	err := q.QueryRowContext(ctx, `SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1`).Scan(&cp.Seq, &cp.Hash)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -136,7 +137,7 @@ func checkpointConsistent(ctx context.Context, q querier, h head) (head, error) 
 		return head{}, sluice.Errorf(sluice.EUnavailable, "the last signed checkpoint covers entry %d but the log ends at entry %d; entries were removed and the head rewritten: run `sluice audit verify` and investigate before appending", cp.Seq, h.Seq)
 	}
 	var hash string
-	switch err := q.QueryRowContext(ctx, `SELECT hash FROM audit_entries WHERE seq = ?`, cp.Seq).Scan(&hash); {
+	switch err := q.QueryRowContext(ctx, d.Rebind(`SELECT hash FROM audit_entries WHERE seq = ?`), cp.Seq).Scan(&hash); {
 	case errors.Is(err, sql.ErrNoRows): // archived
 	case err != nil:
 		return head{}, err

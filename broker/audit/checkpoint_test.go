@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -131,10 +130,12 @@ func openSigned(t testing.TB, path string, every int, after time.Duration, signe
 	return l
 }
 
-func TestCheckpoints(t *testing.T) {
+func TestCheckpoints(t *testing.T) { eachBackend(t, testCheckpoints) }
+
+func testCheckpoints(t *testing.T, b backend) {
 	ctx := context.Background()
 	ed, ml := testSigners(t)
-	path := filepath.Join(t.TempDir(), "broker.db")
+	path := b.target(t)
 	l := openSigned(t, path, 5, time.Hour, ed, ml)
 	written := appendN(t, l, 12)
 	cps, err := l.Checkpoints(ctx)
@@ -176,14 +177,16 @@ func TestCheckpoints(t *testing.T) {
 		})
 	}
 	// Checkpoint without signers is refused.
-	l2, _ := newTestLog(t)
+	l2, _ := b.newLog(t)
 	wantCode(t, l2.Checkpoint(ctx), sluice.EInvalid)
 }
 
-func TestCheckpointTimer(t *testing.T) {
+func TestCheckpointTimer(t *testing.T) { eachBackend(t, testCheckpointTimer) }
+
+func testCheckpointTimer(t *testing.T, b backend) {
 	ctx := context.Background()
 	ed, _ := testSigners(t)
-	l := openSigned(t, filepath.Join(t.TempDir(), "broker.db"), 1000, 40*time.Millisecond, ed)
+	l := openSigned(t, b.target(t), 1000, 40*time.Millisecond, ed)
 	appendN(t, l, 3)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -206,12 +209,9 @@ func TestCheckpointTamper(t *testing.T) {
 	ed, ml := testSigners(t)
 	other, _ := LoadOrCreateEd25519(filepath.Join(t.TempDir(), "other.pem"))
 	const n = 20 // checkpoints at 5, 10, 15, 20
-	dropCPGuards := func(t *testing.T, db *sql.DB) {
-		exec(t, db, `DROP TRIGGER audit_checkpoints_no_update`, `DROP TRIGGER audit_checkpoints_no_delete`)
-	}
 	tests := []struct {
 		name     string
-		tamper   func(t *testing.T, db *sql.DB)
+		tamper   func(t *testing.T, db *rawStore)
 		keys     []PublicKey
 		firstBad int64
 		problem  string
@@ -219,7 +219,7 @@ func TestCheckpointTamper(t *testing.T) {
 	}{
 		{
 			name: "a signature altered",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				dropCPGuards(t, db)
 				var s string
 				db.QueryRow(`SELECT signatures FROM audit_checkpoints WHERE seq = 10`).Scan(&s)
@@ -235,7 +235,7 @@ func TestCheckpointTamper(t *testing.T) {
 		},
 		{
 			name: "checkpoint time edited",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				dropCPGuards(t, db)
 				exec(t, db, `UPDATE audit_checkpoints SET time = '2001-01-01T00:00:00Z' WHERE seq = 15`)
 			},
@@ -243,13 +243,13 @@ func TestCheckpointTamper(t *testing.T) {
 		},
 		{
 			name:     "signed by a key the auditor does not trust",
-			tamper:   func(t *testing.T, db *sql.DB) {},
+			tamper:   func(t *testing.T, db *rawStore) {},
 			keys:     []PublicKey{pub(other)},
 			firstBad: 5, problem: "no signature by a trusted key", openOK: true,
 		},
 		{
 			name: "checkpoints deleted",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				dropCPGuards(t, db)
 				exec(t, db, `DELETE FROM audit_checkpoints`)
 			},
@@ -257,7 +257,7 @@ func TestCheckpointTamper(t *testing.T) {
 		},
 		{
 			name: "tail truncated and head rewritten",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				exec(t, db, `DELETE FROM audit_entries WHERE seq > 17`)
 				if _, err := db.Exec(`UPDATE audit_head SET seq = 17, hash = ?`, hashOf(t, db, 17)); err != nil {
 					t.Fatal(err)
@@ -267,7 +267,7 @@ func TestCheckpointTamper(t *testing.T) {
 		},
 		{
 			name: "tail truncated and head rewritten, no keys given",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				exec(t, db, `DELETE FROM audit_entries WHERE seq > 17`)
 				if _, err := db.Exec(`UPDATE audit_head SET seq = 17, hash = ?`, hashOf(t, db, 17)); err != nil {
 					t.Fatal(err)
@@ -277,7 +277,7 @@ func TestCheckpointTamper(t *testing.T) {
 		},
 		{
 			name: "signed entry and the rest of the chain rewritten with the head",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				exec(t, db, `DELETE FROM audit_entries WHERE seq >= 20`)
 				h := forge(t, db, 20, hashOf(t, db, 19))
 				if _, err := db.Exec(`UPDATE audit_head SET hash = ?`, h); err != nil {
@@ -287,66 +287,62 @@ func TestCheckpointTamper(t *testing.T) {
 			keys: []PublicKey{pub(ed)}, firstBad: 20, problem: "does not match the checkpoint signed at entry 20",
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "broker.db")
-			l := openSigned(t, path, 5, time.Hour, ed, ml)
-			appendN(t, l, n)
-			if err := l.Close(); err != nil {
-				t.Fatal(err)
-			}
-			db := rawDB(t, path)
-			dropGuards(t, db)
-			tc.tamper(t, db)
-			db.Close()
-			var opts []VerifyOption
-			if tc.keys != nil {
-				opts = append(opts, WithTrustedKeys(tc.keys...))
-			}
-			rep, err := VerifyFile(ctx, path, opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rep.OK || rep.FirstBad != tc.firstBad || !strings.Contains(rep.Problem, tc.problem) {
-				t.Fatalf("report %+v; want FirstBad %d and a problem containing %q", rep, tc.firstBad, tc.problem)
-			}
-			if rep.SignaturesChecked != (tc.keys != nil) {
-				t.Fatalf("SignaturesChecked = %v", rep.SignaturesChecked)
-			}
-			l2, err := Open(ctx, path)
-			if tc.openOK {
+	eachBackend(t, func(t *testing.T, b backend) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				path := b.target(t)
+				l := openSigned(t, path, 5, time.Hour, ed, ml)
+				appendN(t, l, n)
+				if err := l.Close(); err != nil {
+					t.Fatal(err)
+				}
+				db := rawDB(t, path)
+				dropGuards(t, db)
+				tc.tamper(t, db)
+				db.Close()
+				var opts []VerifyOption
+				if tc.keys != nil {
+					opts = append(opts, WithTrustedKeys(tc.keys...))
+				}
+				rep, err := VerifyFile(ctx, path, opts...)
 				if err != nil {
 					t.Fatal(err)
 				}
-				l2.Close()
-				return
-			}
-			wantCode(t, err, sluice.EUnavailable)
-		})
-	}
+				if rep.OK || rep.FirstBad != tc.firstBad || !strings.Contains(rep.Problem, tc.problem) {
+					t.Fatalf("report %+v; want FirstBad %d and a problem containing %q", rep, tc.firstBad, tc.problem)
+				}
+				if rep.SignaturesChecked != (tc.keys != nil) {
+					t.Fatalf("SignaturesChecked = %v", rep.SignaturesChecked)
+				}
+				l2, err := Open(ctx, path)
+				if tc.openOK {
+					if err != nil {
+						t.Fatal(err)
+					}
+					l2.Close()
+					return
+				}
+				wantCode(t, err, sluice.EUnavailable)
+			})
+		}
+	})
 }
 
 // TestRecoversFromExclusiveLock: while another connection holds the write
 // lock appends fail closed after the busy timeout; once it is released the
 // same Log appends again and the chain verifies.
-func TestRecoversFromExclusiveLock(t *testing.T) {
+func TestRecoversFromExclusiveLock(t *testing.T) { eachBackend(t, testRecoversFromExclusiveLock) }
+
+func testRecoversFromExclusiveLock(t *testing.T, b backend) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "broker.db")
+	path := b.target(t)
 	l, err := Open(ctx, path, WithBusyTimeout(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	appendN(t, l, 2)
-	db := rawDB(t, path)
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `BEGIN EXCLUSIVE`); err != nil {
-		t.Fatal(err)
-	}
+	release := holdWriteLock(t, path, `BEGIN EXCLUSIVE`)
 	for range 3 {
 		start := time.Now()
 		e := sample(0)
@@ -355,9 +351,7 @@ func TestRecoversFromExclusiveLock(t *testing.T) {
 			t.Fatalf("a failing append took %v; the busy timeout is 50ms", d)
 		}
 	}
-	if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	e := sample(1)
 	if err := l.Append(ctx, e); err != nil || e.Seq != 3 {
 		t.Fatalf("append after release: seq %d, %v", e.Seq, err)
@@ -367,9 +361,11 @@ func TestRecoversFromExclusiveLock(t *testing.T) {
 
 // TestGroupCommit: concurrent appends share transactions, and a batch that
 // fails fails every caller in it and advances nothing.
-func TestGroupCommit(t *testing.T) {
+func TestGroupCommit(t *testing.T) { eachBackend(t, testGroupCommit) }
+
+func testGroupCommit(t *testing.T, b backend) {
 	ctx := context.Background()
-	l, _ := newTestLog(t)
+	l, _ := b.newLog(t)
 	appendN(t, l, 1)
 	const workers = 32
 

@@ -8,12 +8,15 @@ import (
 	"strings"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/audit/dialect"
 )
 
-// where builds the WHERE clause of a search. Fields that are not search
-// columns are read from the hashed body rather than a side table, so there
-// is no second copy that could be edited to hide an entry.
-func (f Filter) where() (string, []any) {
+// where builds the WHERE clause of a search, with ? placeholders. Fields
+// that are not search columns are read from the hashed body rather than a
+// side table, so there is no second copy that could be edited to hide an
+// entry. (Usage statistics do use the dataset index, which Verify checks
+// against the bodies.)
+func (f Filter) where(d dialect.Dialect) (string, []any) {
 	var where []string
 	var args []any
 	eq := func(col, v string) {
@@ -28,17 +31,29 @@ func (f Filter) where() (string, []any) {
 	eq("kind", f.Kind)
 	eq("query_id", f.QueryID)
 	if f.Department != "" {
-		where = append(where, "department = ? COLLATE NOCASE")
+		where = append(where, d.FoldEq("department"))
 		args = append(args, f.Department)
 	}
+	// The body is TEXT in both stores (its exact bytes are what is hashed);
+	// PostgreSQL parses it as jsonb for these two filters.
 	if f.Dataset != "" {
-		where = append(where, `EXISTS (SELECT 1 FROM json_each(body, '$.datasets') WHERE value = ? COLLATE NOCASE)`)
+		if d.IsPostgres() {
+			where = append(where, `EXISTS (SELECT 1 FROM jsonb_array_elements_text(body::jsonb -> 'datasets') ds(v) WHERE lower(ds.v) = lower(?))`)
+		} else {
+			where = append(where, `EXISTS (SELECT 1 FROM json_each(body, '$.datasets') WHERE value = ? COLLATE NOCASE)`)
+		}
 		args = append(args, f.Dataset)
 	}
 	if f.Column != "" {
-		where = append(where, `EXISTS (SELECT 1 FROM json_each(body, '$.columns') c
+		if d.IsPostgres() {
+			where = append(where, `EXISTS (SELECT 1 FROM jsonb_array_elements(body::jsonb -> 'columns') c(v)
+			WHERE lower(c.v ->> 'column') = lower(?)
+			   OR lower((c.v ->> 'dataset') || '.' || (c.v ->> 'column')) = lower(?))`)
+		} else {
+			where = append(where, `EXISTS (SELECT 1 FROM json_each(body, '$.columns') c
 			WHERE json_extract(c.value, '$.column') = ? COLLATE NOCASE
 			   OR json_extract(c.value, '$.dataset') || '.' || json_extract(c.value, '$.column') = ? COLLATE NOCASE)`)
+		}
 		args = append(args, f.Column, f.Column)
 	}
 	if !f.Since.IsZero() {
@@ -73,13 +88,13 @@ func (l *Log) Export(ctx context.Context, w io.Writer, f Filter) (int, error) {
 	if err := l.readable(); err != nil {
 		return 0, err
 	}
-	where, args := f.where()
+	where, args := f.where(l.d)
 	q := `SELECT ` + entryColumns + ` FROM audit_entries` + where + ` ORDER BY seq`
 	if lim > 0 {
-		q = `SELECT ` + entryColumns + ` FROM (SELECT ` + entryColumns + ` FROM audit_entries` + where + ` ORDER BY seq DESC LIMIT ?) ORDER BY seq`
+		q = `SELECT ` + entryColumns + ` FROM (SELECT ` + entryColumns + ` FROM audit_entries` + where + ` ORDER BY seq DESC LIMIT ?) AS recent ORDER BY seq`
 		args = append(args, lim)
 	}
-	rows, err := l.handle().QueryContext(ctx, q, args...)
+	rows, err := l.handle().QueryContext(ctx, l.d.Rebind(q), args...)
 	if err != nil {
 		return 0, readFailed("export", err)
 	}

@@ -59,20 +59,20 @@ func (l *Log) RecordPolicyRevision(ctx context.Context, rev string, modules map[
 		return unavailable(err)
 	}
 	defer tx.Rollback()
-	var oldMods string
-	var oldData []byte
-	switch err := tx.QueryRowContext(ctx, `SELECT modules, data FROM audit_policy_revisions WHERE rev = ?`, rev).Scan(&oldMods, &oldData); {
-	case err == nil:
-		if oldMods != string(mj) || !bytes.Equal(oldData, data) {
-			return sluice.Errorf(sluice.EInvalid, "policy revision %s is already recorded with different content; a revision must identify one policy", rev)
-		}
-		return nil
-	case !errors.Is(err, sql.ErrNoRows):
-		return unavailable(err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_policy_revisions (rev, first_seen_us, modules, data) VALUES (?, ?, ?, ?)`,
+	// Insert unless recorded, then compare with what is recorded: two
+	// brokers recording the same revision at once both succeed, whichever
+	// store (a SELECT first would let both try to insert on PostgreSQL).
+	if _, err := tx.ExecContext(ctx, l.d.Rebind(l.d.InsertIgnore(`INSERT INTO audit_policy_revisions (rev, first_seen_us, modules, data) VALUES (?, ?, ?, ?)`)),
 		rev, l.now().UnixMicro(), string(mj), data); err != nil {
 		return unavailable(err)
+	}
+	var oldMods string
+	var oldData []byte
+	if err := tx.QueryRowContext(ctx, l.d.Rebind(`SELECT modules, data FROM audit_policy_revisions WHERE rev = ?`), rev).Scan(&oldMods, &oldData); err != nil {
+		return unavailable(err)
+	}
+	if oldMods != string(mj) || !bytes.Equal(oldData, data) {
+		return sluice.Errorf(sluice.EInvalid, "policy revision %s is already recorded with different content; a revision must identify one policy", rev)
 	}
 	if err := tx.Commit(); err != nil {
 		return unavailable(err)
@@ -89,7 +89,7 @@ func (l *Log) PolicyRevision(ctx context.Context, rev string) (*PolicyRevision, 
 	var us int64
 	var mods string
 	var data []byte
-	switch err := l.handle().QueryRowContext(ctx, `SELECT first_seen_us, modules, data FROM audit_policy_revisions WHERE rev = ?`, rev).Scan(&us, &mods, &data); {
+	switch err := l.handle().QueryRowContext(ctx, l.d.Rebind(`SELECT first_seen_us, modules, data FROM audit_policy_revisions WHERE rev = ?`), rev).Scan(&us, &mods, &data); {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, sluice.Errorf(sluice.ENotFound, "policy revision %q is not recorded in the audit store", rev)
 	case err != nil:

@@ -15,108 +15,38 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/audit/dialect"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-// schemaVersion is recorded in audit_meta so a later migration can tell
-// which layout a file has. Version 2 added checkpoints, archives and policy
-// revisions; a version 1 file is upgraded in place (the new tables are
-// created empty), and a binary that only knows version 1 refuses a file
-// whose early entries may have moved to archives.
-const schemaVersion = "2"
-
-// The tables are prefixed audit_ because the audit log shares the broker's
-// store file with the catalog and workflow tables.
-//
-// The triggers make the entries table append-only for anyone using the
-// file through SQLite casually. They are not a security boundary (whoever
-// can write the file can drop them); the hash chain is what detects that.
-var schema = []string{
-	`CREATE TABLE IF NOT EXISTS audit_meta (
-		key   TEXT PRIMARY KEY,
-		value TEXT NOT NULL
-	)`,
-	`CREATE TABLE IF NOT EXISTS audit_entries (
-		seq        INTEGER PRIMARY KEY,
-		time_us    INTEGER NOT NULL,
-		kind       TEXT NOT NULL,
-		query_id   TEXT NOT NULL,
-		principal  TEXT NOT NULL,
-		department TEXT NOT NULL,
-		purpose    TEXT NOT NULL,
-		decision   TEXT NOT NULL,
-		prev_hash  TEXT NOT NULL,
-		hash       TEXT NOT NULL,
-		body       TEXT NOT NULL
-	)`,
-	`CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries(time_us)`,
-	`CREATE INDEX IF NOT EXISTS audit_entries_principal ON audit_entries(principal)`,
-	`CREATE INDEX IF NOT EXISTS audit_entries_purpose ON audit_entries(purpose)`,
-	`CREATE INDEX IF NOT EXISTS audit_entries_query_id ON audit_entries(query_id)`,
-	`CREATE TABLE IF NOT EXISTS audit_head (
-		id   INTEGER PRIMARY KEY CHECK (id = 1),
-		seq  INTEGER NOT NULL,
-		hash TEXT NOT NULL
-	)`,
-	`CREATE TRIGGER IF NOT EXISTS audit_entries_no_update BEFORE UPDATE ON audit_entries
-	BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only'); END`,
-	noDeleteTrigger,
-	// Signed checkpoints of the head (see checkpoint.go). time is the exact
-	// string that was signed.
-	`CREATE TABLE IF NOT EXISTS audit_checkpoints (
-		seq        INTEGER PRIMARY KEY,
-		hash       TEXT NOT NULL,
-		time       TEXT NOT NULL,
-		signatures TEXT NOT NULL
-	)`,
-	// Archive files the entries before the store's first entry moved to.
-	`CREATE TABLE IF NOT EXISTS audit_archives (
-		first_seq  INTEGER PRIMARY KEY,
-		last_seq   INTEGER NOT NULL,
-		file       TEXT NOT NULL,
-		prev_hash  TEXT NOT NULL,
-		last_hash  TEXT NOT NULL,
-		sha256     TEXT NOT NULL,
-		entries    INTEGER NOT NULL,
-		created_us INTEGER NOT NULL
-	)`,
-	`CREATE TABLE IF NOT EXISTS audit_policy_revisions (
-		rev           TEXT PRIMARY KEY,
-		first_seen_us INTEGER NOT NULL,
-		modules       TEXT NOT NULL,
-		data          BLOB
-	)`,
-	`CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
-	BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END`,
-	`CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
-	BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END`,
-}
-
-// noDeleteTrigger is dropped and recreated by Archive inside the
-// transaction that moves entries out, so the guard is never absent for
-// anyone else.
-const noDeleteTrigger = `CREATE TRIGGER IF NOT EXISTS audit_entries_no_delete BEFORE DELETE ON audit_entries
-	BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only'); END`
-
 const entryColumns = `seq, time_us, kind, query_id, principal, department, purpose, decision, prev_hash, hash, body`
 
-// Log is the audit log in a SQLite file. It is safe for concurrent use.
+// Log is the audit log in the broker's store: a SQLite file, or a
+// PostgreSQL database when the store is a postgres:// URL. It is safe for
+// concurrent use.
 //
-// Durability: WAL mode with synchronous=FULL. With NORMAL, a commit that
-// has returned can still be lost on power failure, and the broker releases
-// rows as soon as Append returns; the audit entry must be on disk first.
+// Durability: SQLite runs in WAL mode with synchronous=FULL. With NORMAL, a
+// commit that has returned can still be lost on power failure, and the
+// broker releases rows as soon as Append returns; the audit entry must be
+// on disk first. PostgreSQL commits are durable under its default
+// synchronous_commit=on.
 //
 // Concurrency: appends are group-committed. Callers queue their entries;
 // whichever caller holds the writer token (wsem) takes the whole queue and
 // writes it in one transaction (one fsync), then hands every caller its own
-// result. See writer.go.
+// result. See writer.go. Across processes, SQLite's write lock (BEGIN
+// IMMEDIATE) or PostgreSQL's lock on the head row (SELECT … FOR UPDATE)
+// serialises the transactions, and each checks that the head is the one it
+// wrote.
 type Log struct {
 	// dbmu guards db, which the writer replaces when the handle broke
 	// underneath (recovery).
 	dbmu sync.RWMutex
 	db   *sql.DB
-	path string
+	path string          // the store string as given: a file path or a URL
+	name string          // path as messages show it (a URL without its password)
+	d    dialect.Dialect // SQLite or PostgreSQL, from path
 	o    options
 
 	// wsem is the writer token: whoever holds it may write (append
@@ -181,11 +111,13 @@ func dsn(path string, o options, mustExist bool) (string, error) {
 	return u.String() + "?" + q.Encode(), nil
 }
 
-// Open opens the audit log in the SQLite file at path, creating the file and
-// its tables if needed, and loads the chain head. It refuses a log whose
-// recorded head does not match its last entry, or whose last signed
-// checkpoint is beyond or disagrees with the chain: appending to it would
-// hide the evidence of a truncation.
+// Open opens the audit log in the broker's store and loads the chain head.
+// The store is a SQLite file path (the file and its tables are created if
+// needed) or a postgres:// or postgresql:// URL (the tables are created in
+// the URL's schema if needed; a search_path parameter chooses it). It
+// refuses a log whose recorded head does not match its last entry, or whose
+// last signed checkpoint is beyond or disagrees with the chain: appending
+// to it would hide the evidence of a truncation.
 //
 // With WithSigners the log writes signed checkpoints (see Checkpoint) and
 // runs a background timer for them until Close.
@@ -197,17 +129,21 @@ func Open(ctx context.Context, path string, opts ...Option) (*Log, error) {
 		}
 	}
 	if o.err != nil {
-		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: %v", path, o.err)
+		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: %v", dialect.Redact(path), o.err)
 	}
 	return open(ctx, path, o)
 }
 
 func open(ctx context.Context, path string, o options) (*Log, error) {
-	if strings.TrimSpace(path) == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
-		return nil, sluice.Errorf(sluice.EInvalid, "audit store must be a file path; got %q", path)
-	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s is a directory; give a file path", path)
+	d := dialect.For(path)
+	name := dialect.Redact(path)
+	if !d.IsPostgres() {
+		if strings.TrimSpace(path) == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
+			return nil, sluice.Errorf(sluice.EInvalid, "audit store must be a file path or a postgres:// URL; got %q", path)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+			return nil, sluice.Errorf(sluice.EInvalid, "audit store %s is a directory; give a file path", path)
+		}
 	}
 	if o.busyTimeout <= 0 {
 		o.busyTimeout = DefaultBusyTimeout
@@ -217,14 +153,14 @@ func open(ctx context.Context, path string, o options) (*Log, error) {
 	}
 	for _, s := range o.signers {
 		if err := (PublicKey{Algorithm: s.Algorithm(), Key: s.PublicKey()}).check(); err != nil {
-			return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: signer %s: %s", path, s.KeyID(), sluice.ErrorMessage(err))
+			return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: signer %s: %s", name, s.KeyID(), sluice.ErrorMessage(err))
 		}
 	}
 	db, err := openDB(path, o, false)
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{db: db, path: path, o: o, now: time.Now, wsem: make(chan struct{}, 1)}
+	l := &Log{db: db, path: path, name: name, d: d, o: o, now: time.Now, wsem: make(chan struct{}, 1)}
 	if err := l.init(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -236,7 +172,17 @@ func open(ctx context.Context, path string, o options) (*Log, error) {
 	return l, nil
 }
 
+// openDB opens a handle on the store. For SQLite, mustExist refuses to
+// create the file; a PostgreSQL database is never created, so it does not
+// apply there.
 func openDB(path string, o options, mustExist bool) (*sql.DB, error) {
+	if dialect.IsPostgres(path) {
+		db, err := dialect.OpenPostgres(path, dialect.PGOptions{LockTimeout: o.busyTimeout, ReadOnly: o.readOnly, MaxConns: 8})
+		if err != nil {
+			return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: %v", dialect.Redact(path), err)
+		}
+		return db, nil
+	}
 	d, err := dsn(path, o, mustExist)
 	if err != nil {
 		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: %v", path, err)
@@ -267,7 +213,7 @@ func (l *Log) reopenDB(ctx context.Context) error {
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return fmt.Errorf("reopening %s: %w", l.path, err)
+		return fmt.Errorf("reopening %s: %w", l.name, err)
 	}
 	l.dbmu.Lock()
 	old := l.db
@@ -288,51 +234,67 @@ func storeErr(path, what string, err error) error {
 
 func (l *Log) init(ctx context.Context) error {
 	if err := l.db.PingContext(ctx); err != nil {
-		return storeErr(l.path, "cannot be opened", err)
+		return storeErr(l.name, "cannot be opened", err)
 	}
 	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
-		return storeErr(l.path, "cannot be opened", err)
+		return storeErr(l.name, "cannot be opened", err)
 	}
 	defer tx.Rollback()
-	var v string
-	switch err := tx.QueryRowContext(ctx, `SELECT value FROM audit_meta WHERE key = 'schema_version'`).Scan(&v); {
-	case err == nil && v != schemaVersion && v != "1":
-		return sluice.Errorf(sluice.EUnavailable, "audit store %s has schema version %s; this sluice understands version %s", l.path, v, schemaVersion)
-	case err == nil, errors.Is(err, sql.ErrNoRows), err != nil && strings.Contains(err.Error(), "no such table"):
-	default:
-		return storeErr(l.path, "cannot be read", err)
+	// Brokers starting together on one PostgreSQL database would race on
+	// CREATE … IF NOT EXISTS (it is not atomic there); SQLite's BEGIN
+	// IMMEDIATE already serialises them.
+	if err := l.d.Lock(ctx, tx, "sluice_audit"); err != nil {
+		return storeErr(l.name, "cannot be opened", err)
 	}
-	for _, s := range schema {
-		if _, err := tx.ExecContext(ctx, s); err != nil {
-			return storeErr(l.path, "cannot be initialised", err)
+	var v string
+	switch ok, err := l.d.TableExists(ctx, tx, "audit_meta"); {
+	case err != nil:
+		return storeErr(l.name, "cannot be read", err)
+	case ok:
+		switch err := tx.QueryRowContext(ctx, `SELECT value FROM audit_meta WHERE key = 'schema_version'`).Scan(&v); {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return storeErr(l.name, "cannot be read", err)
+		case !slices.Contains(knownVersions, v):
+			return sluice.Errorf(sluice.EUnavailable, "audit store %s has schema version %s; this sluice understands version %s", l.name, v, schemaVersion)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_meta(key, value) VALUES ('schema_version', ?)
-		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, schemaVersion); err != nil {
-		return storeErr(l.path, "cannot be initialised", err)
+	for _, s := range schemaFor(l.d) {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return storeErr(l.name, "cannot be initialised", err)
+		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO audit_head(id, seq, hash) VALUES (1, 0, ?)`, GenesisHash); err != nil {
-		return storeErr(l.path, "cannot be initialised", err)
+	if v != schemaVersion {
+		if err := backfillDatasets(ctx, tx, l.d); err != nil {
+			return storeErr(l.name, "cannot be upgraded (dataset index)", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, l.d.Rebind(`INSERT INTO audit_meta(key, value) VALUES ('schema_version', ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`), schemaVersion); err != nil {
+		return storeErr(l.name, "cannot be initialised", err)
+	}
+	if _, err := tx.ExecContext(ctx, l.d.Rebind(l.d.InsertIgnore(`INSERT INTO audit_head(id, seq, hash) VALUES (1, 0, ?)`)), GenesisHash); err != nil {
+		return storeErr(l.name, "cannot be initialised", err)
 	}
 	wrap := func(err error) error {
 		var se *sluice.Error
 		if errors.As(err, &se) {
-			se.Message = fmt.Sprintf("audit store %s: %s", l.path, se.Message)
+			se.Message = fmt.Sprintf("audit store %s: %s", l.name, se.Message)
 			return se
 		}
-		return storeErr(l.path, "cannot be read", err)
+		return storeErr(l.name, "cannot be read", err)
 	}
-	h, err := consistentHead(ctx, tx)
+	h, err := consistentHead(ctx, tx, l.d, true)
 	if err != nil {
 		return wrap(err)
 	}
-	cp, err := checkpointConsistent(ctx, tx, h)
+	cp, err := checkpointConsistent(ctx, tx, l.d, h)
 	if err != nil {
 		return wrap(err)
 	}
 	if err := tx.Commit(); err != nil {
-		return storeErr(l.path, "cannot be initialised", err)
+		return storeErr(l.name, "cannot be initialised", err)
 	}
 	l.head, l.lastCP = h, cp
 	if h.Seq > cp.Seq {
@@ -347,10 +309,17 @@ type querier interface {
 
 // consistentHead reads the recorded head and checks it against the last
 // stored entry, including that entry's hash. It is the cheap check done at
-// open and on every append; Verify is the full one.
-func consistentHead(ctx context.Context, q querier) (head, error) {
+// open and on every append; Verify is the full one. With lock, the head row
+// stays locked until the transaction ends (PostgreSQL; SQLite's write
+// transaction holds the whole file), so concurrent writers take turns and
+// each one's check sees the entries of the one before.
+func consistentHead(ctx context.Context, q querier, d dialect.Dialect, lock bool) (head, error) {
 	var rec head
-	if err := q.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&rec.Seq, &rec.Hash); err != nil {
+	headQuery := `SELECT seq, hash FROM audit_head WHERE id = 1`
+	if lock {
+		headQuery += d.ForUpdate()
+	}
+	if err := q.QueryRowContext(ctx, headQuery).Scan(&rec.Seq, &rec.Hash); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return head{}, sluice.Errorf(sluice.EUnavailable, "the audit head record is missing; run `sluice audit verify` and investigate before appending")
 		}
@@ -393,6 +362,22 @@ func scanRow(s scanner) (*storedRow, error) {
 	return &r, nil
 }
 
+// scanIndexedRow scans an entry followed by datasetsColumn.
+func scanIndexedRow(s scanner) (*storedRow, error) {
+	var r storedRow
+	var body, ds string
+	if err := s.Scan(&r.Seq, &r.TimeUS, &r.Kind, &r.QueryID, &r.Principal, &r.Department, &r.Purpose, &r.Decision, &r.PrevHash, &r.Hash, &body, &ds); err != nil {
+		return nil, err
+	}
+	r.Body = []byte(body)
+	var err error
+	if r.Datasets, err = indexedDatasets(ds); err != nil {
+		return nil, fmt.Errorf("entry %d dataset index: %w", r.Seq, err)
+	}
+	r.IndexChecked = true
+	return &r, nil
+}
+
 func (l *Log) readable() error {
 	if l.closed.Load() {
 		return sluice.Errorf(sluice.EUnavailable, "audit log is closed")
@@ -408,7 +393,7 @@ func (l *Log) Tail(ctx context.Context, n int) ([]Entry, error) {
 	if err := l.readable(); err != nil {
 		return nil, err
 	}
-	out, err := l.query(ctx, `SELECT `+entryColumns+` FROM audit_entries ORDER BY seq DESC LIMIT ?`, n)
+	out, err := l.query(ctx, l.d.Rebind(`SELECT `+entryColumns+` FROM audit_entries ORDER BY seq DESC LIMIT ?`), n)
 	if err != nil {
 		return nil, err
 	}
@@ -424,7 +409,7 @@ func (l *Log) Get(ctx context.Context, seq int64) (*Entry, error) {
 	if err := l.readable(); err != nil {
 		return nil, err
 	}
-	out, err := l.query(ctx, `SELECT `+entryColumns+` FROM audit_entries WHERE seq = ?`, seq)
+	out, err := l.query(ctx, l.d.Rebind(`SELECT `+entryColumns+` FROM audit_entries WHERE seq = ?`), seq)
 	if err != nil {
 		return nil, err
 	}
@@ -444,10 +429,10 @@ func (l *Log) Search(ctx context.Context, f Filter) ([]Entry, error) {
 	if err := l.readable(); err != nil {
 		return nil, err
 	}
-	where, args := f.where()
+	where, args := f.where(l.d)
 	q := `SELECT ` + entryColumns + ` FROM audit_entries` + where + " ORDER BY seq DESC LIMIT ?"
 	args = append(args, limit)
-	out, err := l.query(ctx, q, args...)
+	out, err := l.query(ctx, l.d.Rebind(q), args...)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"os"
 	"strings"
@@ -11,20 +10,10 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/audit/dialect"
 )
 
-// rawDB opens the store file the way an attacker with file access would.
-func rawDB(t testing.TB, path string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
-func exec(t *testing.T, db *sql.DB, stmts ...string) {
+func exec(t *testing.T, db *rawStore, stmts ...string) {
 	t.Helper()
 	for _, s := range stmts {
 		if _, err := db.Exec(s); err != nil {
@@ -34,14 +23,29 @@ func exec(t *testing.T, db *sql.DB, stmts ...string) {
 }
 
 // dropGuards removes the append-only triggers, as anyone able to write the
-// file can; the chain must detect what follows.
-func dropGuards(t *testing.T, db *sql.DB) {
+// file can (in PostgreSQL: the table's owner or a superuser disables them);
+// the chain must detect what follows.
+func dropGuards(t *testing.T, db *rawStore) {
+	if db.d.IsPostgres() {
+		exec(t, db, `ALTER TABLE audit_entries DISABLE TRIGGER USER`)
+		return
+	}
 	exec(t, db, `DROP TRIGGER audit_entries_no_update`, `DROP TRIGGER audit_entries_no_delete`)
 }
 
+// dropCPGuards does the same for the checkpoints table.
+func dropCPGuards(t *testing.T, db *rawStore) {
+	if db.d.IsPostgres() {
+		exec(t, db, `ALTER TABLE audit_checkpoints DISABLE TRIGGER USER`)
+		return
+	}
+	exec(t, db, `DROP TRIGGER audit_checkpoints_no_update`, `DROP TRIGGER audit_checkpoints_no_delete`)
+}
+
 // forge writes a fully self-consistent entry at seq, chained to prev, with
-// its hash recomputed: the strongest single-row forgery.
-func forge(t *testing.T, db *sql.DB, seq int64, prev string) string {
+// its hash recomputed and its dataset index rows replaced: the strongest
+// single-row forgery.
+func forge(t *testing.T, db *rawStore, seq int64, prev string) string {
 	t.Helper()
 	e := sample(0)
 	e.Principal = "mallory"
@@ -54,10 +58,18 @@ func forge(t *testing.T, db *sql.DB, seq int64, prev string) string {
 		sealed.Purpose, sealed.Decision, sealed.PrevHash, sealed.Hash, string(body)); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := db.Exec(`DELETE FROM audit_entry_datasets WHERE seq = ?`, seq); err != nil {
+		t.Fatal(err)
+	}
+	for _, ds := range datasetKeys(sealed.Datasets) {
+		if _, err := db.Exec(`INSERT INTO audit_entry_datasets (seq, dataset) VALUES (?, ?)`, seq, ds); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return sealed.Hash
 }
 
-func hashOf(t *testing.T, db *sql.DB, seq int64) string {
+func hashOf(t *testing.T, db *rawStore, seq int64) string {
 	t.Helper()
 	var h string
 	if err := db.QueryRow(`SELECT hash FROM audit_entries WHERE seq = ?`, seq).Scan(&h); err != nil {
@@ -70,21 +82,21 @@ func TestTamperDetection(t *testing.T) {
 	const n = 20
 	tests := []struct {
 		name     string
-		tamper   func(t *testing.T, db *sql.DB)
+		tamper   func(t *testing.T, db *rawStore)
 		firstBad int64
 		problem  string // a phrase the report must contain
 		openOK   bool   // whether the broker may still open the store
 	}{
 		{
 			name: "edit a field in the body",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				exec(t, db, `UPDATE audit_entries SET body = replace(body, '"principal":"alice"', '"principal":"bob"') WHERE seq = 7`)
 			},
 			firstBad: 7, problem: "was modified", openOK: true,
 		},
 		{
 			name: "edit the body and recompute its hash",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				var body string
 				if err := db.QueryRow(`SELECT body FROM audit_entries WHERE seq = 7`).Scan(&body); err != nil {
 					t.Fatal(err)
@@ -104,41 +116,41 @@ func TestTamperDetection(t *testing.T) {
 		},
 		{
 			name: "edit only a search column",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				exec(t, db, `UPDATE audit_entries SET principal = 'nobody' WHERE seq = 4`)
 			},
 			firstBad: 4, problem: "search column principal", openOK: true,
 		},
 		{
 			name: "add whitespace to a body",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				exec(t, db, `UPDATE audit_entries SET body = body || ' ' WHERE seq = 3`)
 			},
 			firstBad: 3, problem: "canonical", openOK: true,
 		},
 		{
 			name:     "delete a middle entry",
-			tamper:   func(t *testing.T, db *sql.DB) { exec(t, db, `DELETE FROM audit_entries WHERE seq = 10`) },
+			tamper:   func(t *testing.T, db *rawStore) { exec(t, db, `DELETE FROM audit_entries WHERE seq = 10`) },
 			firstBad: 10, problem: "entry 10 is missing", openOK: true,
 		},
 		{
 			name:     "delete the first entry",
-			tamper:   func(t *testing.T, db *sql.DB) { exec(t, db, `DELETE FROM audit_entries WHERE seq = 1`) },
+			tamper:   func(t *testing.T, db *rawStore) { exec(t, db, `DELETE FROM audit_entries WHERE seq = 1`) },
 			firstBad: 1, problem: "entry 1 is missing", openOK: true,
 		},
 		{
 			name:     "delete the last entry (truncation)",
-			tamper:   func(t *testing.T, db *sql.DB) { exec(t, db, `DELETE FROM audit_entries WHERE seq = 20`) },
+			tamper:   func(t *testing.T, db *rawStore) { exec(t, db, `DELETE FROM audit_entries WHERE seq = 20`) },
 			firstBad: 20, problem: "truncated",
 		},
 		{
 			name:     "delete the last three entries (truncation)",
-			tamper:   func(t *testing.T, db *sql.DB) { exec(t, db, `DELETE FROM audit_entries WHERE seq > 17`) },
+			tamper:   func(t *testing.T, db *rawStore) { exec(t, db, `DELETE FROM audit_entries WHERE seq > 17`) },
 			firstBad: 18, problem: "entries 18 to 20 were removed",
 		},
 		{
 			name: "swap two entries' bodies (reorder)",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				exec(t, db,
 					`CREATE TEMP TABLE s AS SELECT seq, body, hash, prev_hash FROM audit_entries WHERE seq IN (5, 12)`,
 					`UPDATE audit_entries SET body = (SELECT body FROM s WHERE s.seq = 17 - audit_entries.seq),
@@ -150,7 +162,7 @@ func TestTamperDetection(t *testing.T) {
 		},
 		{
 			name: "swap two adjacent bodies only",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				exec(t, db,
 					`CREATE TEMP TABLE s AS SELECT seq, body FROM audit_entries WHERE seq IN (8, 9)`,
 					`UPDATE audit_entries SET body = (SELECT body FROM s WHERE s.seq = 17 - audit_entries.seq) WHERE seq IN (8, 9)`)
@@ -159,7 +171,7 @@ func TestTamperDetection(t *testing.T) {
 		},
 		{
 			name: "insert a forged entry in the middle, renumbering the rest",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				exec(t, db,
 					`UPDATE audit_entries SET seq = -seq WHERE seq >= 10`,
 					`UPDATE audit_entries SET seq = 1 - seq WHERE seq < 0`)
@@ -176,7 +188,7 @@ func TestTamperDetection(t *testing.T) {
 		},
 		{
 			name: "replace a deleted middle entry with a forgery",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				exec(t, db, `DELETE FROM audit_entries WHERE seq = 10`)
 				forge(t, db, 10, hashOf(t, db, 9))
 			},
@@ -184,70 +196,99 @@ func TestTamperDetection(t *testing.T) {
 		},
 		{
 			name: "append a forged entry without moving the head",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				forge(t, db, n+1, hashOf(t, db, n))
 			},
 			firstBad: n + 1, problem: "not appended by the broker",
 		},
 		{
 			name: "forged first entry",
-			tamper: func(t *testing.T, db *sql.DB) {
+			tamper: func(t *testing.T, db *rawStore) {
 				exec(t, db, `DELETE FROM audit_entries WHERE seq = 1`)
 				forge(t, db, 1, "ab"+GenesisHash[2:])
 			},
 			firstBad: 1, problem: "genesis", openOK: true,
 		},
 		{
+			name:     "remove an entry from the dataset index",
+			tamper:   func(t *testing.T, db *rawStore) { exec(t, db, `DELETE FROM audit_entry_datasets WHERE seq = 6`) },
+			firstBad: 6, problem: "dataset index disagrees", openOK: true,
+		},
+		{
+			name: "point the dataset index elsewhere",
+			tamper: func(t *testing.T, db *rawStore) {
+				exec(t, db, `UPDATE audit_entry_datasets SET dataset = 'civil.residents' WHERE seq = 9`)
+			},
+			firstBad: 9, problem: "dataset index disagrees", openOK: true,
+		},
+		{
+			name: "add a dataset to the index",
+			tamper: func(t *testing.T, db *rawStore) {
+				exec(t, db, `INSERT INTO audit_entry_datasets (seq, dataset) VALUES (4, 'civil.residents')`)
+			},
+			firstBad: 4, problem: "dataset index disagrees", openOK: true,
+		},
+		{
 			name:     "head record deleted",
-			tamper:   func(t *testing.T, db *sql.DB) { exec(t, db, `DELETE FROM audit_head`) },
+			tamper:   func(t *testing.T, db *rawStore) { exec(t, db, `DELETE FROM audit_head`) },
 			firstBad: 1, problem: "head record is missing",
 		},
 		{
 			name:     "head hash edited",
-			tamper:   func(t *testing.T, db *sql.DB) { exec(t, db, `UPDATE audit_head SET hash = '`+GenesisHash+`'`) },
+			tamper:   func(t *testing.T, db *rawStore) { exec(t, db, `UPDATE audit_head SET hash = '`+GenesisHash+`'`) },
 			firstBad: n, problem: "head record does not match",
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
-			l, path := newTestLog(t)
-			appendN(t, l, n)
-			if err := l.Close(); err != nil {
-				t.Fatal(err)
-			}
-			db := rawDB(t, path)
-			dropGuards(t, db)
-			tc.tamper(t, db)
-			db.Close()
+	eachBackend(t, func(t *testing.T, b backend) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				tamperCase(t, b, n, tc.tamper, tc.firstBad, tc.problem, tc.openOK)
+			})
+		}
+	})
+}
 
-			rep, err := VerifyFile(ctx, path)
-			if err != nil {
-				t.Fatalf("VerifyFile: %v", err)
-			}
-			if rep.OK || rep.FirstBad != tc.firstBad || !strings.Contains(rep.Problem, tc.problem) {
-				t.Fatalf("report %+v; want OK=false, FirstBad=%d, problem containing %q", rep, tc.firstBad, tc.problem)
-			}
+// tamperCase writes n entries, tampers with the closed store directly,
+// and checks that VerifyFile and Log.Verify both report the first bad
+// entry, and that Open refuses a store whose end was cut or forged.
+func tamperCase(t *testing.T, b backend, n int, tamper func(*testing.T, *rawStore), firstBad int64, problem string, openOK bool) {
+	t.Helper()
+	ctx := context.Background()
+	l, path := b.newLog(t)
+	appendN(t, l, n)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := rawDB(t, path)
+	dropGuards(t, db)
+	tamper(t, db)
+	db.Close()
 
-			// The broker must not extend a log whose end was cut or
-			// forged: appending would overwrite the evidence in the head.
-			l2, err := Open(ctx, path)
-			if !tc.openOK {
-				wantCode(t, err, sluice.EUnavailable)
-				if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "verify") {
-					t.Fatalf("open error %q should name the file and point to verify", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Open: %v", err)
-			}
-			defer l2.Close()
-			rep2, err := l2.Verify(ctx)
-			if err != nil || *rep2 != *rep {
-				t.Fatalf("Log.Verify = %+v, %v; want the same as VerifyFile %+v", rep2, err, rep)
-			}
-		})
+	rep, err := VerifyFile(ctx, path)
+	if err != nil {
+		t.Fatalf("VerifyFile: %v", err)
+	}
+	if rep.OK || rep.FirstBad != firstBad || !strings.Contains(rep.Problem, problem) {
+		t.Fatalf("report %+v; want OK=false, FirstBad=%d, problem containing %q", rep, firstBad, problem)
+	}
+
+	// The broker must not extend a log whose end was cut or forged:
+	// appending would overwrite the evidence in the head.
+	l2, err := Open(ctx, path)
+	if !openOK {
+		wantCode(t, err, sluice.EUnavailable)
+		if !strings.Contains(err.Error(), dialect.Redact(path)) || !strings.Contains(err.Error(), "verify") {
+			t.Fatalf("open error %q should name the store and point to verify", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer l2.Close()
+	rep2, err := l2.Verify(ctx)
+	if err != nil || *rep2 != *rep {
+		t.Fatalf("Log.Verify = %+v, %v; want the same as VerifyFile %+v", rep2, err, rep)
 	}
 }
 
@@ -256,8 +297,12 @@ func TestTamperDetection(t *testing.T) {
 // verifies. Signed checkpoints held outside the store close this gap; the
 // report's Head is what an auditor keeps out of band until then.
 func TestRewriteOfChainAndHeadIsNotDetected(t *testing.T) {
+	eachBackend(t, testRewriteOfChainAndHeadIsNotDetected)
+}
+
+func testRewriteOfChainAndHeadIsNotDetected(t *testing.T, b backend) {
 	ctx := context.Background()
-	l, path := newTestLog(t)
+	l, path := b.newLog(t)
 	written := appendN(t, l, 5)
 	l.Close()
 	db := rawDB(t, path)
@@ -277,7 +322,11 @@ func TestRewriteOfChainAndHeadIsNotDetected(t *testing.T) {
 }
 
 func TestConcurrentAppends(t *testing.T) {
-	l, _ := newTestLog(t)
+	eachBackend(t, testConcurrentAppends)
+}
+
+func testConcurrentAppends(t *testing.T, b backend) {
+	l, _ := b.newLog(t)
 	ctx := context.Background()
 	const workers, each = 32, 20
 	var wg sync.WaitGroup
@@ -371,7 +420,8 @@ func TestFailClosed(t *testing.T) {
 	}
 
 	tests := []struct {
-		name string
+		name       string
+		sqliteOnly bool
 		// breakStore makes the next append fail and returns how to bring
 		// the store back (which may return a new Log).
 		breakStore func(t *testing.T, l *Log, path string) (restore func() *Log)
@@ -386,27 +436,15 @@ func TestFailClosed(t *testing.T) {
 		{
 			name: "another process holds the write lock",
 			breakStore: func(t *testing.T, l *Log, path string) func() *Log {
-				db := rawDB(t, path)
-				conn, err := db.Conn(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-					t.Fatal(err)
-				}
-				return func() *Log {
-					if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
-						t.Fatal(err)
-					}
-					conn.Close()
-					return l
-				}
+				release := holdWriteLock(t, path, `BEGIN IMMEDIATE`)
+				return func() *Log { release(); return l }
 			},
 		},
 		{
 			// The Log reopens its handle by itself once the file is back;
 			// while it is gone, it must not create an empty store.
-			name: "the database handle is closed underneath and the file is gone",
+			name:       "the database handle is closed underneath and the file is gone",
+			sqliteOnly: true,
 			breakStore: func(t *testing.T, l *Log, path string) func() *Log {
 				l.db.Close()
 				moveStore(t, path, path+".away")
@@ -427,7 +465,7 @@ func TestFailClosed(t *testing.T) {
 				}
 				exec(t, db, `DROP TABLE audit_head`)
 				return func() *Log {
-					exec(t, db, `CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL)`)
+					exec(t, db, db.d.DDL(`CREATE TABLE audit_head (id {int} PRIMARY KEY CHECK (id = 1), seq {int} NOT NULL, hash TEXT NOT NULL)`))
 					if _, err := db.Exec(`INSERT INTO audit_head VALUES (1, ?, ?)`, seq, hash); err != nil {
 						t.Fatal(err)
 					}
@@ -436,31 +474,53 @@ func TestFailClosed(t *testing.T) {
 			},
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			path := t.TempDir() + "/broker.db"
-			l, err := open(ctx, path, options{busyTimeout: 100 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
+	eachBackend(t, func(t *testing.T, b backend) {
+		for _, tc := range tests {
+			if tc.sqliteOnly && b.pg() {
+				continue
 			}
-			t.Cleanup(func() { l.Close() })
+			t.Run(tc.name, func(t *testing.T) {
+				path := b.target(t)
+				l, err := open(ctx, path, options{busyTimeout: 100 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { l.Close() })
+				appendN(t, l, 3)
+				restore := tc.breakStore(t, l, path)
+				for range 2 { // a retry while the store is still down fails too
+					e := sample(0)
+					failed(t, l.Append(ctx, e), e)
+				}
+				recovers(t, restore(), 3)
+			})
+		}
+		if !b.pg() {
+			return
+		}
+		// A PostgreSQL pool closed underneath is replaced by the next
+		// append (there is no file that could have gone).
+		t.Run("the pool is closed underneath", func(t *testing.T) {
+			l, _ := b.newLog(t)
 			appendN(t, l, 3)
-			restore := tc.breakStore(t, l, path)
-			for range 2 { // a retry while the store is still down fails too
-				e := sample(0)
-				failed(t, l.Append(ctx, e), e)
-			}
-			recovers(t, restore(), 3)
+			l.db.Close()
+			e := sample(0)
+			failed(t, l.Append(ctx, e), e)
+			recovers(t, l, 3)
 		})
-	}
+	})
 }
 
 // TestFailClosedOnForeignWriter: a second writer on the same file makes the
 // broker's head stale; appending on top of entries it did not write would
 // vouch for them, so it refuses until reopened.
 func TestFailClosedOnForeignWriter(t *testing.T) {
+	eachBackend(t, testFailClosedOnForeignWriter)
+}
+
+func testFailClosedOnForeignWriter(t *testing.T, b backend) {
 	ctx := context.Background()
-	l1, path := newTestLog(t)
+	l1, path := b.newLog(t)
 	appendN(t, l1, 2)
 	l2, err := Open(ctx, path)
 	if err != nil {
@@ -480,8 +540,12 @@ func TestFailClosedOnForeignWriter(t *testing.T) {
 }
 
 func TestDroppedEntriesTable(t *testing.T) {
+	eachBackend(t, testDroppedEntriesTable)
+}
+
+func testDroppedEntriesTable(t *testing.T, b backend) {
 	ctx := context.Background()
-	l, path := newTestLog(t)
+	l, path := b.newLog(t)
 	appendN(t, l, 3)
 	db := rawDB(t, path)
 	exec(t, db, `DROP TABLE audit_entries`)

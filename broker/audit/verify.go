@@ -7,15 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/audit/dialect"
 )
 
 // storedRow is one entry as a backend holds it: the indexed columns beside
-// the canonical body. The verifier is independent of the backend so a later
-// PostgreSQL store or archive reader checks chains the same way.
+// the canonical body. The verifier is independent of the backend so the
+// SQLite and PostgreSQL stores and the archive reader check chains the same
+// way.
 type storedRow struct {
 	Seq        int64
 	TimeUS     int64
@@ -28,6 +31,11 @@ type storedRow struct {
 	PrevHash   string
 	Hash       string
 	Body       []byte
+	// Datasets are the entry's rows in the dataset index, in
+	// datasetKeys' form, when the store has the index (IndexChecked);
+	// archives have none.
+	Datasets     []string
+	IndexChecked bool
 }
 
 // head is the chain head a backend records beside the entries: how many
@@ -123,6 +131,12 @@ func (v *chainVerifier) add(r *storedRow) {
 			return
 		}
 	}
+	// Last: the index is derived from the body, so a broken chain or
+	// checkpoint at this entry is the finding to report.
+	if r.IndexChecked && !slices.Equal(datasetKeys(e.Datasets), r.Datasets) {
+		v.fail(r.Seq, "entry %d dataset index disagrees with its body (audit_entry_datasets was edited to mislead usage statistics)", r.Seq)
+		return
+	}
 	v.next++
 	v.prevHash = r.Hash
 	v.rep.Head = r.Hash
@@ -189,7 +203,7 @@ func (l *Log) Verify(ctx context.Context, opts ...VerifyOption) (*VerifyReport, 
 	if err := l.readable(); err != nil {
 		return nil, err
 	}
-	return verifyDB(ctx, l.handle(), l.path, vo)
+	return verifyDB(ctx, l.d, l.handle(), l.name, vo)
 }
 
 func verifyOpts(opts []VerifyOption) (verifyOptions, error) {
@@ -205,22 +219,27 @@ func verifyOpts(opts []VerifyOption) (verifyOptions, error) {
 	return vo, nil
 }
 
-// VerifyFile opens the SQLite audit store at path read-only and verifies its
-// chain as Verify does; it backs `sluice audit verify --store FILE` and works
-// while a broker has the file open.
+// VerifyFile opens the audit store at path read-only and verifies its chain
+// as Verify does; it backs `sluice audit verify --store FILE|URL` and works
+// while a broker has the store open. path is a SQLite file, which must
+// exist, or a postgres:// URL, whose transactions are made read-only; the
+// store is never created or upgraded.
 func VerifyFile(ctx context.Context, path string, opts ...VerifyOption) (*VerifyReport, error) {
 	vo, err := verifyOpts(opts)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s does not exist", path)
-	case err != nil:
-		return nil, storeErr(path, "cannot be read", err)
-	case fi.IsDir():
-		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s is a directory; give the store file", path)
+	d, name := dialect.For(path), dialect.Redact(path)
+	if !d.IsPostgres() {
+		fi, err := os.Stat(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil, sluice.Errorf(sluice.EInvalid, "audit store %s does not exist", path)
+		case err != nil:
+			return nil, storeErr(path, "cannot be read", err)
+		case fi.IsDir():
+			return nil, sluice.Errorf(sluice.EInvalid, "audit store %s is a directory; give the store file", path)
+		}
 	}
 	o := defaultOptions
 	o.readOnly = true
@@ -230,21 +249,13 @@ func VerifyFile(ctx context.Context, path string, opts ...VerifyOption) (*Verify
 	}
 	defer db.Close()
 	if err := db.PingContext(ctx); err != nil {
-		return nil, storeErr(path, "cannot be opened", err)
+		return nil, storeErr(name, "cannot be opened", err)
 	}
-	return verifyDB(ctx, db, path, vo)
+	return verifyDB(ctx, d, db, name, vo)
 }
 
-func tableExists(ctx context.Context, q querier, name string) (bool, error) {
-	var n int
-	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, name).Scan(&n); err != nil {
-		return false, err
-	}
-	return n > 0, nil
-}
-
-func verifyDB(ctx context.Context, db *sql.DB, path string, vo verifyOptions) (*VerifyReport, error) {
-	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+func verifyDB(ctx context.Context, d dialect.Dialect, db *sql.DB, path string, vo verifyOptions) (*VerifyReport, error) {
+	tx, err := db.BeginTx(ctx, d.Snapshot())
 	if err != nil {
 		return nil, storeErr(path, "cannot be read", err)
 	}
@@ -257,7 +268,7 @@ func verifyDB(ctx context.Context, db *sql.DB, path string, vo verifyOptions) (*
 	case errors.Is(err, sql.ErrNoRows):
 		headMissing = true
 	case err != nil:
-		if strings.Contains(err.Error(), "no such table") {
+		if strings.Contains(err.Error(), "no such table") || dialect.IsUndefinedTable(err) {
 			return nil, sluice.Errorf(sluice.EInvalid, "%s holds no audit log (no audit_head table)", path)
 		}
 		return nil, storeErr(path, "cannot be read", err)
@@ -266,14 +277,14 @@ func verifyDB(ctx context.Context, db *sql.DB, path string, vo verifyOptions) (*
 	// tables: they simply have none.
 	var cps []Checkpoint
 	var recorded []archiveRecord
-	if ok, err := tableExists(ctx, tx, "audit_checkpoints"); err != nil {
+	if ok, err := d.TableExists(ctx, tx, "audit_checkpoints"); err != nil {
 		return nil, storeErr(path, "cannot be read", err)
 	} else if ok {
 		if cps, err = loadCheckpoints(ctx, tx); err != nil {
 			return nil, err
 		}
 	}
-	if ok, err := tableExists(ctx, tx, "audit_archives"); err != nil {
+	if ok, err := d.TableExists(ctx, tx, "audit_archives"); err != nil {
 		return nil, storeErr(path, "cannot be read", err)
 	} else if ok {
 		if recorded, err = loadArchiveRecords(ctx, tx); err != nil {
@@ -298,7 +309,17 @@ func verifyDB(ctx context.Context, db *sql.DB, path string, vo verifyOptions) (*
 		needArchives = true
 	}
 	if !v.failed() {
-		rows, err := tx.QueryContext(ctx, `SELECT `+entryColumns+` FROM audit_entries ORDER BY seq`)
+		// Stores from before the dataset index (read here without being
+		// upgraded) have nothing to check it against.
+		indexed, err := d.TableExists(ctx, tx, "audit_entry_datasets")
+		if err != nil {
+			return nil, storeErr(path, "cannot be read", err)
+		}
+		q := `SELECT ` + entryColumns + ` FROM audit_entries ORDER BY seq`
+		if indexed {
+			q = `SELECT ` + entryColumns + `, ` + datasetsColumn(d) + ` FROM audit_entries ORDER BY seq`
+		}
+		rows, err := tx.QueryContext(ctx, q)
 		if err != nil {
 			return nil, storeErr(path, "cannot be read", err)
 		}
@@ -308,7 +329,12 @@ func verifyDB(ctx context.Context, db *sql.DB, path string, vo verifyOptions) (*
 			signedThrough = cps[len(cps)-1].Seq
 		}
 		for rows.Next() {
-			r, err := scanRow(rows)
+			var r *storedRow
+			if indexed {
+				r, err = scanIndexedRow(rows)
+			} else {
+				r, err = scanRow(rows)
+			}
 			if err != nil {
 				return nil, storeErr(path, "cannot be read", err)
 			}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/audit/dialect"
 	"modernc.org/sqlite"
 )
 
@@ -148,20 +150,23 @@ func (l *Log) writeBatch(batch []*appendReq) {
 	}()
 	now := l.now()
 	wrote := 0
+	var vals []any // entryColumns of each entry to write, in order
+	var idx []datasetRow
 	for _, r := range live {
 		sealed, body, err := seal(r.e, cur.Seq+1, cur.Hash, now)
+		if err == nil {
+			err = l.storable(sealed)
+		}
 		if err != nil {
 			r.err = err // this entry only; it takes no sequence number
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_entries (`+entryColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			sealed.Seq, sealed.Time.UnixMicro(), sealed.Kind, sealed.QueryID, sealed.Principal, sealed.Department,
-			sealed.Purpose, sealed.Decision, sealed.PrevHash, sealed.Hash, string(body)); err != nil {
-			l.noteFailure(err)
-			failAll(unavailable(err))
-			return
+		vals = append(vals, sealed.Seq, sealed.Time.UnixMicro(), sealed.Kind, sealed.QueryID, sealed.Principal, sealed.Department,
+			sealed.Purpose, sealed.Decision, sealed.PrevHash, sealed.Hash, string(body))
+		for _, ds := range datasetKeys(sealed.Datasets) {
+			idx = append(idx, datasetRow{sealed.Seq, ds})
 		}
-		r.sealed = sealed
+		r.sealed = sealed // cleared by failAll if the batch fails
 		cur = head{Seq: sealed.Seq, Hash: sealed.Hash}
 		wrote++
 	}
@@ -170,7 +175,19 @@ func (l *Log) writeBatch(batch []*appendReq) {
 		_ = tx.Rollback()
 		return
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, cur.Seq, cur.Hash)
+	if err := insertEntries(ctx, tx, l.d, vals); err != nil {
+		l.noteFailure(err)
+		failAll(unavailable(err))
+		return
+	}
+	// The dataset index is written with the entries: a committed entry is
+	// always counted by Usage.
+	if err := insertDatasets(ctx, tx, l.d, idx); err != nil {
+		l.noteFailure(err)
+		failAll(unavailable(err))
+		return
+	}
+	res, err := tx.ExecContext(ctx, l.d.Rebind(`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`), cur.Seq, cur.Hash)
 	if err != nil {
 		l.noteFailure(err)
 		failAll(unavailable(err))
@@ -224,7 +241,7 @@ func (l *Log) beginWrite(ctx context.Context) (*sql.Tx, head, error) {
 		l.markStale(l.head)
 		return nil, head{}, unavailable(err)
 	}
-	h, err := consistentHead(ctx, tx)
+	h, err := consistentHead(ctx, tx, l.d, true)
 	if err != nil {
 		_ = tx.Rollback()
 		l.noteFailure(err)
@@ -258,10 +275,37 @@ func (l *Log) markStale(m head) {
 	l.stale, l.maybe = true, m
 }
 
+// storable rejects what a backend cannot hold. PostgreSQL text cannot
+// contain a NUL character, which JSON carries (\u0000) and SQLite keeps;
+// a search column or dataset with one is refused as that entry's own
+// error, rather than failing the whole batch as a store outage.
+func (l *Log) storable(e *Entry) error {
+	if !l.d.IsPostgres() {
+		return nil
+	}
+	for _, f := range []struct{ name, v string }{
+		{"kind", e.Kind}, {"query id", e.QueryID}, {"principal", e.Principal}, {"department", e.Department},
+		{"purpose", e.Purpose}, {"decision", e.Decision}, {"datasets", strings.Join(e.Datasets, "")},
+	} {
+		if strings.ContainsRune(f.v, 0) {
+			return sluice.Errorf(sluice.EInvalid, "audit entry %s contains a NUL character, which the PostgreSQL store cannot hold", f.name)
+		}
+	}
+	return nil
+}
+
 // noteFailure decides whether the handle must be reopened: a lock held by
 // another connection passes by itself; anything else may mean the handle
-// or its file broke, and reopening is cheap.
+// or its file broke, and reopening is cheap. A PostgreSQL pool replaces
+// broken connections by itself, so it is reopened only when it was closed
+// underneath.
 func (l *Log) noteFailure(err error) {
+	if l.d.IsPostgres() {
+		if !dialect.IsBusy(err) && (errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed")) {
+			l.reopen = true
+		}
+		return
+	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
@@ -315,7 +359,7 @@ func (l *Log) release() { <-l.wsem }
 // the last checkpoint). It needs WithSigners.
 func (l *Log) Checkpoint(ctx context.Context) error {
 	if len(l.o.signers) == 0 {
-		return sluice.Errorf(sluice.EInvalid, "audit log %s has no checkpoint signers; open it with WithSigners", l.path)
+		return sluice.Errorf(sluice.EInvalid, "audit log %s has no checkpoint signers; open it with WithSigners", l.name)
 	}
 	if err := l.acquire(ctx); err != nil {
 		return err
@@ -399,10 +443,10 @@ func (l *Log) Close() error {
 	}
 	l.closed.Store(true)
 	if err := l.handle().Close(); err != nil {
-		return storeErr(l.path, "did not close cleanly", err)
+		return storeErr(l.name, "did not close cleanly", err)
 	}
 	if cpErr != nil {
-		return &sluice.Error{Code: sluice.EUnavailable, Message: fmt.Sprintf("audit store %s closed without its final checkpoint: %s", l.path, sluice.ErrorMessage(cpErr)), Err: cpErr}
+		return &sluice.Error{Code: sluice.EUnavailable, Message: fmt.Sprintf("audit store %s closed without its final checkpoint: %s", l.name, sluice.ErrorMessage(cpErr)), Err: cpErr}
 	}
 	return nil
 }

@@ -13,11 +13,37 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/broker/audit/dialect/pgtest"
 )
 
-func open(t *testing.T) (*Store, string) {
+// backend is a store the suite runs against: a SQLite temp file always,
+// PostgreSQL (a fresh schema per test) when a server answers; see pgtest
+// for when it is skipped and when, with CI=true, it fails.
+type backend struct {
+	name string
+	pg   bool
+}
+
+var backends = []backend{{name: "sqlite"}, {name: "postgres", pg: true}}
+
+func eachBackend(t *testing.T, f func(t *testing.T, b backend)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { f(t, b) })
+	}
+}
+
+// target returns a store nobody has used yet.
+func (b backend) target(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "sluice.db")
+	if b.pg {
+		return pgtest.URL(t)
+	}
+	return filepath.Join(t.TempDir(), "sluice.db")
+}
+
+func (b backend) open(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := b.target(t)
 	s, err := Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
@@ -33,9 +59,11 @@ func wantCode(t *testing.T, err error, code, contains string) {
 	}
 }
 
-func TestReserveSpendsAndRefuses(t *testing.T) {
+func TestReserveSpendsAndRefuses(t *testing.T) { eachBackend(t, testReserveSpendsAndRefuses) }
+
+func testReserveSpendsAndRefuses(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := open(t)
+	s, _ := b.open(t)
 	if err := s.SetLimit(ctx, "alice", "subsidy-review", 1, "g-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -65,9 +93,11 @@ func TestReserveSpendsAndRefuses(t *testing.T) {
 	}
 }
 
-func TestReserveMessageShowsRemaining(t *testing.T) {
+func TestReserveMessageShowsRemaining(t *testing.T) { eachBackend(t, testReserveMessageShowsRemaining) }
+
+func testReserveMessageShowsRemaining(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := open(t)
+	s, _ := b.open(t)
 	if err := s.SetLimit(ctx, "alice", "p", 1, "g"); err != nil {
 		t.Fatal(err)
 	}
@@ -82,9 +112,11 @@ func TestReserveMessageShowsRemaining(t *testing.T) {
 	}
 }
 
-func TestNoBudgetIsDenied(t *testing.T) {
+func TestNoBudgetIsDenied(t *testing.T) { eachBackend(t, testNoBudgetIsDenied) }
+
+func testNoBudgetIsDenied(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := open(t)
+	s, _ := b.open(t)
 	if err := s.SetLimit(ctx, "alice", "subsidy-review", 1, "g"); err != nil {
 		t.Fatal(err)
 	}
@@ -102,9 +134,11 @@ func TestNoBudgetIsDenied(t *testing.T) {
 	wantCode(t, err, sluice.EDenied, "only 0 of the 0 budget")
 }
 
-func TestSetLimitPerGrant(t *testing.T) {
+func TestSetLimitPerGrant(t *testing.T) { eachBackend(t, testSetLimitPerGrant) }
+
+func testSetLimitPerGrant(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := open(t)
+	s, _ := b.open(t)
 	set := func(eps float64, g string) {
 		t.Helper()
 		if err := s.SetLimit(ctx, "alice", "p", eps, g); err != nil {
@@ -138,9 +172,11 @@ func TestSetLimitPerGrant(t *testing.T) {
 	wantCode(t, s.SetLimit(ctx, "alice", "q", 1, "g2"), sluice.EInvalid, "already gives a budget")
 }
 
-func TestRefund(t *testing.T) {
+func TestRefund(t *testing.T) { eachBackend(t, testRefund) }
+
+func testRefund(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := open(t)
+	s, _ := b.open(t)
 	if err := s.SetLimit(ctx, "alice", "p", 1, "g"); err != nil {
 		t.Fatal(err)
 	}
@@ -171,9 +207,11 @@ func TestRefund(t *testing.T) {
 	}
 }
 
-func TestList(t *testing.T) {
+func TestList(t *testing.T) { eachBackend(t, testList) }
+
+func testList(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := open(t)
+	s, _ := b.open(t)
 	s.now = func() time.Time { return time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC) }
 	for _, c := range []struct {
 		p, purpose string
@@ -222,9 +260,11 @@ func TestList(t *testing.T) {
 	}
 }
 
-func TestBadInputs(t *testing.T) {
+func TestBadInputs(t *testing.T) { eachBackend(t, testBadInputs) }
+
+func testBadInputs(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := open(t)
+	s, _ := b.open(t)
 	if err := s.SetLimit(ctx, "alice", "p", 1, "g"); err != nil {
 		t.Fatal(err)
 	}
@@ -258,9 +298,75 @@ func TestBadInputs(t *testing.T) {
 	if l, sp, err := s.Remaining(ctx, "alice", "p"); l != 1 || sp != 0 || err != nil {
 		t.Fatalf("after bad inputs: %v %v %v", l, sp, err)
 	}
-	for _, p := range []string{"", "  ", ":memory:", "file:x.db", t.TempDir()} {
-		if _, err := Open(ctx, p); sluice.ErrorCode(err) != sluice.EInvalid {
+	for _, p := range []string{"", "  ", ":memory:", "file:x.db", t.TempDir(), "postgres://sluice:s3cr3t-pw@127.0.0.1:notaport/test"} {
+		if _, err := Open(ctx, p); sluice.ErrorCode(err) != sluice.EInvalid || strings.Contains(sluice.ErrorMessage(err), "s3cr3t-pw") {
 			t.Errorf("Open(%q): %v", p, err)
+		}
+	}
+	_, err := Open(ctx, pgtest.Unreachable)
+	if sluice.ErrorCode(err) != sluice.EUnavailable || strings.Contains(sluice.ErrorMessage(err), "s3cr3t-pw") || !strings.Contains(sluice.ErrorMessage(err), "127.0.0.1:1") {
+		t.Errorf("Open(unreachable server): %v; want EUnavailable naming the server without its password", err)
+	}
+}
+
+// TestLedgerKeepsInsertionOrder: reservations in the same microsecond are
+// listed in the order they were made.
+func TestLedgerKeepsInsertionOrder(t *testing.T) { eachBackend(t, testLedgerKeepsInsertionOrder) }
+
+func testLedgerKeepsInsertionOrder(t *testing.T, b backend) {
+	ctx := context.Background()
+	s, _ := b.open(t)
+	s.now = func() time.Time { return time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC) }
+	if err := s.SetLimit(ctx, "alice", "p", 1, "g"); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"q-c", "q-a", "q-b", "q-0"}
+	for _, id := range ids {
+		if _, err := s.Reserve(ctx, "alice", "p", 0.1, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	led, err := s.Ledger(ctx, "alice", "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range led {
+		got = append(got, l.QueryID)
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("ledger order %v; want %v", got, ids)
+	}
+}
+
+// TestConcurrentOpen: processes opening one store together all succeed;
+// on PostgreSQL the tables are created by whichever comes first.
+func TestConcurrentOpen(t *testing.T) { eachBackend(t, testConcurrentOpen) }
+
+func testConcurrentOpen(t *testing.T, b backend) {
+	target := b.target(t)
+	if !b.pg {
+		// A new SQLite file's switch to WAL mode is not covered by the
+		// busy timeout: create it first.
+		s, err := Open(context.Background(), target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			s, err := Open(context.Background(), target)
+			if err == nil {
+				err = s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
 		}
 	}
 }
@@ -268,9 +374,11 @@ func TestBadInputs(t *testing.T) {
 func second[T any](_ T, err error) error        { return err }
 func third[A, B any](_ A, _ B, err error) error { return err }
 
-func TestPersistsAcrossReopen(t *testing.T) {
+func TestPersistsAcrossReopen(t *testing.T) { eachBackend(t, testPersistsAcrossReopen) }
+
+func testPersistsAcrossReopen(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, path := open(t)
+	s, path := b.open(t)
 	if err := s.SetLimit(ctx, "dept:civil", "subsidy-review", 0.9, "g"); err != nil {
 		t.Fatal(err)
 	}
@@ -302,9 +410,11 @@ func TestPersistsAcrossReopen(t *testing.T) {
 	}
 }
 
-func TestSharesTheBrokerStoreFile(t *testing.T) {
+func TestSharesTheBrokerStoreFile(t *testing.T) { eachBackend(t, testSharesTheBrokerStoreFile) }
+
+func testSharesTheBrokerStoreFile(t *testing.T, b backend) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "broker.db")
+	path := b.target(t)
 	log, err := audit.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
@@ -329,8 +439,12 @@ func TestSharesTheBrokerStoreFile(t *testing.T) {
 // TestConcurrentReservesNeverExceed: 32 goroutines race for a budget that
 // fits exactly 10 reservations; exactly 10 win and the spend is exact.
 func TestConcurrentReservesNeverExceed(t *testing.T) {
+	eachBackend(t, testConcurrentReservesNeverExceed)
+}
+
+func testConcurrentReservesNeverExceed(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, path := open(t)
+	s, path := b.open(t)
 	if err := s.SetLimit(ctx, "alice", "p", 1, "g"); err != nil {
 		t.Fatal(err)
 	}
@@ -374,9 +488,11 @@ func TestConcurrentReservesNeverExceed(t *testing.T) {
 
 // TestConcurrentRandomReserves: mixed sizes and refunds; the books always
 // balance and never exceed the limit.
-func TestConcurrentRandomReserves(t *testing.T) {
+func TestConcurrentRandomReserves(t *testing.T) { eachBackend(t, testConcurrentRandomReserves) }
+
+func testConcurrentRandomReserves(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, _ := open(t)
+	s, _ := b.open(t)
 	if err := s.SetLimit(ctx, "alice", "p", 2.5, "g"); err != nil {
 		t.Fatal(err)
 	}

@@ -377,8 +377,11 @@ func printTable(w io.Writer, header []string, rows [][]string) {
 }
 
 func cmdCatalog(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && adminCatalogCommand(args[0]) {
+		return cmdCatalogAdmin(ctx, args, stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "list" && args[0] != "show") {
-		return usageErr("usage: sluice catalog list [--department D] | sluice catalog show department.dataset")
+		return usageErr("usage: sluice catalog list [--department D] | sluice catalog show department.dataset | sluice catalog search|export|changes|register-agent|tables|propose|classify|remove (see 'sluice catalog help')")
 	}
 	sub := args[0]
 	fs := newFlags("catalog "+sub, "catalog list|show [connection flags] [department.dataset]", stderr)

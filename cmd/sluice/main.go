@@ -24,12 +24,22 @@ Commands:
   broker    run the broker (Flight SQL over TLS)            --config broker.yaml
   agent     run a department agent (Arrow Flight over TLS)   --config dept.yaml
   query     run SQL through a broker and print the result    --purpose P "SQL"
-  catalog   browse the data resource catalog                 list | show department.dataset
+  catalog   browse and register the data resource catalog    list | show | search | export | changes | register-agent | tables | propose | classify | remove
   policy    test the Rego policy or explain a decision       test | explain | show
   audit     review the audit log                             verify | tail | search | show | export | reconcile | archive | alerts
   budget    differential-privacy budgets of a principal      --principal NAME
 
-Run 'sluice <command> -h' for the flags of a command.
+Data-sharing workflow (over the broker's admin API; --admin, --ca, --token or --user):
+  applications  apply for data and review applications    submit | list | show | forward | approve | refuse | withdraw | overdue
+  grants        grants from approved applications         list | revoke
+  reports       data error reports to providers (纠错)    submit | list | show | ack | correct | reject
+  usage         usage statistics per day and dataset      [--dataset D] [--department D] [--since DATE] [--until DATE]
+  purposes      the purposes registry                     list | set | remove
+  users         platform users                            list | set
+  tokens        users' bearer tokens                      list | issue | revoke
+  whoami        who your credentials authenticate as
+
+Run 'sluice <command> -h' for the flags of a command; docs/cli-workflow.md walks through the workflow.
 `
 
 // exitError carries a process exit code with its message.
@@ -91,6 +101,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdAudit(ctx, rest, stdout, stderr)
 	case "budget":
 		return cmdBudget(ctx, rest, stdout, stderr)
+	case "applications":
+		return cmdApplications(ctx, rest, stdout, stderr)
+	case "grants":
+		return cmdGrants(ctx, rest, stdout, stderr)
+	case "reports":
+		return cmdReports(ctx, rest, stdout, stderr)
+	case "usage":
+		return cmdUsage(ctx, rest, stdout, stderr)
+	case "purposes":
+		return cmdPurposes(ctx, rest, stdout, stderr)
+	case "users":
+		return cmdUsers(ctx, rest, stdout, stderr)
+	case "tokens":
+		return cmdTokens(ctx, rest, stdout, stderr)
+	case "whoami":
+		return cmdWhoami(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -65,8 +65,9 @@ Press Ctrl-C to stop.
 }
 
 func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("broker", "broker --config broker.yaml [--policy-dir DIR]", stderr)
+	fs := newFlags("broker", "broker --config broker.yaml [--store FILE|postgres://...] [--policy-dir DIR]", stderr)
 	config := fs.String("config", "", "broker configuration file (required)")
+	storeFlag := fs.String("store", "", "the broker's state store (overrides store): a SQLite file, or postgres://user@host:port/db?sslmode=... for PostgreSQL")
 	policyDir := fs.String("policy-dir", "", "folder of additional security-team .rego files (overrides policy_dir)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -80,6 +81,9 @@ func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *policyDir != "" {
 		cfg.PolicyDir = *policyDir
+	}
+	if *storeFlag != "" {
+		cfg.Store = *storeFlag
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	srv, closeFn, err := broker.Open(ctx, cfg, broker.WithLogger(log))
@@ -133,7 +137,11 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageErr("no address: set agent.address in %s or pass --listen", *config)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	srv, err := agent.New(ctx, dept, agent.WithLogger(log), agent.WithBatchRows(*batch))
+	aopts := []agent.Option{agent.WithLogger(log), agent.WithBatchRows(*batch)}
+	if dept.Agent.Registry != "" {
+		aopts = append(aopts, agent.WithRegistry(dept.Agent.Registry))
+	}
+	srv, err := agent.New(ctx, dept, aopts...)
 	if err != nil {
 		return err
 	}

@@ -312,6 +312,43 @@ func (g *Gate) Next(ctx context.Context) (arrow.Record, error) {
 	}
 }
 
+// NewFilter returns a gate for a producer that pushes its batches (an
+// agent's database scan calls back with each one) rather than being pulled:
+// feed it with Apply. schema is the schema of every batch pushed.
+func NewFilter(schema *arrow.Schema, o Obligations, opts ...Option) (*Gate, error) {
+	if schema == nil {
+		return nil, sluice.Errorf(sluice.EInternal, "release gate: no input schema")
+	}
+	return New(pushed{schema}, o, opts...)
+}
+
+// pushed stands in for the input of a gate fed by Apply: it has the schema
+// and no batches of its own.
+type pushed struct{ schema *arrow.Schema }
+
+func (p pushed) Schema() *arrow.Schema { return p.schema }
+func (pushed) Next(context.Context) (arrow.Record, error) {
+	return nil, sluice.Errorf(sluice.EInternal, "release gate: a gate made by NewFilter is fed by Apply, not pulled")
+}
+
+// Apply gates one batch the caller pushes and returns what may be
+// released: nil (and no error) when every row was suppressed. rec stays
+// the caller's; the caller releases the returned record. Errors are
+// sticky, as for Next.
+func (g *Gate) Apply(rec arrow.Record) (arrow.Record, error) {
+	if g.err != nil {
+		return nil, g.err
+	}
+	if rec == nil {
+		return nil, g.fail(sluice.Errorf(sluice.EInternal, "release gate: no batch given"))
+	}
+	out, err := g.apply(rec)
+	if err != nil {
+		return nil, g.fail(err)
+	}
+	return out, nil
+}
+
 func (g *Gate) fail(err error) error {
 	g.err = err
 	return err

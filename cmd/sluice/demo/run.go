@@ -118,7 +118,11 @@ func Start(ctx context.Context, opt RunOptions) (*Running, error) {
 			closeListeners()
 			return nil, err
 		}
-		srv, err := agent.New(rctx, dept, agent.WithLogger(opt.Logger.With("agent", d)))
+		aopts := []agent.Option{agent.WithLogger(opt.Logger.With("agent", d))}
+		if dept.Agent.Registry != "" {
+			aopts = append(aopts, agent.WithRegistry(dept.Agent.Registry))
+		}
+		srv, err := agent.New(rctx, dept, aopts...)
 		if err != nil {
 			cancel()
 			closeListeners()
@@ -222,6 +226,8 @@ func (r *Running) writeConfigs(opt RunOptions, host string) error {
 		}
 		// Defaults (beside the file) for the agent's own log and key.
 		dept.Agent.AuditLog, dept.Agent.SigningKey = "", ""
+		// Demo agents accept datasets their admin registers on the platform.
+		dept.Agent.Registry = d + "-agent-registry.json"
 		dept.Agent.Address = r.AgentAddrs[d]
 		dept.Agent.TLSCert = filepath.Join("..", "tls", d+".crt")
 		dept.Agent.TLSKey = filepath.Join("..", "tls", d+".key")

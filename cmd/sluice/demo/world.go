@@ -220,6 +220,12 @@ func demoUsers() ([]User, error) {
 		{Name: "erin", Role: sluice.RoleAnalyst, Department: DeptHealth},
 		{Name: "carol", Role: sluice.RoleAuditor, Department: PlatformDepartment},
 		{Name: "dave", Role: sluice.RolePlatformAdmin, Department: PlatformDepartment},
+		// Each department's data admin: registers and classifies its
+		// datasets, answers applications and error reports.
+		{Name: "cheng", Role: sluice.RoleDeptAdmin, Department: DeptCivil},
+		{Name: "hana", Role: sluice.RoleDeptAdmin, Department: DeptHealth},
+		{Name: "mei", Role: sluice.RoleDeptAdmin, Department: DeptMarket},
+		{Name: "paul", Role: sluice.RoleDeptAdmin, Department: DeptPolice},
 	}
 	for i := range users {
 		t, err := NewToken()

@@ -601,6 +601,12 @@ func TestUsersAndTokens(t *testing.T) {
 		{Name: "erin", Role: sluice.RoleAnalyst, Department: DeptHealth},
 		{Name: "carol", Role: sluice.RoleAuditor, Department: PlatformDepartment},
 		{Name: "dave", Role: sluice.RolePlatformAdmin, Department: PlatformDepartment},
+		// Each department's data admin: registers and classifies its
+		// datasets, answers applications and error reports.
+		{Name: "cheng", Role: sluice.RoleDeptAdmin, Department: DeptCivil},
+		{Name: "hana", Role: sluice.RoleDeptAdmin, Department: DeptHealth},
+		{Name: "mei", Role: sluice.RoleDeptAdmin, Department: DeptMarket},
+		{Name: "paul", Role: sluice.RoleDeptAdmin, Department: DeptPolice},
 	}
 	if len(w.Users) != len(want) {
 		t.Fatalf("%d users, want %d", len(w.Users), len(want))

@@ -1,0 +1,332 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/sluice-gov/sluice/broker/audit/dialect"
+)
+
+// schemaVersion is recorded in audit_meta so a later migration can tell
+// which layout a store has. Version 2 added checkpoints, archives and
+// policy revisions; version 3 the dataset index (audit_entry_datasets).
+// Older stores are upgraded in place when opened: the new tables are
+// created and the index is filled from the entries' bodies. A binary that
+// knows an older version refuses a newer store: version 1 because early
+// entries may have moved to archives, version 2 because its appends would
+// not maintain the index, and Verify would then report the index as
+// edited.
+const schemaVersion = "3"
+
+// knownVersions are the versions Open upgrades from (or finds current).
+var knownVersions = []string{"1", "2", schemaVersion}
+
+// The tables are prefixed audit_ because the audit log shares the broker's
+// store with the catalog, workflow and budget tables.
+//
+// The guards (triggers) make the entries and checkpoints tables
+// append-only for anyone using the store casually. They are not a security
+// boundary (whoever can write the store can drop or disable them); the hash
+// chain and signed checkpoints are what detect that.
+//
+// {int} and {blob} are filled in by the dialect.
+var tables = []string{
+	`CREATE TABLE IF NOT EXISTS audit_meta (
+		key   TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS audit_entries (
+		seq        {int} PRIMARY KEY,
+		time_us    {int} NOT NULL,
+		kind       TEXT NOT NULL,
+		query_id   TEXT NOT NULL,
+		principal  TEXT NOT NULL,
+		department TEXT NOT NULL,
+		purpose    TEXT NOT NULL,
+		decision   TEXT NOT NULL,
+		prev_hash  TEXT NOT NULL,
+		hash       TEXT NOT NULL,
+		body       TEXT NOT NULL
+	)`,
+	`CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries(time_us)`,
+	`CREATE INDEX IF NOT EXISTS audit_entries_principal ON audit_entries(principal)`,
+	`CREATE INDEX IF NOT EXISTS audit_entries_purpose ON audit_entries(purpose)`,
+	`CREATE INDEX IF NOT EXISTS audit_entries_query_id ON audit_entries(query_id)`,
+	`CREATE TABLE IF NOT EXISTS audit_head (
+		id   {int} PRIMARY KEY CHECK (id = 1),
+		seq  {int} NOT NULL,
+		hash TEXT NOT NULL
+	)`,
+	// Signed checkpoints of the head (see checkpoint.go). time is the exact
+	// string that was signed.
+	`CREATE TABLE IF NOT EXISTS audit_checkpoints (
+		seq        {int} PRIMARY KEY,
+		hash       TEXT NOT NULL,
+		time       TEXT NOT NULL,
+		signatures TEXT NOT NULL
+	)`,
+	// Archive files the entries before the store's first entry moved to.
+	`CREATE TABLE IF NOT EXISTS audit_archives (
+		first_seq  {int} PRIMARY KEY,
+		last_seq   {int} NOT NULL,
+		file       TEXT NOT NULL,
+		prev_hash  TEXT NOT NULL,
+		last_hash  TEXT NOT NULL,
+		sha256     TEXT NOT NULL,
+		entries    {int} NOT NULL,
+		created_us {int} NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS audit_policy_revisions (
+		rev           TEXT PRIMARY KEY,
+		first_seen_us {int} NOT NULL,
+		modules       TEXT NOT NULL,
+		data          {blob}
+	)`,
+	// The datasets each entry names (Entry.Datasets, lower-cased, each
+	// once), written in the append's transaction, so usage statistics are
+	// an indexed join rather than a scan of every body. It is a second copy
+	// of hashed content: Verify checks it against the bodies, so editing
+	// it to hide a use is detected like editing a search column.
+	`CREATE TABLE IF NOT EXISTS audit_entry_datasets (
+		seq     {int} NOT NULL,
+		dataset TEXT NOT NULL,
+		PRIMARY KEY (seq, dataset)
+	)`,
+	`CREATE INDEX IF NOT EXISTS audit_entry_datasets_dataset ON audit_entry_datasets(dataset, seq)`,
+}
+
+// guarded are the append-only tables and their guards' names.
+var guarded = []struct{ table, prefix string }{
+	{"audit_entries", "audit_entries"},
+	{"audit_checkpoints", "audit_checkpoints"},
+}
+
+// sqliteGuard is the SQLite trigger refusing op (UPDATE or DELETE) on table.
+func sqliteGuard(table, op string) string {
+	return fmt.Sprintf(`CREATE TRIGGER IF NOT EXISTS %s_no_%s BEFORE %s ON %s
+	BEGIN SELECT RAISE(ABORT, '%s is append-only'); END`, table, strings.ToLower(op), op, table, table)
+}
+
+// pgGuardFunction raises for any row or statement it is called for; the
+// guards below call it BEFORE UPDATE and DELETE of each row and BEFORE
+// TRUNCATE (which skips row triggers). The DO blocks make the DDL
+// idempotent on every PostgreSQL version that has EXECUTE FUNCTION (11+).
+const pgGuardFunction = `DO $do$
+BEGIN
+	IF to_regprocedure('audit_append_only()') IS NULL THEN
+		CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $f$
+		BEGIN
+			RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
+		END
+		$f$;
+	END IF;
+END
+$do$`
+
+func pgGuard(table, op string) string {
+	name := table + "_no_" + strings.ToLower(op)
+	level := "ROW"
+	if op == "TRUNCATE" {
+		level = "STATEMENT"
+	}
+	return fmt.Sprintf(`DO $do$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '%s'::regclass AND tgname = '%s') THEN
+		CREATE TRIGGER %s BEFORE %s ON %s FOR EACH %s EXECUTE FUNCTION audit_append_only();
+	END IF;
+END
+$do$`, table, name, name, op, table, level)
+}
+
+// schemaFor is the DDL Open runs, in order; every statement is idempotent.
+func schemaFor(d dialect.Dialect) []string {
+	out := make([]string, 0, len(tables)+8)
+	for _, s := range tables {
+		out = append(out, d.DDL(s))
+	}
+	if d.IsPostgres() {
+		out = append(out, pgGuardFunction)
+	}
+	for _, g := range guarded {
+		ops := []string{"UPDATE", "DELETE"}
+		if d.IsPostgres() {
+			ops = append(ops, "TRUNCATE")
+		}
+		for _, op := range ops {
+			if d.IsPostgres() {
+				out = append(out, pgGuard(g.table, op))
+			} else {
+				out = append(out, sqliteGuard(g.table, op))
+			}
+		}
+	}
+	return out
+}
+
+// dropDeleteGuard and createDeleteGuard are run by Archive inside the
+// transaction that moves entries out, so the guard is never absent for
+// anyone else (PostgreSQL DDL is transactional too).
+func dropDeleteGuard(d dialect.Dialect) string {
+	if d.IsPostgres() {
+		return `DROP TRIGGER IF EXISTS audit_entries_no_delete ON audit_entries`
+	}
+	return `DROP TRIGGER IF EXISTS audit_entries_no_delete`
+}
+
+func createDeleteGuard(d dialect.Dialect) string {
+	if d.IsPostgres() {
+		return pgGuard("audit_entries", "DELETE")
+	}
+	return sqliteGuard("audit_entries", "DELETE")
+}
+
+// datasetKeys is how an entry's datasets are kept in audit_entry_datasets:
+// lower-cased (dataset names are matched case-insensitively everywhere),
+// each once, sorted, empty names dropped. Writing and verifying the index
+// both go through it.
+func datasetKeys(ds []string) []string {
+	if len(ds) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(ds))
+	for _, s := range ds {
+		if s = strings.ToLower(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// insertEntriesChunk bounds the entries of one multi-row insert (11 bind
+// parameters each).
+const insertEntriesChunk = 128
+
+// insertEntries writes a batch's entries (vals holds entryColumns of each
+// in turn) in as few statements as the chunk size allows: on PostgreSQL
+// every statement is a round trip inside the append's transaction, which
+// other appends wait for.
+func insertEntries(ctx context.Context, tx *sql.Tx, d dialect.Dialect, vals []any) error {
+	const cols = 11
+	for len(vals) > 0 {
+		n := min(len(vals)/cols, insertEntriesChunk)
+		var b strings.Builder
+		b.WriteString(`INSERT INTO audit_entries (` + entryColumns + `) VALUES `)
+		for i := range n {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		}
+		if _, err := tx.ExecContext(ctx, d.Rebind(b.String()), vals[:n*cols]...); err != nil {
+			return err
+		}
+		vals = vals[n*cols:]
+	}
+	return nil
+}
+
+type datasetRow struct {
+	seq     int64
+	dataset string
+}
+
+// insertDatasetsChunk bounds the rows of one multi-row insert, well under
+// SQLite's and PostgreSQL's limits on bind parameters.
+const insertDatasetsChunk = 256
+
+// insertDatasets writes index rows in as few statements as the chunk size
+// allows: on PostgreSQL every statement is a round trip inside the
+// append's transaction.
+func insertDatasets(ctx context.Context, tx *sql.Tx, d dialect.Dialect, rows []datasetRow) error {
+	for len(rows) > 0 {
+		n := min(len(rows), insertDatasetsChunk)
+		var b strings.Builder
+		b.WriteString(`INSERT INTO audit_entry_datasets (seq, dataset) VALUES `)
+		args := make([]any, 0, 2*n)
+		for i, r := range rows[:n] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?)")
+			args = append(args, r.seq, r.dataset)
+		}
+		if _, err := tx.ExecContext(ctx, d.Rebind(d.InsertIgnore(b.String())), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// backfillDatasets fills the dataset index from the bodies of the entries
+// in the store, when a store from before the index is opened. It reads in
+// pages (a PostgreSQL connection cannot write while a result is open) so
+// memory stays bounded whatever the size of the log. A body that does not
+// decode is skipped: Verify reports that entry anyway.
+func backfillDatasets(ctx context.Context, tx *sql.Tx, d dialect.Dialect) error {
+	const page = 1000
+	after := int64(0)
+	for {
+		rows, err := tx.QueryContext(ctx, d.Rebind(`SELECT seq, body FROM audit_entries WHERE seq > ? ORDER BY seq LIMIT ?`), after, page)
+		if err != nil {
+			return err
+		}
+		var batch []datasetRow
+		n := 0
+		for rows.Next() {
+			var seq int64
+			var body string
+			if err := rows.Scan(&seq, &body); err != nil {
+				rows.Close()
+				return err
+			}
+			n++
+			after = seq
+			e, err := decodeBody([]byte(body))
+			if err != nil {
+				continue
+			}
+			for _, ds := range datasetKeys(e.Datasets) {
+				batch = append(batch, datasetRow{seq, ds})
+			}
+		}
+		if err := rows.Err(); err != nil {
+			rows.Close()
+			return err
+		}
+		rows.Close()
+		if err := insertDatasets(ctx, tx, d, batch); err != nil {
+			return err
+		}
+		if n < page {
+			return nil
+		}
+	}
+}
+
+// datasetsColumn is the select expression Verify reads beside each entry:
+// the JSON array of its index rows (in no particular order).
+func datasetsColumn(d dialect.Dialect) string {
+	if d.IsPostgres() {
+		return `COALESCE((SELECT json_agg(x.dataset)::text FROM audit_entry_datasets x WHERE x.seq = audit_entries.seq), '[]')`
+	}
+	return `COALESCE((SELECT json_group_array(x.dataset) FROM audit_entry_datasets x WHERE x.seq = audit_entries.seq), '[]')`
+}
+
+// indexedDatasets parses datasetsColumn's value into datasetKeys' form.
+func indexedDatasets(s string) ([]string, error) {
+	var out []string
+	if err := json.Unmarshal([]byte(s), &out); err != nil {
+		return nil, err
+	}
+	slices.Sort(out)
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}

@@ -1,0 +1,333 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	sluice "github.com/sluice-gov/sluice"
+)
+
+// AgentRegistration is what a department admin (or, for a new department,
+// the platform admin) sends to register the department's agent.
+type AgentRegistration struct {
+	Name        string `json:"name,omitempty"`
+	Address     string `json:"address"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+var fingerprintRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// RegisterAgent records where a department's agent listens and pins its
+// certificate. The broker connects and pings it first: an agent it cannot
+// reach is not registered. A department that does not exist yet is created
+// (platform admin only).
+func (s *Server) RegisterAgent(ctx context.Context, p sluice.Principal, dept string, r AgentRegistration) (*sluice.CatalogChange, error) {
+	if !sluice.ValidIdentifier(dept) {
+		return nil, sluice.Errorf(sluice.EInvalid, "department id %q must be an identifier (letters, digits, underscore)", dept)
+	}
+	if r.Address == "" {
+		return nil, sluice.Errorf(sluice.EInvalid, "address: host:port of the agent's Flight service is required")
+	}
+	r.Fingerprint = strings.ToLower(strings.TrimSpace(r.Fingerprint))
+	if !fingerprintRE.MatchString(r.Fingerprint) {
+		return nil, sluice.Errorf(sluice.EInvalid, "fingerprint: must be sha256:<64 hex> of the agent's certificate ('sluice agent --print-fingerprint' shows it)")
+	}
+	d, err := s.wf.store.Department(ctx, dept)
+	isNew := sluice.ErrorCode(err) == sluice.ENotFound
+	switch {
+	case isNew:
+		if p.Role != sluice.RolePlatformAdmin && !isDeptAdmin(p, dept) {
+			return nil, denied("only the platform admin or an admin of %s may register its agent", dept)
+		}
+		if strings.TrimSpace(r.Name) == "" {
+			return nil, sluice.Errorf(sluice.EInvalid, "name: a new department needs its name (e.g. 交通运输局 Transport Bureau)")
+		}
+		d = &sluice.Department{ID: dept}
+	case err != nil:
+		return nil, err
+	case !isDeptAdmin(p, dept) && p.Role != sluice.RolePlatformAdmin:
+		return nil, denied("only an admin of %s or the platform admin may change its agent", dept)
+	}
+	if r.Name != "" {
+		d.Name = r.Name
+	}
+	c, err := s.wf.dial(ctx, dept, r.Address, r.Fingerprint)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if pinger, ok := c.(interface{ Ping(context.Context) error }); ok {
+		if err := pinger.Ping(ctx); err != nil {
+			return nil, sluice.Errorf(sluice.EUnavailable, "the agent at %s did not answer (check the address, that its certificate has fingerprint %s, and that it accepts this broker's certificate): %s", r.Address, r.Fingerprint, sluice.ErrorMessage(err))
+		}
+	}
+	d.Agent.Address, d.Agent.Fingerprint = r.Address, r.Fingerprint
+	action := "register-agent"
+	if !isNew {
+		action = "update-agent"
+	}
+	return s.putDepartment(ctx, p, d, "", action, fmt.Sprintf("agent at %s (%s)", r.Address, r.Fingerprint))
+}
+
+// putDepartment stores a department change with its catalog version and
+// applies it.
+func (s *Server) putDepartment(ctx context.Context, p sluice.Principal, d *sluice.Department, dataset, action, summary string) (*sluice.CatalogChange, error) {
+	depts, err := s.wf.store.Departments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	next := []*sluice.Department{d}
+	for _, o := range depts {
+		if o.ID != d.ID {
+			next = append(next, o)
+		}
+	}
+	cat, err := sluice.NewCatalog(next...)
+	if err != nil {
+		return nil, sluice.Errorf(sluice.EInvalid, "%s", sluice.ErrorMessage(err))
+	}
+	ch, err := s.wf.store.PutDepartment(ctx, d, sluice.CatalogChange{
+		Time: s.now(), Actor: p.Name, Department: d.ID, Dataset: dataset, Action: action, Summary: summary,
+		CatalogVersion: CatalogVersion(cat),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ch, s.Reload(ctx)
+}
+
+// registrar is the agent of dept as a Registrar.
+func (s *Server) registrar(dept string) (Registrar, error) {
+	c := s.snap().agents[dept]
+	if c == nil {
+		return nil, sluice.Errorf(sluice.EUnavailable, "department %s has no registered agent; register it first (sluice catalog register-agent)", dept)
+	}
+	r, ok := c.(Registrar)
+	if !ok {
+		return nil, sluice.Errorf(sluice.ENotSupported, "the agent client of %s cannot register datasets", dept)
+	}
+	return r, nil
+}
+
+func (s *Server) mustAdminister(p sluice.Principal, dept string) error {
+	if !isDeptAdmin(p, dept) {
+		return denied("only an admin of department %s classifies its datasets; you are %s of %s", dept, p.Role, p.Department)
+	}
+	return nil
+}
+
+// ListSourceTables lists what the agent of dept could register.
+func (s *Server) ListSourceTables(ctx context.Context, p sluice.Principal, dept, source string) ([]string, error) {
+	if err := s.mustAdminister(p, dept); err != nil {
+		return nil, err
+	}
+	r, err := s.registrar(dept)
+	if err != nil {
+		return nil, err
+	}
+	return r.ListTables(ctx, source)
+}
+
+// DatasetRegistration is a classified dataset over a source table.
+type DatasetRegistration struct {
+	Source  string         `json:"source,omitempty"`
+	Table   string         `json:"table"`
+	Dataset sluice.Dataset `json:"dataset"`
+}
+
+// ProposeDataset reads a table's schema through the agent and proposes a
+// classification the admin then reviews: identity-like columns as L4
+// join keys, names and phones masked, everything else L2 plain; the share
+// class conditional with the legal basis left for the admin to cite.
+func (s *Server) ProposeDataset(ctx context.Context, p sluice.Principal, dept, source, table string) (*DatasetRegistration, error) {
+	if err := s.mustAdminister(p, dept); err != nil {
+		return nil, err
+	}
+	r, err := s.registrar(dept)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := r.Describe(ctx, source, table)
+	if err != nil {
+		return nil, err
+	}
+	name := strings.ToLower(table)
+	if i := strings.LastIndex(name, "."); i >= 0 {
+		name = name[i+1:]
+	}
+	ds := sluice.Dataset{Department: dept, Name: name, Title: table, ShareClass: sluice.ShareConditional, Format: "table",
+		UpdateFrequency: "daily"}
+	for _, c := range desc.Columns {
+		ds.Columns = append(ds.Columns, proposeColumn(c.Name, c.Type))
+	}
+	return &DatasetRegistration{Source: desc.Source, Table: desc.Table, Dataset: ds}, nil
+}
+
+// proposeColumn guesses a classification from a column's name; the admin
+// decides.
+func proposeColumn(name string, typ sluice.ColumnType) *sluice.Column {
+	n := strings.ToLower(name)
+	has := func(parts ...string) bool {
+		for _, p := range parts {
+			if strings.Contains(n, p) {
+				return true
+			}
+		}
+		return false
+	}
+	c := &sluice.Column{Name: name, Type: typ, Grade: sluice.GradeL2, Release: sluice.ReleasePlain}
+	switch {
+	case has("id_card", "idcard", "id_no", "identity", "sfz", "passport"):
+		c.Grade, c.Release, c.KeyDomain = sluice.GradeL4, sluice.ReleaseJoinKey, "person"
+	case has("credit_code", "uscc"):
+		c.Grade, c.Release, c.KeyDomain = sluice.GradeL2, sluice.ReleasePlain, ""
+	case has("phone", "mobile", "tel"):
+		c.Grade, c.Release, c.Mask = sluice.GradeL3, sluice.ReleaseMasked, sluice.MaskPhone
+	case n == "name" || has("_name", "name_") && !has("company", "enterprise", "org"):
+		c.Grade, c.Release, c.Mask = sluice.GradeL3, sluice.ReleaseMasked, sluice.MaskSurname
+	case has("birth"):
+		c.Grade, c.Release, c.Mask = sluice.GradeL3, sluice.ReleaseMasked, sluice.MaskYear
+	case has("address", "addr"):
+		c.Grade, c.Release, c.Mask = sluice.GradeL3, sluice.ReleaseMasked, sluice.MaskRedact
+	case has("diagnos", "disease", "criminal", "offense", "offence"):
+		c.Grade, c.Release = sluice.GradeL4, sluice.ReleaseAggregate
+	}
+	if c.Mask != "" && typ != sluice.TypeText && c.Mask != sluice.MaskYear {
+		c.Release, c.Mask = sluice.ReleaseAggregate, ""
+	}
+	return c
+}
+
+// PutDataset registers or reclassifies a dataset: checked by the catalog's
+// rules, handed to the agent (which checks the table and columns exist and
+// will enforce the classification), then versioned in the catalog.
+func (s *Server) PutDataset(ctx context.Context, p sluice.Principal, dept string, reg DatasetRegistration) (*sluice.CatalogChange, error) {
+	if err := s.mustAdminister(p, dept); err != nil {
+		return nil, err
+	}
+	d, err := s.wf.store.Department(ctx, dept)
+	if err != nil {
+		return nil, err
+	}
+	ds := reg.Dataset
+	ds.Department, ds.Source, ds.Table = dept, "", reg.Table
+	// The department's rules (identifiers, share class and legal basis,
+	// column grades, releases, masks, key domains) checked on a copy.
+	check := &sluice.Department{ID: dept, Datasets: []*sluice.Dataset{&ds}}
+	if err := check.Validate(); err != nil {
+		return nil, sluice.Errorf(sluice.EInvalid, "%s", strings.Replace(err.Error(), "datasets[", "dataset[", 1))
+	}
+	r, err := s.registrar(dept)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.RegisterDataset(ctx, &ds, reg.Source, reg.Table); err != nil {
+		return nil, err
+	}
+	action, idx := "register-dataset", -1
+	for i, o := range d.Datasets {
+		if strings.EqualFold(o.Name, ds.Name) {
+			action, idx = "update-dataset", i
+		}
+	}
+	stored := ds
+	if idx >= 0 {
+		d.Datasets[idx] = &stored
+	} else {
+		d.Datasets = append(d.Datasets, &stored)
+	}
+	return s.putDepartment(ctx, p, d, ds.FullName(), action, classificationSummary(&ds))
+}
+
+func classificationSummary(ds *sluice.Dataset) string {
+	parts := []string{"share class " + string(ds.ShareClass)}
+	for _, c := range ds.Columns {
+		x := fmt.Sprintf("%s %s/%s", c.Name, c.Grade, c.Release)
+		if c.Mask != "" {
+			x += "(" + string(c.Mask) + ")"
+		}
+		parts = append(parts, x)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// RemoveDataset withdraws a registered dataset from the catalog and its
+// agent. Grants on it stop working with it.
+func (s *Server) RemoveDataset(ctx context.Context, p sluice.Principal, dept, name string) (*sluice.CatalogChange, error) {
+	if err := s.mustAdminister(p, dept); err != nil {
+		return nil, err
+	}
+	d, err := s.wf.store.Department(ctx, dept)
+	if err != nil {
+		return nil, err
+	}
+	idx := slices.IndexFunc(d.Datasets, func(ds *sluice.Dataset) bool { return strings.EqualFold(ds.Name, name) })
+	if idx < 0 {
+		return nil, sluice.Errorf(sluice.ENotFound, "department %s has no dataset %s", dept, name)
+	}
+	r, err := s.registrar(dept)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.UnregisterDataset(ctx, d.Datasets[idx].Name); err != nil {
+		return nil, err
+	}
+	full := d.Datasets[idx].FullName()
+	d.Datasets = slices.Delete(d.Datasets, idx, idx+1)
+	return s.putDepartment(ctx, p, d, full, "remove-dataset", "removed from the catalog")
+}
+
+// CatalogQuery filters the data resource catalog.
+type CatalogQuery struct {
+	Keyword    string
+	Department string
+	ShareClass string
+	Grade      string
+}
+
+// DatasetView is a catalog entry as a principal may see it.
+type DatasetView struct {
+	sluice.Dataset
+	DepartmentName string `json:"department_name"`
+}
+
+// BrowseCatalog searches the catalog by keyword (name, title, description,
+// column names and descriptions), department, share class and grade (a
+// dataset matches a grade when one of its visible columns has it).
+func (s *Server) BrowseCatalog(p sluice.Principal, q CatalogQuery) []DatasetView {
+	st := s.snap()
+	kw := strings.ToLower(strings.TrimSpace(q.Keyword))
+	out := []DatasetView{}
+	for _, ds := range st.catalog.Datasets() {
+		if q.Department != "" && ds.Department != q.Department {
+			continue
+		}
+		if q.ShareClass != "" && string(ds.ShareClass) != q.ShareClass {
+			continue
+		}
+		v := DatasetView{Dataset: *ds}
+		v.Columns = VisibleColumns(ds, p)
+		if d := st.catalog.Department(ds.Department); d != nil {
+			v.DepartmentName = d.Name
+		}
+		if q.Grade != "" && !slices.ContainsFunc(v.Columns, func(c *sluice.Column) bool { return string(c.Grade) == q.Grade }) {
+			continue
+		}
+		if kw != "" && !datasetMatches(&v, kw) {
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func datasetMatches(v *DatasetView, kw string) bool {
+	text := []string{v.FullName(), v.Title, v.Description, v.DepartmentName, v.LegalBasis, v.ShareConditions}
+	for _, c := range v.Columns {
+		text = append(text, c.Name, c.Description)
+	}
+	return strings.Contains(strings.ToLower(strings.Join(text, "\n")), kw)
+}

@@ -1,0 +1,725 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	sluice "github.com/sluice-gov/sluice"
+)
+
+// --- applications ---
+
+var applicationSubs = []adminSub{
+	{name: "submit", synopsis: "applications submit --dataset DEPT.DS --columns A,B [--dataset … --columns …] --purpose P --justification TEXT --from DATE --until DATE --mode rows|aggregate [--k N] [--row-filter COL=V1,V2] [--for-department]",
+		about: "apply for access to one provider's conditional datasets", run: applicationsSubmit},
+	{name: "list", synopsis: "applications list [--status S1,S2] [--provider D]", about: "applications you may see", run: applicationsList},
+	{name: "show", synopsis: "applications show ID", about: "one application with its history (a refusal with its basis)", run: applicationsShow},
+	{name: "forward", synopsis: "applications forward ID [--note TEXT]", about: "platform first review: pass it to the provider (platform admin)", run: reviewStep("forward")},
+	{name: "approve", synopsis: "applications approve ID [--note TEXT] [--k N] [--mode aggregate] [--until DATE] [--row-filter COL=V1,V2] [--row-cap N]",
+		about: "approve, possibly tightening the release (the provider's dept admin)", run: reviewStep("approve")},
+	{name: "refuse", synopsis: "applications refuse ID --basis TEXT [--reason TEXT]", about: "refuse, citing the legal or policy basis", run: reviewStep("refuse")},
+	{name: "withdraw", synopsis: "applications withdraw ID [--note TEXT]", about: "withdraw your open application", run: reviewStep("withdraw")},
+	{name: "overdue", synopsis: "applications overdue", about: "open applications past their deadline and who they wait on", run: applicationsOverdue},
+}
+
+// itemsFlag collects --dataset/--columns pairs in command-line order.
+type itemsFlag struct{ items []sluice.ApplicationItem }
+
+type datasetFlag struct{ *itemsFlag }
+
+func (f datasetFlag) String() string { return "" }
+func (f datasetFlag) Set(v string) error {
+	v = strings.TrimSpace(v)
+	if err := checkDataset("dataset", v); err != nil {
+		return errors.New("write department.dataset, e.g. civil.residents")
+	}
+	f.items = append(f.items, sluice.ApplicationItem{Dataset: v})
+	return nil
+}
+
+type columnsFlag struct{ *itemsFlag }
+
+func (f columnsFlag) String() string { return "" }
+func (f columnsFlag) Set(v string) error {
+	n := len(f.items)
+	if n == 0 {
+		return errors.New("give its --dataset first: --dataset dept.ds --columns a,b")
+	}
+	if len(f.items[n-1].Columns) > 0 {
+		return fmt.Errorf("--dataset %s already has --columns; give each --dataset one --columns", f.items[n-1].Dataset)
+	}
+	cols := splitList(v)
+	if len(cols) == 0 {
+		return errors.New("name at least one column")
+	}
+	f.items[n-1].Columns = cols
+	return nil
+}
+
+// applicationRequest is the body of POST /v1/applications.
+type applicationRequest struct {
+	Items           []sluice.ApplicationItem `json:"items"`
+	ForDepartment   bool                     `json:"for_department,omitempty"`
+	Purpose         string                   `json:"purpose"`
+	Justification   string                   `json:"justification"`
+	ValidFrom       time.Time                `json:"valid_from"`
+	ValidUntil      time.Time                `json:"valid_until"`
+	Mode            string                   `json:"mode"`
+	K               int                      `json:"k,omitempty"`
+	Epsilon         float64                  `json:"epsilon,omitempty"`
+	EpsilonPerQuery float64                  `json:"epsilon_per_query,omitempty"`
+	RowCap          int64                    `json:"row_cap,omitempty"`
+	RowFilter       *sluice.RowFilter        `json:"row_filter,omitempty"`
+}
+
+func applicationsSubmit(ctx context.Context, c *adminCmd, args []string) error {
+	var items itemsFlag
+	c.fs.Var(datasetFlag{&items}, "dataset", "a dataset applied for, department.dataset (repeat with its --columns for each)")
+	c.fs.Var(columnsFlag{&items}, "columns", "the columns needed of the --dataset before it, comma-separated")
+	purpose := c.fs.String("purpose", "", "the registered purpose of the use (required)")
+	justification := c.fs.String("justification", "", "why the data is needed for the purpose, at least 10 characters (required)")
+	from := c.fs.String("from", "", "first day of access, YYYY-MM-DD (required)")
+	until := c.fs.String("until", "", "last day of access, YYYY-MM-DD, included (required)")
+	mode := c.fs.String("mode", "", "rows (with masks) or aggregate (only groups of at least k) (required)")
+	k := c.fs.Int("k", 0, "aggregate: the minimum group size asked for")
+	rowFilter := c.fs.String("row-filter", "", "only rows whose column holds one of the values: COLUMN=V1,V2")
+	rowCap := c.fs.Int64("row-cap", 0, "at most this many rows per result")
+	eps := c.fs.Float64("epsilon", 0, "differential-privacy budget of the grant (0: no noise)")
+	epsQ := c.fs.Float64("epsilon-per-query", 0, "budget spent by each query")
+	forDept := c.fs.Bool("for-department", false, "grant to your whole department rather than to you")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	if len(items.items) == 0 {
+		return usageErr("--dataset and --columns are required: name each dataset and the columns you need")
+	}
+	for _, it := range items.items {
+		if len(it.Columns) == 0 {
+			return usageErr("--dataset %s has no --columns: name the columns you need (necessary and minimum sufficient)", it.Dataset)
+		}
+	}
+	if strings.TrimSpace(*purpose) == "" {
+		return usageErr("--purpose is required: the registered purpose (see 'sluice purposes list')")
+	}
+	if len([]rune(strings.TrimSpace(*justification))) < 10 {
+		return usageErr("--justification is required: say why the data is needed for the purpose (at least 10 characters)")
+	}
+	if *from == "" || *until == "" {
+		return usageErr("--from and --until are required: access is time-limited")
+	}
+	req := applicationRequest{Items: items.items, ForDepartment: *forDept, Purpose: strings.TrimSpace(*purpose),
+		Justification: strings.TrimSpace(*justification), Mode: *mode, K: *k, RowCap: *rowCap, Epsilon: *eps, EpsilonPerQuery: *epsQ}
+	var err error
+	if req.ValidFrom, err = parseDay("from", *from, false); err != nil {
+		return err
+	}
+	if req.ValidUntil, err = parseDay("until", *until, true); err != nil {
+		return err
+	}
+	if !req.ValidUntil.After(req.ValidFrom) {
+		return usageErr("--until %s must not be before --from %s", *until, *from)
+	}
+	if *mode == "" {
+		return usageErr("--mode is required: rows (rows with masks) or aggregate (only groups of at least k)")
+	}
+	if err := oneOf("mode", *mode, "rows", "aggregate"); err != nil {
+		return err
+	}
+	if *k < 0 || *rowCap < 0 || *eps < 0 || *epsQ < 0 {
+		return usageErr("--k, --row-cap, --epsilon and --epsilon-per-query must not be negative")
+	}
+	if *rowFilter != "" {
+		if req.RowFilter, err = parseRowFilter("row-filter", *rowFilter); err != nil {
+			return err
+		}
+	}
+	var a sluice.Application
+	if done, err := c.call(ctx, "POST", "/v1/applications", nil, req, &a); done || err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "submitted application %s to %s: %s\n", a.ID, a.Provider, itemsText(a.Items))
+	fmt.Fprintf(c.stdout, "status %s; the platform's first review is due %s\n", a.Status, fmtDate(a.PlatformDue))
+	return nil
+}
+
+func itemsText(items []sluice.ApplicationItem) string {
+	parts := make([]string, len(items))
+	for i, it := range items {
+		parts[i] = it.Dataset + " (" + strings.Join(it.Columns, ", ") + ")"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func datasetsText(items []sluice.ApplicationItem) string {
+	parts := make([]string, len(items))
+	for i, it := range items {
+		parts[i] = it.Dataset
+	}
+	return strings.Join(parts, ", ")
+}
+
+var appStatuses = []string{"submitted", "forwarded", "approved", "refused", "withdrawn"}
+
+func applicationsList(ctx context.Context, c *adminCmd, args []string) error {
+	status := c.fs.String("status", "", "only these statuses, comma-separated: "+strings.Join(appStatuses, ", "))
+	provider := c.fs.String("provider", "", "only applications to this provider department")
+	applicant := c.fs.String("applicant", "", "only this applicant's")
+	dept := c.fs.String("department", "", "only applications from this department")
+	limit := c.fs.Int("limit", 0, "at most this many (default: the broker's, 1000)")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	sts := splitList(*status)
+	for _, s := range sts {
+		if err := oneOf("status", s, appStatuses...); err != nil {
+			return err
+		}
+	}
+	q := url.Values{"status": {strings.Join(sts, ",")}, "provider": {*provider}, "applicant": {*applicant}, "department": {*dept}}
+	if c.set("limit") {
+		if *limit < 1 || *limit > 10000 {
+			return usageErr("--limit must be between 1 and 10000, got %d", *limit)
+		}
+		q.Set("limit", strconv.Itoa(*limit))
+	}
+	var out struct {
+		Applications []sluice.Application `json:"applications"`
+	}
+	if done, err := c.call(ctx, "GET", "/v1/applications", q, nil, &out); done || err != nil {
+		return err
+	}
+	rows := make([][]string, 0, len(out.Applications))
+	for i := range out.Applications {
+		a := &out.Applications[i]
+		who, due := a.WaitingOn()
+		dueText := "-"
+		if who != "" {
+			dueText = fmtDate(due)
+		}
+		rows = append(rows, []string{a.ID, string(a.Status), a.Applicant + " (" + a.Department + ")", a.Provider, datasetsText(a.Items), a.Purpose, orDash(who), dueText})
+	}
+	printTable(c.stdout, []string{"id", "status", "applicant", "provider", "datasets", "purpose", "waiting on", "due"}, rows)
+	fmt.Fprintf(c.stdout, "(%s)\n", plural(len(rows), "application", "applications"))
+	return nil
+}
+
+func applicationsShow(ctx context.Context, c *adminCmd, args []string) error {
+	pos, err := c.parse(args, "ID")
+	if err != nil {
+		return err
+	}
+	var a sluice.Application
+	if done, err := c.call(ctx, "GET", pathOf("applications", pos[0]), nil, nil, &a); done || err != nil {
+		return err
+	}
+	printApplication(c.stdout, &a)
+	return nil
+}
+
+func releaseText(mode sluice.ReleaseMode, k int, rowCap int64) string {
+	s := string(mode)
+	if k > 0 {
+		s += fmt.Sprintf(", k = %d", k)
+	}
+	if rowCap > 0 {
+		s += fmt.Sprintf(", at most %d rows per result", rowCap)
+	}
+	return s
+}
+
+func printApplication(w io.Writer, a *sluice.Application) {
+	fmt.Fprintf(w, "application %s — %s\n", a.ID, a.Status)
+	grantee := a.Applicant
+	if a.ForDepartment {
+		grantee = "department " + a.Department + " (dept:" + a.Department + ")"
+	}
+	kv := [][2]string{
+		{"applicant", a.Applicant + " (" + a.Department + ")"},
+		{"grantee", grantee},
+		{"provider", a.Provider},
+		{"purpose", a.Purpose},
+		{"justification", a.Justification},
+		{"period", fmtTime(a.ValidFrom) + " to " + fmtTime(a.ValidUntil)},
+		{"release", releaseText(a.Mode, a.K, a.RowCap)},
+	}
+	if a.RowFilter != nil {
+		kv = append(kv, [2]string{"row filter", fmtRowFilter(a.RowFilter)})
+	}
+	if a.Epsilon > 0 {
+		kv = append(kv, [2]string{"privacy budget", fmt.Sprintf("ε %g, %g per query", a.Epsilon, a.EpsilonPerQuery)})
+	}
+	kv = append(kv, [2]string{"submitted", fmtTime(a.SubmittedAt)}, [2]string{"platform due", fmtDate(a.PlatformDue)})
+	if a.ForwardedAt != nil {
+		kv = append(kv, [2]string{"forwarded", fmtTime(*a.ForwardedAt)})
+	}
+	if a.ProviderDue != nil {
+		kv = append(kv, [2]string{"provider due", fmtDate(*a.ProviderDue)})
+	}
+	if who, due := a.WaitingOn(); who != "" {
+		kv = append(kv, [2]string{"waiting on", who + " until " + fmtDate(due)})
+	}
+	if a.DecidedAt != nil {
+		kv = append(kv, [2]string{"decided", fmtTime(*a.DecidedAt)})
+	}
+	if a.Status == sluice.AppRefused {
+		kv = append(kv, [2]string{"refusal basis", orDash(a.RefusalBasis)}, [2]string{"refusal reason", a.RefusalReason})
+	}
+	if len(a.GrantIDs) > 0 {
+		kv = append(kv, [2]string{"grants", strings.Join(a.GrantIDs, ", ")})
+	}
+	fields(w, kv)
+	fmt.Fprintln(w)
+	rows := make([][]string, len(a.Items))
+	for i, it := range a.Items {
+		rows[i] = []string{it.Dataset, strings.Join(it.Columns, ", ")}
+	}
+	printTable(w, []string{"dataset", "columns"}, rows)
+	if len(a.History) > 0 {
+		fmt.Fprintln(w)
+		rows = make([][]string, len(a.History))
+		for i, e := range a.History {
+			rows[i] = []string{fmtTime(e.Time), e.Actor + " (" + string(e.Role) + ")", e.Action, string(e.Status), orDash(e.Note)}
+		}
+		printTable(w, []string{"time", "actor", "action", "status", "note"}, rows)
+	}
+}
+
+// reviewDecision is the body of forward, approve, refuse and withdraw.
+type reviewDecision struct {
+	Note       string            `json:"note,omitempty"`
+	Basis      string            `json:"basis,omitempty"`
+	Reason     string            `json:"reason,omitempty"`
+	Mode       string            `json:"mode,omitempty"`
+	K          int               `json:"k,omitempty"`
+	ValidUntil *time.Time        `json:"valid_until,omitempty"`
+	RowFilter  *sluice.RowFilter `json:"row_filter,omitempty"`
+	RowCap     int64             `json:"row_cap,omitempty"`
+}
+
+// reviewStep is a move of an application: forward, approve, refuse or
+// withdraw.
+func reviewStep(step string) func(ctx context.Context, c *adminCmd, args []string) error {
+	return func(ctx context.Context, c *adminCmd, args []string) error {
+		var d reviewDecision
+		var note, basis, reason, mode, until, rowFilter *string
+		var k *int
+		var rowCap *int64
+		switch step {
+		case "refuse":
+			basis = c.fs.String("basis", "", "the legal or policy basis of the refusal (required)")
+			reason = c.fs.String("reason", "", "why, for the applicant")
+		default:
+			note = c.fs.String("note", "", "a note for the record")
+		}
+		if step == "approve" {
+			k = c.fs.Int("k", 0, "raise the minimum group size")
+			mode = c.fs.String("mode", "", "aggregate: release only aggregates (approval can tighten, never widen)")
+			until = c.fs.String("until", "", "end access earlier: last day, YYYY-MM-DD, included")
+			rowFilter = c.fs.String("row-filter", "", "only rows whose column holds one of the values: COLUMN=V1,V2")
+			rowCap = c.fs.Int64("row-cap", 0, "at most this many rows per result")
+		}
+		pos, err := c.parse(args, "ID")
+		if err != nil {
+			return err
+		}
+		if note != nil {
+			d.Note = strings.TrimSpace(*note)
+		}
+		if step == "refuse" {
+			if d.Basis = strings.TrimSpace(*basis); d.Basis == "" {
+				return usageErr("--basis is required: a refusal cites its legal or policy basis")
+			}
+			d.Reason = strings.TrimSpace(*reason)
+		}
+		if step == "approve" {
+			if *mode != "" {
+				if err := oneOf("mode", *mode, "rows", "aggregate"); err != nil {
+					return err
+				}
+				d.Mode = *mode
+			}
+			if c.set("k") && *k < 1 {
+				return usageErr("--k must be at least 1, got %d", *k)
+			}
+			if c.set("row-cap") && *rowCap < 1 {
+				return usageErr("--row-cap must be at least 1, got %d", *rowCap)
+			}
+			d.K, d.RowCap = *k, *rowCap
+			if *until != "" {
+				t, err := parseDay("until", *until, true)
+				if err != nil {
+					return err
+				}
+				d.ValidUntil = &t
+			}
+			if *rowFilter != "" {
+				if d.RowFilter, err = parseRowFilter("row-filter", *rowFilter); err != nil {
+					return err
+				}
+			}
+		}
+		var a sluice.Application
+		if done, err := c.call(ctx, "POST", pathOf("applications", pos[0], step), nil, d, &a); done || err != nil {
+			return err
+		}
+		switch a.Status {
+		case sluice.AppForwarded:
+			due := "-"
+			if a.ProviderDue != nil {
+				due = fmtDate(*a.ProviderDue)
+			}
+			fmt.Fprintf(c.stdout, "forwarded application %s to %s; the provider's answer is due %s\n", a.ID, a.Provider, due)
+		case sluice.AppApproved:
+			rf := ""
+			if a.RowFilter != nil {
+				rf = fmtRowFilter(a.RowFilter)
+			}
+			fmt.Fprintf(c.stdout, "approved application %s: %s\n", a.ID, plural(len(a.GrantIDs), "grant", "grants"))
+			fields(c.stdout, [][2]string{{"grants", strings.Join(a.GrantIDs, ", ")}, {"release", releaseText(a.Mode, a.K, a.RowCap)},
+				{"row filter", rf}, {"valid until", fmtTime(a.ValidUntil)}})
+			fmt.Fprintln(c.stdout, "the grants take effect on the next query")
+		case sluice.AppRefused:
+			fmt.Fprintf(c.stdout, "refused application %s; basis: %s\n", a.ID, a.RefusalBasis)
+		default:
+			fmt.Fprintf(c.stdout, "application %s is now %s\n", a.ID, a.Status)
+		}
+		return nil
+	}
+}
+
+func applicationsOverdue(ctx context.Context, c *adminCmd, args []string) error {
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	var out struct {
+		Now     time.Time `json:"now"`
+		Overdue []struct {
+			Application     sluice.Application `json:"application"`
+			WaitingOn       string             `json:"waiting_on"`
+			Due             time.Time          `json:"due"`
+			WorkingDaysLate int                `json:"working_days_late"`
+		} `json:"overdue"`
+	}
+	if done, err := c.call(ctx, "GET", "/v1/applications/overdue", nil, nil, &out); done || err != nil {
+		return err
+	}
+	rows := make([][]string, 0, len(out.Overdue))
+	for _, o := range out.Overdue {
+		rows = append(rows, []string{o.Application.ID, o.WaitingOn, fmtDate(o.Due), strconv.Itoa(o.WorkingDaysLate)})
+	}
+	printTable(c.stdout, []string{"id", "waiting on", "due", "working days late"}, rows)
+	fmt.Fprintf(c.stdout, "(%s overdue)\n", plural(len(rows), "application", "applications"))
+	return nil
+}
+
+// --- grants ---
+
+var grantSubs = []adminSub{
+	{name: "list", synopsis: "grants list", about: "grants you may see", run: grantsList},
+	{name: "revoke", synopsis: "grants revoke ID [--reason TEXT]", about: "revoke a grant at once (the provider's dept admin or the platform admin)", run: grantsRevoke},
+}
+
+func grantState(g *sluice.Grant, now time.Time) string {
+	switch {
+	case g.Revoked:
+		if g.RevokedAt != nil {
+			return "revoked " + fmtDate(*g.RevokedAt)
+		}
+		return "revoked"
+	case now.Before(g.ValidFrom):
+		return "not yet valid"
+	case !now.Before(g.ValidUntil):
+		return "expired"
+	}
+	return "in force"
+}
+
+func grantsList(ctx context.Context, c *adminCmd, args []string) error {
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	var out struct {
+		Grants []sluice.Grant `json:"grants"`
+	}
+	if done, err := c.call(ctx, "GET", "/v1/grants", nil, nil, &out); done || err != nil {
+		return err
+	}
+	now := time.Now()
+	rows := make([][]string, 0, len(out.Grants))
+	for i := range out.Grants {
+		g := &out.Grants[i]
+		rel := releaseText(g.Mode, g.K, g.RowCap)
+		if g.RowFilter != nil {
+			rel += "; " + fmtRowFilter(g.RowFilter)
+		}
+		rows = append(rows, []string{g.ID, g.Grantee, g.Dataset, strings.Join(g.Columns, ","), g.Purpose, rel, fmtDate(g.ValidUntil), grantState(g, now)})
+	}
+	printTable(c.stdout, []string{"id", "grantee", "dataset", "columns", "purpose", "release", "until", "state"}, rows)
+	fmt.Fprintf(c.stdout, "(%s)\n", plural(len(rows), "grant", "grants"))
+	return nil
+}
+
+func grantsRevoke(ctx context.Context, c *adminCmd, args []string) error {
+	reason := c.fs.String("reason", "", "why, for the record")
+	pos, err := c.parse(args, "ID")
+	if err != nil {
+		return err
+	}
+	body := struct {
+		Reason string `json:"reason,omitempty"`
+	}{strings.TrimSpace(*reason)}
+	var g sluice.Grant
+	if done, err := c.call(ctx, "POST", pathOf("grants", pos[0], "revoke"), nil, body, &g); done || err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "revoked grant %s (%s on %s for %s); the next query is decided without it\n", g.ID, g.Grantee, g.Dataset, g.Purpose)
+	return nil
+}
+
+// --- usage ---
+
+var usageSub = adminSub{name: "usage", synopsis: "usage [--dataset DEPT.DS] [--department D] [--purpose P] [--since DATE] [--until DATE]",
+	about: "usage statistics from the audit log, per day, dataset and requesting department", run: usageStats}
+
+func usageStats(ctx context.Context, c *adminCmd, args []string) error {
+	dataset := c.fs.String("dataset", "", "only this dataset, department.dataset")
+	dept := c.fs.String("department", "", "only requests from this department")
+	purpose := c.fs.String("purpose", "", "only uses under this purpose")
+	since := c.fs.String("since", "", "from this day (YYYY-MM-DD, UTC) or RFC 3339 time")
+	until := c.fs.String("until", "", "to this day, included (YYYY-MM-DD, UTC), or before this RFC 3339 time")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	if *dataset != "" {
+		if err := checkDataset("dataset", *dataset); err != nil {
+			return err
+		}
+	}
+	from, err := usageBound("since", *since, false)
+	if err != nil {
+		return err
+	}
+	to, err := usageBound("until", *until, true)
+	if err != nil {
+		return err
+	}
+	if *since != "" && *until != "" && !to.After(from) {
+		return usageErr("--until %s must not be before --since %s", *until, *since)
+	}
+	q := url.Values{"dataset": {*dataset}, "department": {*dept}, "purpose": {*purpose}}
+	if *since != "" {
+		q.Set("since", from.Format(time.RFC3339))
+	}
+	if *until != "" {
+		q.Set("until", to.Format(time.RFC3339))
+	}
+	var out struct {
+		Usage []struct {
+			Day        string   `json:"day"`
+			Dataset    string   `json:"dataset"`
+			Department string   `json:"department"`
+			Calls      int64    `json:"calls"`
+			Denied     int64    `json:"denied"`
+			Rows       int64    `json:"rows"`
+			Purposes   []string `json:"purposes"`
+		} `json:"usage"`
+	}
+	if done, err := c.call(ctx, "GET", "/v1/usage", q, nil, &out); done || err != nil {
+		return err
+	}
+	var calls, denied, released int64
+	rows := make([][]string, 0, len(out.Usage))
+	for _, u := range out.Usage {
+		calls, denied, released = calls+u.Calls, denied+u.Denied, released+u.Rows
+		rows = append(rows, []string{u.Day, u.Dataset, u.Department, strconv.FormatInt(u.Calls, 10), strconv.FormatInt(u.Denied, 10), strconv.FormatInt(u.Rows, 10), orDash(strings.Join(u.Purposes, ", "))})
+	}
+	printTable(c.stdout, []string{"day", "dataset", "department", "calls", "denied", "rows", "purposes"}, rows)
+	fmt.Fprintf(c.stdout, "(%s; %d calls, %d denied, %d rows released)\n", plural(len(rows), "row", "rows"), calls, denied, released)
+	return nil
+}
+
+// usageBound reads a usage window bound: a UTC day (the statistics count
+// UTC days) or an RFC 3339 time. A day as the upper bound includes it.
+func usageBound(flagName, v string, upper bool) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	d, err := time.Parse(time.DateOnly, v)
+	if err != nil {
+		return time.Time{}, usageErr("--%s %q is not a date: write YYYY-MM-DD (or an RFC 3339 time)", flagName, v)
+	}
+	if upper {
+		d = d.AddDate(0, 0, 1)
+	}
+	return d, nil
+}
+
+// --- error reports ---
+
+var reportSubs = []adminSub{
+	{name: "submit", synopsis: "reports submit --dataset DEPT.DS [--column C] --description TEXT [--row-ref R]", about: "report a suspected data error to its provider", run: reportsSubmit},
+	{name: "list", synopsis: "reports list [--status S]", about: "reports you may see: yours, or your department's queue as provider", run: reportsList},
+	{name: "show", synopsis: "reports show ID", about: "one report with its history", run: reportsShow},
+	{name: "ack", synopsis: "reports ack ID [--reason TEXT]", about: "acknowledge a report (the provider's dept admin)", run: reportMove("acknowledge", false)},
+	{name: "correct", synopsis: "reports correct ID [--reason TEXT]", about: "the data was corrected at the source (the provider's dept admin)", run: reportMove("correct", false)},
+	{name: "reject", synopsis: "reports reject ID --reason TEXT", about: "reject a report, saying why (the provider's dept admin)", run: reportMove("reject", true)},
+}
+
+var reportStatuses = []string{"submitted", "acknowledged", "corrected", "rejected"}
+
+func reportsSubmit(ctx context.Context, c *adminCmd, args []string) error {
+	dataset := c.fs.String("dataset", "", "the dataset, department.dataset (required)")
+	column := c.fs.String("column", "", "the column that seems wrong")
+	desc := c.fs.String("description", "", "what is wrong, 10 to 4000 characters (required)")
+	rowRef := c.fs.String("row-ref", "", "the row, by a masked key or pseudonym you saw (never a raw protected value)")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	if *dataset == "" {
+		return usageErr("--dataset is required: department.dataset")
+	}
+	if err := checkDataset("dataset", *dataset); err != nil {
+		return err
+	}
+	d := strings.TrimSpace(*desc)
+	if n := len([]rune(d)); n < 10 || n > 4000 {
+		return usageErr("--description is required: say what is wrong in 10 to 4000 characters (got %d)", n)
+	}
+	if len([]rune(*rowRef)) > 200 {
+		return usageErr("--row-ref is at most 200 characters")
+	}
+	body := struct {
+		Dataset     string `json:"dataset"`
+		Column      string `json:"column,omitempty"`
+		Description string `json:"description"`
+		RowRef      string `json:"row_ref,omitempty"`
+	}{*dataset, strings.TrimSpace(*column), d, strings.TrimSpace(*rowRef)}
+	var r sluice.ErrorReport
+	if done, err := c.call(ctx, "POST", "/v1/reports", nil, body, &r); done || err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "submitted report %s on %s to %s; status %s\n", r.ID, r.Dataset, r.Provider, r.Status)
+	return nil
+}
+
+func reportsList(ctx context.Context, c *adminCmd, args []string) error {
+	status := c.fs.String("status", "", "only these statuses, comma-separated: "+strings.Join(reportStatuses, ", "))
+	dataset := c.fs.String("dataset", "", "only reports on this dataset")
+	provider := c.fs.String("provider", "", "only reports to this provider department")
+	limit := c.fs.Int("limit", 0, "at most this many (default: the broker's, 1000)")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	sts := splitList(*status)
+	for _, s := range sts {
+		if err := oneOf("status", s, reportStatuses...); err != nil {
+			return err
+		}
+	}
+	q := url.Values{"status": {strings.Join(sts, ",")}, "dataset": {*dataset}, "provider": {*provider}}
+	if c.set("limit") {
+		if *limit < 1 || *limit > 10000 {
+			return usageErr("--limit must be between 1 and 10000, got %d", *limit)
+		}
+		q.Set("limit", strconv.Itoa(*limit))
+	}
+	var out struct {
+		Reports []sluice.ErrorReport `json:"reports"`
+	}
+	if done, err := c.call(ctx, "GET", "/v1/reports", q, nil, &out); done || err != nil {
+		return err
+	}
+	rows := make([][]string, 0, len(out.Reports))
+	unseen := false
+	for _, r := range out.Reports {
+		st := string(r.Status)
+		if !r.Seen {
+			st += " *"
+			unseen = true
+		}
+		rows = append(rows, []string{r.ID, st, r.Dataset, orDash(r.Column), r.Reporter + " (" + r.Department + ")", fmtTime(r.UpdatedAt), clip(r.Description, 48)})
+	}
+	printTable(c.stdout, []string{"id", "status", "dataset", "column", "reporter", "updated", "description"}, rows)
+	if unseen {
+		fmt.Fprintln(c.stdout, "* the reporter has not yet read this status ('sluice reports show ID' marks it read for the reporter)")
+	}
+	fmt.Fprintf(c.stdout, "(%s)\n", plural(len(rows), "report", "reports"))
+	return nil
+}
+
+// clip shortens text for a table cell.
+func clip(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+func reportsShow(ctx context.Context, c *adminCmd, args []string) error {
+	pos, err := c.parse(args, "ID")
+	if err != nil {
+		return err
+	}
+	var r sluice.ErrorReport
+	if done, err := c.call(ctx, "GET", pathOf("reports", pos[0]), nil, nil, &r); done || err != nil {
+		return err
+	}
+	printReport(c.stdout, &r)
+	return nil
+}
+
+func printReport(w io.Writer, r *sluice.ErrorReport) {
+	fmt.Fprintf(w, "report %s — %s\n", r.ID, r.Status)
+	fields(w, [][2]string{
+		{"dataset", r.Dataset}, {"column", r.Column}, {"provider", r.Provider},
+		{"reporter", r.Reporter + " (" + r.Department + ")"}, {"row", r.RowRef},
+		{"description", r.Description}, {"reason", r.Reason},
+		{"created", fmtTime(r.CreatedAt)}, {"updated", fmtTime(r.UpdatedAt)},
+	})
+	if len(r.History) > 0 {
+		fmt.Fprintln(w)
+		rows := make([][]string, len(r.History))
+		for i, e := range r.History {
+			rows[i] = []string{fmtTime(e.Time), e.Actor, string(e.Status), orDash(e.Note)}
+		}
+		printTable(w, []string{"time", "actor", "status", "note"}, rows)
+	}
+}
+
+// reportMove is a provider's answer to a report.
+func reportMove(action string, reasonRequired bool) func(ctx context.Context, c *adminCmd, args []string) error {
+	return func(ctx context.Context, c *adminCmd, args []string) error {
+		help := "a note for the reporter: what was found or corrected"
+		if reasonRequired {
+			help = "why the report is rejected (required)"
+		}
+		reason := c.fs.String("reason", "", help)
+		pos, err := c.parse(args, "ID")
+		if err != nil {
+			return err
+		}
+		body := struct {
+			Reason string `json:"reason,omitempty"`
+		}{strings.TrimSpace(*reason)}
+		if reasonRequired && body.Reason == "" {
+			return usageErr("--reason is required: tell the reporter why")
+		}
+		var r sluice.ErrorReport
+		if done, err := c.call(ctx, "POST", pathOf("reports", pos[0], action), nil, body, &r); done || err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "report %s is now %s\n", r.ID, r.Status)
+		return nil
+	}
+}
