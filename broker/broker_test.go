@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -110,5 +111,29 @@ func TestLikeMatcher(t *testing.T) {
 		if got := likeMatcher(tc.pattern)(tc.in); got != tc.want {
 			t.Fatalf("%v %q: got %v", tc.pattern, tc.in, got)
 		}
+	}
+}
+
+func TestTokenExpiry(t *testing.T) {
+	now := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+	users := []sluice.User{{Name: "gina", Role: sluice.RoleAnalyst, Department: "civil"}, {Name: "off", Role: sluice.RoleAnalyst, Department: "civil", Disabled: true}}
+	revoked := now.Add(-time.Minute)
+	tokens := []sluice.Token{
+		{ID: "a", User: "gina", SHA256: HashToken("valid"), ExpiresAt: now.Add(time.Hour)},
+		{ID: "b", User: "gina", SHA256: HashToken("expired"), ExpiresAt: now.Add(-time.Second)},
+		{ID: "c", User: "gina", SHA256: HashToken("revoked"), ExpiresAt: now.Add(time.Hour), RevokedAt: &revoked},
+		{ID: "d", User: "off", SHA256: HashToken("disabled"), ExpiresAt: now.Add(time.Hour)},
+		{ID: "e", User: "gina", SHA256: HashToken("seeded")}, // from a users file: no expiry
+	}
+	clock := now
+	u := usersFromStore(users, tokens, func() time.Time { return clock })
+	for tok, want := range map[string]bool{"valid": true, "expired": false, "revoked": false, "disabled": false, "seeded": true, "unknown": false} {
+		if _, ok := u.Authenticate(tok); ok != want {
+			t.Errorf("Authenticate(%s) = %v, want %v", tok, ok, want)
+		}
+	}
+	clock = now.Add(time.Hour)
+	if _, ok := u.Authenticate("valid"); ok {
+		t.Errorf("a token is accepted at its expiry instant")
 	}
 }
