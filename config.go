@@ -21,6 +21,13 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
+	if e.File == "" {
+		// Checked outside any file (a classification sent to the admin API).
+		if e.Field == "" {
+			return e.Problem
+		}
+		return e.Field + ": " + e.Problem
+	}
 	if e.Field == "" {
 		return fmt.Sprintf("%s: %s", e.File, e.Problem)
 	}

@@ -33,7 +33,7 @@ func (s *Server) RegisterAgent(ctx context.Context, p sluice.Principal, dept str
 	}
 	r.Fingerprint = strings.ToLower(strings.TrimSpace(r.Fingerprint))
 	if !fingerprintRE.MatchString(r.Fingerprint) {
-		return nil, sluice.Errorf(sluice.EInvalid, "fingerprint: must be sha256:<64 hex> of the agent's certificate ('sluice agent --print-fingerprint' shows it)")
+		return nil, sluice.Errorf(sluice.EInvalid, "fingerprint: must be sha256:<64 hex> of the agent's certificate (its department file's agent.fingerprint; 'sluice catalog register-agent --fingerprint' also takes the certificate file)")
 	}
 	d, err := s.wf.store.Department(ctx, dept)
 	isNew := sluice.ErrorCode(err) == sluice.ENotFound

@@ -521,7 +521,10 @@ func TestErrorCodeMapping(t *testing.T) {
 	}
 	c := &Client{dept: "health"}
 	err := c.mapError(status.Error(codes.Unavailable, "connection refused"), nil)
-	wantCode(t, err, sluice.EUnavailable, "the agent of department health is unavailable", "connection refused")
+	wantCode(t, err, sluice.EUnavailable, "the agent of department health is unavailable", "nothing partial was released")
+	if strings.Contains(sluice.ErrorMessage(err), "connection refused") {
+		t.Errorf("transport text reaches the analyst: %q", sluice.ErrorMessage(err))
+	}
 	err = c.mapError(status.Error(codes.Internal, "stream terminated by RST_STREAM with error code: INTERNAL_ERROR"), nil)
 	wantCode(t, err, sluice.EUnavailable, "health")
 }

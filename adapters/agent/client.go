@@ -286,14 +286,21 @@ func (c *Client) mapError(err error, md metadata.MD) error {
 		return &sluice.Error{Code: sluice.EInternal, Message: fmt.Sprintf("the stream from the agent of department %s cannot be read: %v", c.dept, err), Err: err}
 	}
 	code := sluiceCode(st.Code())
+	fromAgent := false
 	if cutStream(st) {
 		code = sluice.EUnavailable
 	} else if v := md.Get(codeHeader); len(v) == 1 && v[0] != "" {
-		code = v[0]
+		code, fromAgent = v[0], true
 	}
 	out := &sluice.Error{Code: code, Message: st.Message(), Reasons: md.Get(reasonHeader), Err: err}
 	if code == sluice.EUnavailable {
-		out.Message = fmt.Sprintf("the agent of department %s is unavailable: %s", c.dept, st.Message())
+		if fromAgent {
+			out.Message = fmt.Sprintf("the agent of department %s is unavailable: %s", c.dept, st.Message())
+		} else {
+			// Transport text names internal addresses; it stays in Err for
+			// the broker's log, not in what the analyst reads.
+			out.Message = fmt.Sprintf("the agent of department %s is unavailable (its connection failed or was cut); nothing partial was released — try again, or ask the department's data admin to check its agent", c.dept)
+		}
 	}
 	return out
 }
