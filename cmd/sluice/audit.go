@@ -176,7 +176,7 @@ func openLog(ctx context.Context, af *auditFlags) (*audit.Log, *broker.Config, e
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := os.Stat(store); err != nil {
+	if _, err := os.Stat(store); err != nil && !broker.IsPostgresURL(store) {
 		return nil, nil, usageErr("no audit store at %s: %v", store, err)
 	}
 	l, err := audit.Open(ctx, store)

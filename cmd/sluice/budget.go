@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sluice-gov/sluice/broker"
 	"github.com/sluice-gov/sluice/broker/budget"
 )
 
@@ -28,7 +29,7 @@ func cmdBudget(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(store); err != nil {
+	if _, err := os.Stat(store); err != nil && !broker.IsPostgresURL(store) {
 		return usageErr("no broker store at %s: %v", store, err)
 	}
 	b, err := budget.Open(ctx, store)

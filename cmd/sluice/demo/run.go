@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,9 @@ type RunOptions struct {
 	Scale  int
 	Now    time.Time
 	Logger *slog.Logger
+	// Store overrides the broker's store (default broker.db in Dir), e.g. a
+	// postgres:// URL.
+	Store string
 }
 
 // Running is a demo world served by four agents and a broker on loopback.
@@ -269,7 +273,7 @@ func (r *Running) writeConfigs(opt RunOptions, host string) error {
 		AdminListen: r.AdminAddr,
 		TLSCert:     filepath.Join("tls", "broker.crt"),
 		TLSKey:      filepath.Join("tls", "broker.key"),
-		Store:       "broker.db",
+		Store:       cmp.Or(opt.Store, "broker.db"),
 		Departments: deptFiles,
 		Users:       "broker-users.json",
 		Purposes:    "purposes.yaml",
