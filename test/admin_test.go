@@ -1,43 +1,22 @@
 package test
 
 import (
-	"crypto/tls"
 	"encoding/json"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestAdminReviewAPI: the auditor reads alerts and the audit log over the
 // admin API; an analyst may not; bad requests get a clear 4xx.
 func TestAdminReviewAPI(t *testing.T) {
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	call := func(method, path, user string) (int, map[string]any) {
 		t.Helper()
-		req, err := http.NewRequest(method, "https://"+world.AdminAddr+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if user != "" {
-			tok, err := world.Token(user)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
+		status, raw := adminAPI(t, method, path, user, nil)
 		var body map[string]any
 		if err := json.Unmarshal(raw, &body); err != nil {
 			t.Fatalf("%s %s: not JSON: %q", method, path, raw)
 		}
-		return resp.StatusCode, body
+		return status, body
 	}
 	// Make sure there is something to read.
 	query(t, "bob", "enterprise-credit", "SELECT offense FROM police.criminal_records")
