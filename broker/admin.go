@@ -100,14 +100,12 @@ func (s *Server) AdminHandler(reader AuditReader, keys []audit.PublicKey) http.H
 	})
 }
 
-func (s *Server) verifyHandler(reader AuditReader, keys []audit.PublicKey) func(r *http.Request) (any, error) {
-	return func(r *http.Request) (any, error) {
-		var opts []audit.VerifyOption
-		if len(keys) > 0 {
-			opts = append(opts, audit.WithTrustedKeys(keys...), audit.WithUnsignedGrace(audit.DefaultCheckpointInterval+time.Minute))
-		}
-		return reader.Verify(r.Context(), opts...)
+func (s *Server) verifyAudit(r *http.Request, _ sluice.Principal) (any, error) {
+	var opts []audit.VerifyOption
+	if len(s.reviewKeys) > 0 {
+		opts = append(opts, audit.WithTrustedKeys(s.reviewKeys...), audit.WithUnsignedGrace(audit.DefaultCheckpointInterval+time.Minute))
 	}
+	return s.review.Verify(r.Context(), opts...)
 }
 
 func filterFromQuery(r *http.Request, kind string) (audit.Filter, error) {
@@ -149,15 +147,6 @@ func nonNil(es []audit.Entry) []audit.Entry {
 		return []audit.Entry{}
 	}
 	return es
-}
-
-func writeJSON(w http.ResponseWriter, v any, err error) {
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(v)
 }
 
 func writeError(w http.ResponseWriter, err error) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,7 +40,9 @@ type AdminRoute struct {
 	Mutates bool
 	// Workflow: needs the workflow store.
 	Workflow bool
-	handle   func(r *http.Request, p sluice.Principal) (any, error)
+	// Created: answers 201 (the call creates a resource).
+	Created bool
+	handle  func(r *http.Request, p sluice.Principal) (any, error)
 }
 
 var (
@@ -60,9 +63,7 @@ func (s *Server) adminRoutes() []AdminRoute {
 		{Method: "GET", Path: "/v1/alerts", Roles: reviewers, handle: s.getAlerts},
 		{Method: "GET", Path: "/v1/audit/entries", Roles: reviewers, handle: s.getEntries},
 		{Method: "GET", Path: "/v1/audit/entries/{seq}", Roles: reviewers, handle: s.getEntry},
-		{Method: "GET", Path: "/v1/audit/verify", Roles: reviewers, handle: func(r *http.Request, _ sluice.Principal) (any, error) {
-			return s.verifyHandler(s.review, s.reviewKeys)(r)
-		}},
+		{Method: "GET", Path: "/v1/audit/verify", Roles: reviewers, handle: s.verifyAudit},
 		{Method: "GET", Path: "/v1/usage", handle: s.getUsage},
 		// Catalog and registration.
 		{Method: "GET", Path: "/v1/calendar", handle: s.getCalendar},
@@ -82,24 +83,24 @@ func (s *Server) adminRoutes() []AdminRoute {
 		wf(AdminRoute{Method: "GET", Path: "/v1/users", Roles: reviewers, handle: s.getUsers}),
 		wf(AdminRoute{Method: "PUT", Path: "/v1/users/{name}", Roles: platform, Mutates: true, handle: s.putUser}),
 		wf(AdminRoute{Method: "GET", Path: "/v1/users/{name}/tokens", handle: s.getTokens}),
-		wf(AdminRoute{Method: "POST", Path: "/v1/users/{name}/tokens", Mutates: true, handle: s.postToken}),
+		wf(AdminRoute{Method: "POST", Path: "/v1/users/{name}/tokens", Mutates: true, Created: true, handle: s.postToken}),
 		wf(AdminRoute{Method: "DELETE", Path: "/v1/tokens/{id}", Mutates: true, handle: s.deleteToken}),
 		// Applications and grants.
-		wf(AdminRoute{Method: "POST", Path: "/v1/applications", Roles: dataUsers, Mutates: true, handle: s.postApplication}),
+		wf(AdminRoute{Method: "POST", Path: "/v1/applications", Roles: dataUsers, Mutates: true, Created: true, handle: s.postApplication}),
 		wf(AdminRoute{Method: "GET", Path: "/v1/applications", handle: s.getApplications}),
 		wf(AdminRoute{Method: "GET", Path: "/v1/applications/overdue", handle: s.getOverdue}),
 		wf(AdminRoute{Method: "GET", Path: "/v1/applications/{id}", handle: s.getApplication}),
-		wf(AdminRoute{Method: "POST", Path: "/v1/applications/{id}/forward", Roles: platform, Mutates: true, handle: s.review_(s.Forward)}),
-		wf(AdminRoute{Method: "POST", Path: "/v1/applications/{id}/refuse", Roles: []sluice.Role{sluice.RolePlatformAdmin, sluice.RoleDeptAdmin}, Mutates: true, handle: s.review_(s.Refuse)}),
-		wf(AdminRoute{Method: "POST", Path: "/v1/applications/{id}/approve", Roles: deptAdmins, Mutates: true, handle: s.review_(s.Approve)}),
-		wf(AdminRoute{Method: "POST", Path: "/v1/applications/{id}/withdraw", Roles: dataUsers, Mutates: true, handle: s.review_(s.Withdraw)}),
+		wf(AdminRoute{Method: "POST", Path: "/v1/applications/{id}/forward", Roles: platform, Mutates: true, handle: s.reviewStep(s.Forward)}),
+		wf(AdminRoute{Method: "POST", Path: "/v1/applications/{id}/refuse", Roles: []sluice.Role{sluice.RolePlatformAdmin, sluice.RoleDeptAdmin}, Mutates: true, handle: s.reviewStep(s.Refuse)}),
+		wf(AdminRoute{Method: "POST", Path: "/v1/applications/{id}/approve", Roles: deptAdmins, Mutates: true, handle: s.reviewStep(s.Approve)}),
+		wf(AdminRoute{Method: "POST", Path: "/v1/applications/{id}/withdraw", Roles: dataUsers, Mutates: true, handle: s.reviewStep(s.Withdraw)}),
 		wf(AdminRoute{Method: "GET", Path: "/v1/grants", handle: func(r *http.Request, p sluice.Principal) (any, error) {
 			gs, err := s.ListGrants(r.Context(), p)
 			return map[string]any{"grants": gs}, err
 		}}),
 		wf(AdminRoute{Method: "POST", Path: "/v1/grants/{id}/revoke", Roles: []sluice.Role{sluice.RolePlatformAdmin, sluice.RoleDeptAdmin}, Mutates: true, handle: s.revokeGrant}),
 		// Error reports.
-		wf(AdminRoute{Method: "POST", Path: "/v1/reports", Roles: dataUsers, Mutates: true, handle: s.postReport}),
+		wf(AdminRoute{Method: "POST", Path: "/v1/reports", Roles: dataUsers, Mutates: true, Created: true, handle: s.postReport}),
 		wf(AdminRoute{Method: "GET", Path: "/v1/reports", handle: s.getReports}),
 		wf(AdminRoute{Method: "GET", Path: "/v1/reports/{id}", handle: func(r *http.Request, p sluice.Principal) (any, error) {
 			return s.GetReport(r.Context(), p, r.PathValue("id"))
@@ -114,7 +115,7 @@ func (s *Server) adminRoutes() []AdminRoute {
 func (s *Server) allowedMethods(path string) string {
 	var out []string
 	for _, rt := range s.adminRoutes() {
-		if pathMatches(rt.Path, path) && !strings.Contains(strings.Join(out, ","), rt.Method) {
+		if pathMatches(rt.Path, path) && !slices.Contains(out, rt.Method) {
 			out = append(out, rt.Method)
 		}
 	}
@@ -182,7 +183,7 @@ func (s *Server) adminCall(rt AdminRoute) http.Handler {
 			w.Write(v.body)
 		default:
 			w.Header().Set("Content-Type", "application/json")
-			if rt.Method == "POST" && rt.Path == "/v1/applications" || strings.HasSuffix(rt.Path, "/tokens") && rt.Method == "POST" || rt.Path == "/v1/reports" && rt.Method == "POST" {
+			if rt.Created {
 				w.WriteHeader(http.StatusCreated)
 			}
 			json.NewEncoder(w).Encode(v)
@@ -682,7 +683,7 @@ func (s *Server) getApplication(r *http.Request, p sluice.Principal) (any, error
 	return s.GetApplication(r.Context(), p, r.PathValue("id"))
 }
 
-func (s *Server) review_(step func(context.Context, sluice.Principal, string, ReviewDecision) (*sluice.Application, error)) func(*http.Request, sluice.Principal) (any, error) {
+func (s *Server) reviewStep(step func(context.Context, sluice.Principal, string, ReviewDecision) (*sluice.Application, error)) func(*http.Request, sluice.Principal) (any, error) {
 	return func(r *http.Request, p sluice.Principal) (any, error) {
 		var d ReviewDecision
 		if err := optionalBody(r, &d); err != nil {

@@ -381,8 +381,8 @@ func (s *Server) ListGrants(ctx context.Context, p sluice.Principal) ([]sluice.G
 	return out, nil
 }
 
-// grantsFilter finds the row filters of the grants a decision relied on,
-// per dataset.
+// rowFilters finds the row filters of the grants a decision relied on, per
+// dataset.
 func rowFilters(st *state, grantIDs []string) map[string][]*sluice.RowFilter {
 	var out map[string][]*sluice.RowFilter
 	for _, id := range grantIDs {

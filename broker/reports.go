@@ -182,7 +182,7 @@ func (s *Server) Usage(ctx context.Context, p sluice.Principal, f audit.UsageFil
 	return out, nil
 }
 
-// dayStart parses a YYYY-MM-DD or RFC 3339 bound.
+// parseBound parses a YYYY-MM-DD or RFC 3339 bound of a usage query.
 func parseBound(name, v string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil

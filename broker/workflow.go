@@ -77,15 +77,14 @@ type BudgetLimiter interface {
 
 // workflow is the broker's data-sharing workflow over its store.
 type workflow struct {
-	store    WorkflowStore
-	cal      *sluice.Calendar
-	dial     DialFunc
-	policy   *policy.Engine
-	revs     PolicyRecorder
-	budgets  BudgetLimiter
-	mu       sync.Mutex // serialises reloads, so states are built in order
-	clients  map[string]clientKey
-	newUsers func(users []sluice.User, tokens []sluice.Token) *Users
+	store   WorkflowStore
+	cal     *sluice.Calendar
+	dial    DialFunc
+	policy  *policy.Engine
+	revs    PolicyRecorder
+	budgets BudgetLimiter
+	mu      sync.Mutex // serialises reloads, so states are built in order
+	clients map[string]clientKey
 }
 
 type clientKey struct {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,6 +108,18 @@ func (c *adminCmd) parse(args []string, names ...string) ([]string, error) {
 		}
 	}
 	return pos, nil
+}
+
+// setLimit passes --limit on when given, checked against the API's range.
+func (c *adminCmd) setLimit(q url.Values, limit int) error {
+	if !c.set("limit") {
+		return nil
+	}
+	if limit < 1 || limit > 10000 {
+		return usageErr("--limit must be between 1 and 10000, got %d", limit)
+	}
+	q.Set("limit", strconv.Itoa(limit))
+	return nil
 }
 
 // set reports whether a flag was given on the command line.

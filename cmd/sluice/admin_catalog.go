@@ -155,15 +155,12 @@ func catalogChanges(ctx context.Context, c *adminCmd, args []string) error {
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	if *limit < 1 || *limit > 10000 {
-		return usageErr("--limit must be between 1 and 10000, got %d", *limit)
-	}
 	var out struct {
 		Changes []sluice.CatalogChange `json:"changes"`
 	}
 	q := url.Values{"department": {*dept}}
-	if c.set("limit") {
-		q.Set("limit", strconv.Itoa(*limit))
+	if err := c.setLimit(q, *limit); err != nil {
+		return err
 	}
 	if done, err := c.call(ctx, "GET", "/v1/catalog/changes", q, nil, &out); done || err != nil {
 		return err

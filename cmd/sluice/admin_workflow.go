@@ -182,11 +182,8 @@ func applicationsList(ctx context.Context, c *adminCmd, args []string) error {
 		}
 	}
 	q := url.Values{"status": {strings.Join(sts, ",")}, "provider": {*provider}, "applicant": {*applicant}, "department": {*dept}}
-	if c.set("limit") {
-		if *limit < 1 || *limit > 10000 {
-			return usageErr("--limit must be between 1 and 10000, got %d", *limit)
-		}
-		q.Set("limit", strconv.Itoa(*limit))
+	if err := c.setLimit(q, *limit); err != nil {
+		return err
 	}
 	var out struct {
 		Applications []sluice.Application `json:"applications"`
@@ -626,11 +623,8 @@ func reportsList(ctx context.Context, c *adminCmd, args []string) error {
 		}
 	}
 	q := url.Values{"status": {strings.Join(sts, ",")}, "dataset": {*dataset}, "provider": {*provider}}
-	if c.set("limit") {
-		if *limit < 1 || *limit > 10000 {
-			return usageErr("--limit must be between 1 and 10000, got %d", *limit)
-		}
-		q.Set("limit", strconv.Itoa(*limit))
+	if err := c.setLimit(q, *limit); err != nil {
+		return err
 	}
 	var out struct {
 		Reports []sluice.ErrorReport `json:"reports"`
