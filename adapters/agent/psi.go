@@ -12,7 +12,7 @@ package agent
 //     select item must be the bare key column. The agent enforces the
 //     fragment as it does any other (with the PSI rule below), draws a fresh
 //     secret for this session, and answers with one FlightData whose
-//     app_metadata is {"session": id, "group": "ristretto255", "key_domain":
+//     app_metadata is {"session": id, "group": "curve25519", "key_domain":
 //     ..., "key_column": ...}, followed by an Arrow stream: column 0 is the
 //     blinded key (binary, 32 bytes; null where the key is NULL or empty after
 //     normalisation), the other columns are the fragment's other select items

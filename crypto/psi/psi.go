@@ -1,5 +1,6 @@
 // Package psi holds the primitives of Sluice's private set intersection:
-// ECDH ("double blinding") PSI over the prime-order group ristretto255.
+// ECDH ("double blinding") PSI over Curve25519 with the X25519 ladder and
+// RFC 9380's Elligator 2 hash (curve.go).
 //
 // Each party hashes its normalised join keys into the group with a hash
 // domain-separated by the key domain, and multiplies them by a fresh secret
@@ -24,22 +25,24 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/cloudflare/circl/group"
+	"github.com/cloudflare/circl/dh/x25519"
+	fp "github.com/cloudflare/circl/math/fp25519"
 	"golang.org/x/text/unicode/norm"
 
 	sluice "github.com/sluice-gov/sluice"
 )
 
 const (
-	// GroupName names the group the package uses.
-	GroupName = "ristretto255"
-	// PointLen is the length of an encoded element (canonical ristretto255
-	// encoding): every blinded value is exactly this long.
-	PointLen = 32
+	// GroupName names the group and hash the package uses; both parties
+	// and the broker check it, so that versions never mix.
+	GroupName = "curve25519"
+	// PointLen is the length of an encoded element (the canonical X25519
+	// u-coordinate): every blinded value is exactly this long.
+	PointLen = x25519.Size
 	// dstPrefix versions the hash: changing the group, the hash or the
 	// normalisation must change it, so that values of two versions never
 	// match by accident.
-	dstPrefix = "sluice-psi-v1:"
+	dstPrefix = "sluice-psi-v2:"
 	// MaxDomainLen bounds a key domain so that the DST stays well under the
 	// 255 bytes RFC 9380 allows.
 	MaxDomainLen = 128
@@ -48,9 +51,6 @@ const (
 	// to balance the load and notice cancellation quickly.
 	chunk = 512
 )
-
-// grp is the group. Changing it is a protocol change: bump dstPrefix.
-var grp = group.Ristretto255
 
 // DST is the hash-to-group domain separation tag for a key domain, so that
 // the same key hashes to unrelated elements in different domains.
@@ -125,10 +125,10 @@ func Normalize(key string) string {
 	return b.String()
 }
 
-// hashToGroup is H(key) in the key domain: the ristretto255 hash of RFC 9380
-// (appendix B; expand_message_xmd with SHA-512, two Elligator maps added).
-func hashToGroup(normalizedKey, domain string) group.Element {
-	return grp.HashToElement([]byte(normalizedKey), []byte(DST(domain)))
+// hashToGroup is H(key) in the key domain (curve.go): the u-coordinate of
+// the RFC 9380 curve25519_XMD:SHA-512_ELL2_RO_ sum before clear_cofactor.
+func hashToGroup(normalizedKey, domain string) ([PointLen]byte, error) {
+	return hashToCurve([]byte(normalizedKey), []byte(DST(domain)))
 }
 
 // Secret is one party's blinding scalar for one query. It is created fresh
@@ -136,20 +136,17 @@ func hashToGroup(normalizedKey, domain string) group.Element {
 // encoding, and printing it prints nothing of it.
 type Secret struct {
 	mu sync.RWMutex
-	k  group.Scalar // nil once destroyed
+	k  *x25519.Key // nil once destroyed; clamped by X25519 on every use
 }
 
-// NewSecret draws a uniformly random non-zero scalar from crypto/rand.
+// NewSecret draws a random X25519 scalar from crypto/rand. Clamping makes
+// it 8·k with 2^251 <= k < 2^252, never zero modulo the group order, and
+// the factor 8 clears any small-order component of the points it
+// multiplies.
 func NewSecret() (*Secret, error) {
-	// Make sure the system's generator works before relying on it: circl's
-	// ristretto255 draws from crypto/rand itself and cannot report a failure.
-	var probe [1]byte
-	if _, err := rand.Read(probe[:]); err != nil {
+	k := new(x25519.Key)
+	if _, err := rand.Read(k[:]); err != nil {
 		return nil, &sluice.Error{Code: sluice.EInternal, Message: "the system random number generator failed; no PSI secret was made", Err: err}
-	}
-	k := grp.RandomNonZeroScalar(rand.Reader)
-	if k.IsZero() {
-		return nil, sluice.Errorf(sluice.EInternal, "the PSI secret came out zero; the random number generator is broken")
 	}
 	return &Secret{k: k}, nil
 }
@@ -165,13 +162,13 @@ func (s *Secret) Destroy() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.k != nil {
-		s.k.SetUint64(0)
+		clear(s.k[:])
 		s.k = nil
 	}
 }
 
 // rlock returns the scalar with the read lock held; the caller unlocks.
-func (s *Secret) rlock() (group.Scalar, error) {
+func (s *Secret) rlock() (*x25519.Key, error) {
 	s.mu.RLock()
 	if s.k == nil {
 		s.mu.RUnlock()
@@ -180,60 +177,73 @@ func (s *Secret) rlock() (group.Scalar, error) {
 	return s.k, nil
 }
 
-// Blind returns Encode(s·H(key)) for a key already passed through Normalize,
-// in the hash domain of domain. It returns nil if the secret was destroyed.
+// Blind returns s·H(key), encoded, for a key already passed through
+// Normalize, in the hash domain of domain. It returns nil if the secret was
+// destroyed.
 func (s *Secret) Blind(normalizedKey string, domain string) []byte {
 	k, err := s.rlock()
 	if err != nil {
 		return nil
 	}
 	defer s.mu.RUnlock()
-	out, err := blind(k, normalizedKey, domain)
-	if err != nil {
+	out := make([]byte, PointLen)
+	if err := blind(out, k, normalizedKey, domain); err != nil {
 		return nil
 	}
 	return out
 }
 
-func blind(k group.Scalar, normalizedKey, domain string) ([]byte, error) {
-	p := hashToGroup(normalizedKey, domain)
-	p.Mul(p, k)
-	return encode(p)
-}
-
-func encode(p group.Element) ([]byte, error) {
-	b, err := p.MarshalBinary()
+// blind writes k·H(key) to out (PointLen bytes).
+func blind(out []byte, k *x25519.Key, normalizedKey, domain string) error {
+	h, err := hashToGroup(normalizedKey, domain)
 	if err != nil {
-		return nil, &sluice.Error{Code: sluice.EInternal, Message: "a group element cannot be encoded", Err: err}
+		return err
 	}
-	return b, nil
+	var r x25519.Key
+	if !x25519.Shared(&r, k, (*x25519.Key)(&h)) {
+		// H(key) of small order: negligible for a hash output.
+		return sluice.Errorf(sluice.EInternal, "a join key hashed to a point of small order; the PSI hash cannot use it")
+	}
+	copy(out, r[:])
+	return nil
 }
 
-// Reblind returns Encode(s·P) for an encoded element P received from the
-// other party. It rejects anything that is not the canonical encoding of a
-// group element, and the identity (which would make every key match).
+// Reblind returns s·P, encoded, for an encoded element P received from the
+// other party. It rejects anything that is not the canonical u-coordinate
+// of a Curve25519 point (twist points included) and points of small order
+// (which would make every key match).
 func (s *Secret) Reblind(point []byte) ([]byte, error) {
 	k, err := s.rlock()
 	if err != nil {
 		return nil, err
 	}
 	defer s.mu.RUnlock()
-	return reblind(k, point, -1)
+	out := make([]byte, PointLen)
+	if err := reblind(out, k, point, -1); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
-func reblind(k group.Scalar, point []byte, index int) ([]byte, error) {
+// reblind writes k·point to out (PointLen bytes).
+func reblind(out []byte, k *x25519.Key, point []byte, index int) error {
 	if len(point) != PointLen {
-		return nil, invalidPoint(index, "it is %d bytes, not %d", len(point), PointLen)
+		return invalidPoint(index, "it is %d bytes, not %d", len(point), PointLen)
 	}
-	p := grp.NewElement()
-	if err := p.UnmarshalBinary(point); err != nil {
-		return nil, invalidPoint(index, "it is not the canonical encoding of a %s element", GroupName)
+	if !canonical(point) {
+		return invalidPoint(index, "it is not the canonical encoding of a %s point (a u-coordinate below 2^255-19)", GroupName)
 	}
-	if p.IsIdentity() {
-		return nil, invalidPoint(index, "it is the identity element")
+	var u fp.Elt
+	copy(u[:], point)
+	if !onCurve(&u) {
+		return invalidPoint(index, "it is a point of the twist, not of %s", GroupName)
 	}
-	p.Mul(p, k)
-	return encode(p)
+	var r x25519.Key
+	if !x25519.Shared(&r, k, (*x25519.Key)(&u)) {
+		return invalidPoint(index, "it is a point of small order")
+	}
+	copy(out, r[:])
+	return nil
 }
 
 func invalidPoint(index int, format string, args ...any) error {
@@ -265,12 +275,10 @@ func (s *Secret) BlindAll(ctx context.Context, keys []string, domain string) ([]
 			if keys[i] == "" {
 				continue
 			}
-			b, err := blind(k, keys[i], domain)
-			if err != nil {
+			out[i] = slab[i*PointLen : (i+1)*PointLen : (i+1)*PointLen]
+			if err := blind(out[i], k, keys[i], domain); err != nil {
 				return err
 			}
-			out[i] = slab[i*PointLen : (i+1)*PointLen : (i+1)*PointLen]
-			copy(out[i], b)
 		}
 		return nil
 	})
@@ -293,12 +301,10 @@ func (s *Secret) ReblindAll(ctx context.Context, points [][]byte) ([][]byte, err
 	slab := make([]byte, len(points)*PointLen)
 	err = parallel(ctx, len(points), func(lo, hi int) error {
 		for i := lo; i < hi; i++ {
-			b, err := reblind(k, points[i], i)
-			if err != nil {
+			out[i] = slab[i*PointLen : (i+1)*PointLen : (i+1)*PointLen]
+			if err := reblind(out[i], k, points[i], i); err != nil {
 				return err
 			}
-			out[i] = slab[i*PointLen : (i+1)*PointLen : (i+1)*PointLen]
-			copy(out[i], b)
 		}
 		return nil
 	})

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"testing"
 
+	fp "github.com/cloudflare/circl/math/fp25519"
+
 	sluice "github.com/sluice-gov/sluice"
 )
 
@@ -131,18 +133,26 @@ func TestNormalisationMakesVariantsMatch(t *testing.T) {
 func TestInvalidPointsRejected(t *testing.T) {
 	s := mustSecret(t)
 	valid := s.Blind("110105194912310021", "person")
-	identity, _ := grp.Identity().MarshalBinary()
-	nonCanonical := bytes.Repeat([]byte{0xff}, PointLen) // ≥ p: not canonical
-	negative := make([]byte, PointLen)
-	negative[0] = 1 // odd ("negative") field element: not a valid encoding
+	zero := make([]byte, PointLen) // u = 0: the point of order 2
+	one := make([]byte, PointLen)
+	one[0] = 1                                           // u = 1: small order (on the twist)
+	nonCanonical := bytes.Repeat([]byte{0xff}, PointLen) // top bit set and ≥ p
+	pItself := fp.P()                                    // p ≡ 0, but not canonical
+	pPlusOne := fp.P()
+	pPlusOne[0]++
 	tests := map[string][]byte{
 		"nil":           nil,
 		"short":         valid[:31],
 		"long":          append(slices.Clone(valid), 0),
-		"identity":      identity,
+		"zero":          zero,
+		"one":           one,
 		"non-canonical": nonCanonical,
-		"negative":      negative,
+		"p":             pItself[:],
+		"p+1":           pPlusOne[:],
+		"twist point":   twistPoint(t),
+		"order-8 point": order8Point(t),
 		"p256 point":    append([]byte{0x02}, valid...),
+		"top bit set":   setTopBit(valid),
 	}
 	for name, p := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -294,10 +304,11 @@ func TestBrokerViewRevealsNoKeys(t *testing.T) {
 		add("raw key "+k, []byte(k))
 		n := Normalize(k)
 		add("normalised key "+n, []byte(n))
-		h, err := hashToGroup(n, domain).MarshalBinary()
+		hb, err := hashToGroup(n, domain)
 		if err != nil {
 			t.Fatal(err)
 		}
+		h := hb[:]
 		add("H("+n+")", h)
 		// Not even a long enough piece of a key or of its hash.
 		add("prefix of "+n, []byte(n[:8]))
