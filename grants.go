@@ -2,6 +2,7 @@ package sluice
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -171,6 +173,9 @@ func validateGrant(g *Grant) *fieldProblem {
 	if g.EpsilonPerQuery < 0 || g.EpsilonPerQuery > g.Epsilon || (g.Epsilon > 0 && g.EpsilonPerQuery == 0) {
 		return bad("epsilon_per_query", "must be > 0 and at most epsilon (the total budget) when epsilon is set, got %v", g.EpsilonPerQuery)
 	}
+	if p := validateClamp(g.Clamp, g.Columns, g.Epsilon); p != nil {
+		return p
+	}
 	if g.RowCap < 0 {
 		return bad("row_cap", "must be 0 (no cap) or more, got %d", g.RowCap)
 	}
@@ -180,6 +185,125 @@ func validateGrant(g *Grant) *fieldProblem {
 		}
 		if len(f.Values) == 0 || len(f.Values) > 100 {
 			return bad("row_filter.values", "give between 1 and 100 values, got %d", len(f.Values))
+		}
+	}
+	return nil
+}
+
+// Bounds is a closed interval [lo, hi], written as a list of two numbers.
+type Bounds [2]float64
+
+// Lo is the lower bound.
+func (b Bounds) Lo() float64 { return b[0] }
+
+// Hi is the upper bound.
+func (b Bounds) Hi() float64 { return b[1] }
+
+// Sensitivity is how far one value clamped to b can move a sum:
+// max(|lo|, |hi|).
+func (b Bounds) Sensitivity() float64 { return max(math.Abs(b[0]), math.Abs(b[1])) }
+
+// String renders b as [lo, hi].
+func (b Bounds) String() string { return fmt.Sprintf("[%g, %g]", b[0], b[1]) }
+
+// UnmarshalJSON accepts exactly two numbers: encoding/json would
+// zero-fill a shorter list and drop the rest of a longer one, turning
+// [-5] into [-5, 0] without a word.
+func (b *Bounds) UnmarshalJSON(data []byte) error {
+	var xs []float64
+	if err := json.Unmarshal(data, &xs); err != nil || len(xs) != 2 {
+		return fmt.Errorf("must be a list of two numbers [lo, hi], got %s", clipText(string(data)))
+	}
+	*b = Bounds{xs[0], xs[1]}
+	return nil
+}
+
+// UnmarshalYAML accepts exactly two numbers, as UnmarshalJSON.
+func (b *Bounds) UnmarshalYAML(n *yaml.Node) error {
+	var xs []float64
+	if n.Kind != yaml.SequenceNode || len(n.Content) != 2 || n.Decode(&xs) != nil {
+		return fmt.Errorf("line %d: must be a list of two numbers [lo, hi]", n.Line)
+	}
+	*b = Bounds{xs[0], xs[1]}
+	return nil
+}
+
+func clipText(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// validateClamp checks a grant's (or an application item's) clamp bounds:
+// only with a budget, only on the grant's own columns, finite, lo < hi.
+// Whether a column is numeric needs the catalog: see CheckClamp.
+func validateClamp(clamp map[string]Bounds, columns []string, epsilon float64) *fieldProblem {
+	if len(clamp) == 0 {
+		return nil
+	}
+	bad := func(field, format string, args ...any) *fieldProblem {
+		return &fieldProblem{field, fmt.Sprintf(format, args...)}
+	}
+	if epsilon <= 0 {
+		return bad("clamp", "applies only with epsilon: clamp bounds serve differentially private SUMs; set epsilon and epsilon_per_query, or remove clamp")
+	}
+	names := make([]string, 0, len(clamp))
+	for c := range clamp {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	seen := map[string]string{}
+	for _, c := range names {
+		b := clamp[c]
+		field := "clamp." + c
+		if !ValidIdentifier(c) {
+			return bad(field, "must be a column name, got %q", c)
+		}
+		if prev, dup := seen[strings.ToLower(c)]; dup {
+			return bad(field, "column %q is bounded twice (also as %q)", c, prev)
+		}
+		seen[strings.ToLower(c)] = c
+		if !slices.ContainsFunc(columns, func(g string) bool { return strings.EqualFold(g, c) }) {
+			return bad(field, "column %q is not one of the grant's columns (%s); bounds apply to granted columns only", c, strings.Join(columns, ", "))
+		}
+		if math.IsNaN(b[0]) || math.IsInf(b[0], 0) || math.IsNaN(b[1]) || math.IsInf(b[1], 0) {
+			return bad(field, "bounds must be finite numbers, got [%v, %v]", b[0], b[1])
+		}
+		if !(b[0] < b[1]) {
+			return bad(field, "the lower bound %g must be below the upper bound %g", b[0], b[1])
+		}
+	}
+	return nil
+}
+
+// CheckClamp checks clamp bounds against the dataset they bound, when the
+// catalog is at hand: every bounded column must exist and be numeric, and
+// an integer column needs whole-number bounds (its clamped values stay
+// integers). field prefixes the field named in the error (e.g. "items[0]").
+func CheckClamp(ds *Dataset, clamp map[string]Bounds, field string) error {
+	if field != "" {
+		field += "."
+	}
+	names := make([]string, 0, len(clamp))
+	for c := range clamp {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	for _, c := range names {
+		b := clamp[c]
+		col := ds.Column(c)
+		if col == nil {
+			return Errorf(EInvalid, "%sclamp.%s: %s has no column %q", field, c, ds.FullName(), c)
+		}
+		switch col.Type {
+		case TypeInteger:
+			if b[0] != math.Trunc(b[0]) || b[1] != math.Trunc(b[1]) {
+				return Errorf(EInvalid, "%sclamp.%s: %s.%s is an integer column; give whole-number bounds, got %s", field, c, ds.FullName(), col.Name, b)
+			}
+		case TypeFloat, TypeDecimal:
+		default:
+			return Errorf(EInvalid, "%sclamp.%s: %s.%s is a %s column; only numeric columns can be summed and bounded", field, c, ds.FullName(), col.Name, col.Type)
 		}
 	}
 	return nil

@@ -67,6 +67,12 @@ type Grant struct {
 	// gets Laplace noise on its COUNT and SUM outputs. 0 means no noise.
 	Epsilon         float64 `yaml:"epsilon,omitempty" json:"epsilon,omitempty"`
 	EpsilonPerQuery float64 `yaml:"epsilon_per_query,omitempty" json:"epsilon_per_query,omitempty"`
+	// Clamp bounds, per column, the values a noisy SUM adds up: each
+	// source value is clamped to [lo, hi] at the source before summing, so
+	// one individual moves the sum by at most max(|lo|, |hi|), the
+	// sensitivity the noise is scaled to. Under a budget, SUM(col) needs
+	// bounds for col; the columns must be the grant's. Only with Epsilon.
+	Clamp map[string]Bounds `yaml:"clamp,omitempty" json:"clamp,omitempty"`
 	// RowCap limits how many rows one result may release (0 = no cap).
 	RowCap int64 `yaml:"row_cap,omitempty" json:"row_cap,omitempty"`
 	// RowFilter limits the grant to some rows (e.g. one district).

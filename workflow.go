@@ -2,6 +2,7 @@ package sluice
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 )
@@ -29,6 +30,9 @@ const (
 type ApplicationItem struct {
 	Dataset string   `json:"dataset"`
 	Columns []string `json:"columns"`
+	// Clamp bounds columns for differentially private SUMs (see
+	// Grant.Clamp); only with epsilon.
+	Clamp map[string]Bounds `json:"clamp,omitempty"`
 }
 
 // RowFilter narrows a grant to the rows whose column holds one of the
@@ -145,6 +149,9 @@ func (a *Application) Validate() error {
 			}
 			seen[strings.ToLower(c)] = true
 		}
+		if p := validateClamp(it.Clamp, it.Columns, a.Epsilon); p != nil {
+			return bad(fmt.Sprintf("items[%d].%s", i, p.field), "%s", p.problem)
+		}
 	}
 	if !purposeCode.MatchString(a.Purpose) {
 		return bad("purpose", "must be a registered purpose code, got %q", a.Purpose)
@@ -178,7 +185,7 @@ func (a *Application) Validate() error {
 func (a *Application) grantFor(i int, id string) Grant {
 	it := a.Items[i]
 	return Grant{
-		ID: id, Grantee: a.Grantee(), Dataset: it.Dataset, Columns: append([]string(nil), it.Columns...),
+		ID: id, Grantee: a.Grantee(), Dataset: it.Dataset, Columns: append([]string(nil), it.Columns...), Clamp: maps.Clone(it.Clamp),
 		Purpose: a.Purpose, ValidFrom: a.ValidFrom, ValidUntil: a.ValidUntil, Mode: a.Mode, K: a.K,
 		Epsilon: a.Epsilon, EpsilonPerQuery: a.EpsilonPerQuery, RowCap: a.RowCap, RowFilter: a.RowFilter,
 		Application: a.ID,

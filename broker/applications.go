@@ -61,6 +61,17 @@ func (s *Server) Apply(ctx context.Context, p sluice.Principal, a sluice.Applica
 			}
 			it.Columns[j] = col.Name
 		}
+		if err := sluice.CheckClamp(ds, it.Clamp, fmt.Sprintf("items[%d]", i)); err != nil {
+			return nil, err
+		}
+		if len(it.Clamp) > 0 {
+			// Under the catalog's spelling, as the columns.
+			clamp := make(map[string]sluice.Bounds, len(it.Clamp))
+			for c, b := range it.Clamp {
+				clamp[ds.Column(c).Name] = b
+			}
+			a.Items[i].Clamp = clamp
+		}
 	}
 	if err := checkRowFilter(st, a.Items, a.RowFilter); err != nil {
 		return nil, err

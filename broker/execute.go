@@ -214,14 +214,15 @@ func (cp *crossPlan) build(q *sandbox.Query, n *planner.Node, inputs []sandbox.O
 			}
 			ob := gate.Obligations{AggregateOnly: cp.k > 0, K: cp.k, RowCountColumn: sandbox.GroupRowsColumn}
 			if cp.epsilon > 0 {
-				ob.Epsilon = cp.epsilon
-				for _, a := range n.Aggs {
-					if a.Func != "count_star" && a.Func != "count" {
-						op.Close()
-						return nil, sluice.Errorf(sluice.ENotSupported, "under a differential-privacy grant only COUNT can be released yet (%s needs a clamp bound the grant does not state)", a.Func)
-					}
-					ob.Noisy = append(ob.Noisy, gate.NoisyColumn{Name: a.Alias, Kind: gate.Count, Sensitivity: 1})
+				// ClampSums prepared the plan: each SUM adds values
+				// clamped in the project just below.
+				noisy, err := planner.NoisyAggs(n)
+				if err != nil {
+					op.Close()
+					return nil, err
 				}
+				ob.Epsilon = cp.epsilon
+				ob.Noisy = noisyColumns(noisy)
 			}
 			g, err := gate.New(op, ob)
 			if err != nil {

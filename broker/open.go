@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters/agent"
@@ -65,6 +66,15 @@ func LoadParts(ctx context.Context, cfg *Config) (*Parts, error) {
 	if cfg.Grants != "" {
 		if grants, err = sluice.LoadGrants(cfg.Grants); err != nil {
 			return nil, err
+		}
+		// Clamp bounds need the catalog to be checked: a numeric column
+		// of the grant's dataset.
+		for i, g := range grants {
+			if ds := cat.Dataset(splitDataset(g.Dataset)); ds != nil && len(g.Clamp) > 0 {
+				if err := sluice.CheckClamp(ds, g.Clamp, fmt.Sprintf("grants[%d] (%s)", i, g.ID)); err != nil {
+					return nil, sluice.Errorf(sluice.EInvalid, "%s: %s", cfg.Grants, sluice.ErrorMessage(err))
+				}
+			}
 		}
 	}
 	var popts []policy.Option

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"strings"
 
 	"github.com/apache/arrow/go/v15/arrow"
 
@@ -29,9 +30,10 @@ func (r *release) needed() bool {
 }
 
 // planRelease turns a decision's row cap and DP budgets into gate
-// obligations for a single-dataset fragment and reserves the budget. Only
-// COUNT can be released under a budget today: SUM and AVG need a clamp
-// bound no grant states yet, and MIN/MAX have no useful DP release.
+// obligations for a single-dataset fragment and reserves the budget. The
+// fragment was prepared by ClampSums when the decision was made: every
+// COUNT is noised with sensitivity 1 and every SUM, clamped at the source,
+// with the sensitivity of its clamp.
 func (s *Server) planRelease(ctx context.Context, p sluice.Principal, purpose, queryID string, f *planner.Fragment, dec *policy.Decision) (*release, error) {
 	r := &release{obligations: gate.Obligations{RowCap: dec.RowCap}}
 	if len(dec.DP) == 0 {
@@ -41,19 +43,11 @@ func (s *Server) planRelease(ctx context.Context, p sluice.Principal, purpose, q
 	for _, d := range dec.DP[1:] {
 		eps = min(eps, d.EpsilonPerQuery)
 	}
-	for _, it := range f.Select {
-		e := it.Expr
-		if e.Kind != planner.KindAggregate {
-			continue // a group key
-		}
-		if e.Func != "count" {
-			return nil, sluice.Errorf(sluice.ENotSupported, "under a differential-privacy grant only COUNT can be released yet (%s needs a clamp bound the grant does not state); remove %s", e.Func, it.Alias)
-		}
-		r.obligations.Noisy = append(r.obligations.Noisy, gate.NoisyColumn{Name: it.Alias, Kind: gate.Count, Sensitivity: 1})
+	noisy, err := f.NoisyOutputs()
+	if err != nil {
+		return nil, err
 	}
-	if len(r.obligations.Noisy) == 0 {
-		return nil, sluice.Errorf(sluice.ENotSupported, "a differential-privacy grant releases only COUNT aggregates; add COUNT(*) and GROUP BY")
-	}
+	r.obligations.Noisy = noisyColumns(noisy)
 	r.obligations.Epsilon = eps
 	spent, err := s.reserve(ctx, queryID, dec)
 	if err != nil {
@@ -61,6 +55,55 @@ func (s *Server) planRelease(ctx context.Context, p sluice.Principal, purpose, q
 	}
 	r.spent = spent.spent
 	return r, nil
+}
+
+// noisyColumns turns the planner's noisy outputs into the gate's columns.
+func noisyColumns(outs []planner.NoisyOutput) []gate.NoisyColumn {
+	cols := make([]gate.NoisyColumn, 0, len(outs))
+	for _, o := range outs {
+		kind := gate.Count
+		if o.Sum {
+			kind = gate.Sum
+		}
+		cols = append(cols, gate.NoisyColumn{Name: o.Name, Kind: kind, Sensitivity: o.Sensitivity})
+	}
+	return cols
+}
+
+// dpBounds gives ClampSums the clamp bounds of the DP grants a decision
+// relies on. Every budgeted grant on the dataset must bound the column (a
+// grant that states no bound never agreed to sums of it), and the value is
+// clamped to the intersection, within every grant's bounds.
+func dpBounds(dec *policy.Decision) planner.BoundsFunc {
+	return func(dataset, column string) (sluice.Bounds, error) {
+		var b sluice.Bounds
+		found := false
+		for _, d := range dec.DP {
+			if !strings.EqualFold(d.Dataset, dataset) {
+				continue
+			}
+			c, ok := d.Clamp[strings.ToLower(column)]
+			if !ok {
+				return b, sluice.Errorf(sluice.ENotSupported,
+					"SUM(%s) cannot be released under the differential-privacy budget of grant %s: the grant states no clamp bounds for %s.%s, so one value could move the sum without limit. Ask the provider for a grant with clamp bounds for %s (clamp: {%s: [lo, hi]}), or release COUNT only",
+					column, d.Grant, dataset, column, column, column)
+			}
+			if !found {
+				b, found = c, true
+			} else {
+				b = sluice.Bounds{max(b.Lo(), c.Lo()), min(b.Hi(), c.Hi())}
+			}
+		}
+		if !found {
+			return b, sluice.Errorf(sluice.ENotSupported,
+				"SUM(%s) cannot be released under a differential-privacy budget: no budgeted grant the query relies on gives clamp bounds for %s.%s, so one value could move the noisy sum without limit; sum a column a budgeted grant bounds, or release COUNT only",
+				column, dataset, column)
+		}
+		if !(b.Lo() < b.Hi()) {
+			return b, sluice.Errorf(sluice.ENotSupported, "the clamp bounds of the grants on %s do not overlap for %s; ask the provider to align them", dataset, column)
+		}
+		return b, nil
+	}
 }
 
 // reserve spends each DP budget the decision names, before the query runs;

@@ -87,6 +87,13 @@ func decide(ctx context.Context, st *state, eng *policy.Engine, now time.Time, p
 		if err := restrictRows(st, plan, dec); err != nil {
 			return plan, dec, err
 		}
+		if len(dec.DP) > 0 {
+			// Before any budget is reserved: a query that cannot be
+			// released under the noise is refused for free.
+			if err := plan.ClampSums(st.catalog, dpBounds(dec)); err != nil {
+				return plan, dec, err
+			}
+		}
 	}
 	return plan, dec, nil
 }

@@ -61,6 +61,8 @@ type grantDoc struct {
 	Epsilon      float64  `json:"epsilon"`
 	EpsilonPQ    float64  `json:"epsilon_per_query"`
 	RowCap       int64    `json:"row_cap"`
+	// Clamp: lower-case column → [lo, hi], for the broker's noisy SUMs.
+	Clamp map[string]sluice.Bounds `json:"clamp,omitempty"`
 }
 
 type settingsDoc struct {
@@ -121,6 +123,13 @@ func buildData(cat *sluice.Catalog, purposes []sluice.Purpose, grants []sluice.G
 		ids[g.ID] = true
 		cols := make([]string, 0, len(g.Columns))
 		cols = append(cols, g.Columns...)
+		var clamp map[string]sluice.Bounds
+		for c, b := range g.Clamp {
+			if clamp == nil {
+				clamp = map[string]sluice.Bounds{}
+			}
+			clamp[strings.ToLower(c)] = b
+		}
 		doc.Grants = append(doc.Grants, grantDoc{
 			ID:          g.ID,
 			Grantee:     g.Grantee,
@@ -139,6 +148,7 @@ func buildData(cat *sluice.Catalog, purposes []sluice.Purpose, grants []sluice.G
 			EpsilonPQ:    g.EpsilonPerQuery,
 			RowCap:       g.RowCap,
 			Revoked:      g.Revoked,
+			Clamp:        clamp,
 		})
 	}
 	return json.Marshal(doc)

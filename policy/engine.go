@@ -293,11 +293,15 @@ type JoinSide struct {
 }
 
 // DPBudget is a grant's differential-privacy budget a query spends from:
-// EpsilonPerQuery of its total Epsilon for the grantee and purpose.
+// EpsilonPerQuery of its total Epsilon for the grantee and purpose. Clamp
+// holds the grant's bounds on Dataset's columns (lower-case names) for
+// noisy SUMs.
 type DPBudget struct {
-	Grant           string  `json:"grant"`
-	EpsilonPerQuery float64 `json:"epsilon_per_query"`
-	Epsilon         float64 `json:"epsilon"`
+	Grant           string                   `json:"grant"`
+	Dataset         string                   `json:"dataset"`
+	EpsilonPerQuery float64                  `json:"epsilon_per_query"`
+	Epsilon         float64                  `json:"epsilon"`
+	Clamp           map[string]sluice.Bounds `json:"clamp,omitempty"`
 }
 
 type decisionDoc struct {

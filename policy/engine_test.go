@@ -479,6 +479,11 @@ func TestGrantTimeLimitsAndModes(t *testing.T) {
 		{name: "department grantee", grants: g(func(x *sluice.Grant) { x.Grantee = "dept:market" }), allow: true, rules: []string{"allow_grant"}, k: 10},
 		{name: "other department's grant", grants: g(func(x *sluice.Grant) { x.Grantee = "dept:civil" }), rules: []string{"no_grant"}},
 		{name: "dataset name case-insensitive", grants: g(func(x *sluice.Grant) { x.Dataset = "Civil.Residents" }), allow: true, rules: []string{"allow_grant"}, k: 10},
+		{name: "budget with clamp bounds", grants: g(func(x *sluice.Grant) {
+			x.Mode, x.Epsilon, x.EpsilonPerQuery, x.Clamp = sluice.ModeAggregate, 1, 0.5, map[string]sluice.Bounds{"Monthly_Allowance": {-10, 600}}
+		}), allow: true, rules: []string{"allow_grant"}, k: 10, mentions: "SUM(civil.residents.monthly_allowance): each value clamped to [-10, 600] at the source (sensitivity 600)"},
+		{name: "budget without clamp bounds", grants: g(func(x *sluice.Grant) { x.Mode, x.Epsilon, x.EpsilonPerQuery = sluice.ModeAggregate, 1, 0.5 }),
+			allow: true, rules: []string{"allow_grant"}, k: 10, mentions: "the grant states no clamp bounds, so no column of civil.residents can be summed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -501,6 +506,32 @@ func TestGrantTimeLimitsAndModes(t *testing.T) {
 				t.Errorf("explanation does not mention %q:\n%s", tt.mentions, d.Explain())
 			}
 		})
+	}
+}
+
+// TestDecisionCarriesClampBounds: a budget relied on reaches the broker
+// with its dataset and clamp bounds (lower-case columns), which it uses to
+// clamp and noise SUMs.
+func TestDecisionCarriesClampBounds(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := sluice.Grant{ID: "g-dp", Grantee: "bob", Dataset: "civil.residents", Columns: []string{"district", "monthly_allowance"},
+		Purpose: "enterprise-credit", ValidFrom: now.Add(-time.Hour), ValidUntil: now.Add(time.Hour), Mode: sluice.ModeAggregate,
+		Epsilon: 2, EpsilonPerQuery: 0.25, Clamp: map[string]sluice.Bounds{"Monthly_Allowance": {0, 600}}}
+	if err := e.Update(ctx, demoCatalog(t), demoPurposes, []sluice.Grant{g}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.Decide(ctx, query(bob, "enterprise-credit", true, use("civil.residents.district", grp), use("civil.residents.monthly_allowance", agg)))
+	if err != nil || !d.Allow {
+		t.Fatalf("decision %v, %v", d, err)
+	}
+	want := DPBudget{Grant: "g-dp", Dataset: "civil.residents", EpsilonPerQuery: 0.25, Epsilon: 2, Clamp: map[string]sluice.Bounds{"monthly_allowance": {0, 600}}}
+	if len(d.DP) != 1 || d.DP[0].Grant != want.Grant || d.DP[0].Dataset != want.Dataset || d.DP[0].EpsilonPerQuery != want.EpsilonPerQuery ||
+		d.DP[0].Epsilon != want.Epsilon || len(d.DP[0].Clamp) != 1 || d.DP[0].Clamp["monthly_allowance"] != want.Clamp["monthly_allowance"] {
+		t.Fatalf("dp %+v, want [%+v]", d.DP, want)
 	}
 }
 

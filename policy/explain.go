@@ -51,6 +51,19 @@ func (d *Decision) Explain() string {
 			}
 			for _, dp := range d.DP {
 				fmt.Fprintf(&b, "  differential privacy: spends ε=%g of grant %s's budget (ε=%g); COUNT and SUM get Laplace noise\n", dp.EpsilonPerQuery, dp.Grant, dp.Epsilon)
+				if len(dp.Clamp) == 0 {
+					fmt.Fprintf(&b, "    SUM: the grant states no clamp bounds, so no column of %s can be summed\n", dp.Dataset)
+					continue
+				}
+				cols := make([]string, 0, len(dp.Clamp))
+				for c := range dp.Clamp {
+					cols = append(cols, c)
+				}
+				sort.Strings(cols)
+				for _, c := range cols {
+					bd := dp.Clamp[c]
+					fmt.Fprintf(&b, "    SUM(%s.%s): each value clamped to %s at the source (sensitivity %g)\n", dp.Dataset, c, bd, bd.Sensitivity())
+				}
 			}
 		}
 		if len(d.Grants) > 0 {

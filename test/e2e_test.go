@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,10 +65,7 @@ func dsn(t testing.TB, user, purpose string) string {
 	t.Helper()
 	token := "not-a-valid-token"
 	if user != "" {
-		var err error
-		if token, err = world.Token(user); err != nil {
-			t.Fatal(err)
-		}
+		token = tokenFor(t, user)
 	}
 	q := url.Values{}
 	q.Set("token", token)
@@ -77,6 +75,23 @@ func dsn(t testing.TB, user, purpose string) string {
 		q.Set(broker.PurposeHeader, purpose)
 	}
 	return "flightsql://" + world.BrokerAddr + "?" + q.Encode()
+}
+
+// issuedTokens holds the tokens of users a test created through the admin
+// API, whom the demo world does not know: user → token.
+var issuedTokens sync.Map
+
+// tokenFor is user's bearer token.
+func tokenFor(t testing.TB, user string) string {
+	t.Helper()
+	if tok, ok := issuedTokens.Load(user); ok {
+		return tok.(string)
+	}
+	tok, err := world.Token(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // query runs sql as user under purpose and returns every row as strings.

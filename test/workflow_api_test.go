@@ -21,11 +21,7 @@ func adminAPI(t testing.TB, method, path, user string, body []byte) (int, []byte
 		t.Fatal(err)
 	}
 	if user != "" {
-		tok, err := world.Token(user)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Authorization", "Bearer "+tokenFor(t, user))
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

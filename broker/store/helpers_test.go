@@ -249,7 +249,7 @@ func grant(id string) sluice.Grant {
 	return sluice.Grant{
 		ID: id, Grantee: "alice", Dataset: "health.insured", Columns: []string{"id_card", "annual_claims"},
 		Purpose: "subsidy-review", ValidFrom: at(0), ValidUntil: at(90), Mode: sluice.ModeAggregate, K: 10,
-		Epsilon: 1.5, EpsilonPerQuery: 0.1, RowCap: 5000,
+		Epsilon: 1.5, EpsilonPerQuery: 0.1, Clamp: map[string]sluice.Bounds{"annual_claims": {-0.5, 5000}}, RowCap: 5000,
 		RowFilter: &sluice.RowFilter{Column: "district", Values: []string{"城东区", "湟中区"}},
 		Revoked:   true, Application: "app-1", RevokedAt: ptr(at(3)), RevokedBy: "dave",
 	}
@@ -258,7 +258,8 @@ func grant(id string) sluice.Grant {
 func application(id, applicant, provider string, status sluice.ApplicationStatus, submitted time.Time) *sluice.Application {
 	return &sluice.Application{
 		ID: id, Applicant: applicant, Department: "civil", ForDepartment: true, Provider: provider,
-		Items:   []sluice.ApplicationItem{{Dataset: provider + ".insured", Columns: []string{"id_card", "chronic_disease"}}},
+		Items: []sluice.ApplicationItem{{Dataset: provider + ".insured", Columns: []string{"id_card", "chronic_disease"},
+			Clamp: map[string]sluice.Bounds{"chronic_disease": {0, 1}}}},
 		Purpose: "subsidy-review", Justification: "annual low-income subsidy review",
 		ValidFrom: at(1), ValidUntil: at(91), Mode: sluice.ModeAggregate, K: 10, Epsilon: 2, EpsilonPerQuery: 0.25,
 		RowCap: 100, RowFilter: &sluice.RowFilter{Column: "district", Values: []string{"城西区"}},

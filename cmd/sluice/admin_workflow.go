@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,7 +17,7 @@ import (
 // --- applications ---
 
 var applicationSubs = []adminSub{
-	{name: "submit", synopsis: "applications submit --dataset DEPT.DS --columns A,B [--dataset … --columns …] --purpose P --justification TEXT --from DATE --until DATE --mode rows|aggregate [--k N] [--row-filter COL=V1,V2] [--for-department]",
+	{name: "submit", synopsis: "applications submit --dataset DEPT.DS --columns A,B [--clamp A=LO:HI] [--dataset … --columns …] --purpose P --justification TEXT --from DATE --until DATE --mode rows|aggregate [--k N] [--row-filter COL=V1,V2] [--epsilon E --epsilon-per-query Q] [--for-department]",
 		about: "apply for access to one provider's conditional datasets", run: applicationsSubmit},
 	{name: "list", synopsis: "applications list [--status S1,S2] [--provider D]", about: "applications you may see", run: applicationsList},
 	{name: "show", synopsis: "applications show ID", about: "one application with its history (a refusal with its basis)", run: applicationsShow},
@@ -62,6 +63,50 @@ func (f columnsFlag) Set(v string) error {
 	return nil
 }
 
+type clampFlag struct{ *itemsFlag }
+
+func (f clampFlag) String() string { return "" }
+
+// Set reads COL=LO:HI[,COL=LO:HI] for the --dataset before it.
+func (f clampFlag) Set(v string) error {
+	n := len(f.items)
+	if n == 0 {
+		return errors.New("give its --dataset first: --dataset dept.ds --columns a,b --clamp a=0:5000")
+	}
+	it := &f.items[n-1]
+	if it.Clamp != nil {
+		return fmt.Errorf("--dataset %s already has --clamp; give all its bounds in one: --clamp a=0:5000,b=0:30", it.Dataset)
+	}
+	it.Clamp = map[string]sluice.Bounds{}
+	for _, part := range splitList(v) {
+		col, rng, ok := strings.Cut(part, "=")
+		lo, hi, ok2 := strings.Cut(rng, ":")
+		l, err1 := strconv.ParseFloat(strings.TrimSpace(lo), 64)
+		h, err2 := strconv.ParseFloat(strings.TrimSpace(hi), 64)
+		if !ok || !ok2 || err1 != nil || err2 != nil || strings.TrimSpace(col) == "" {
+			return fmt.Errorf("write COLUMN=LO:HI, e.g. annual_claims=0:5000; got %q", part)
+		}
+		it.Clamp[strings.TrimSpace(col)] = sluice.Bounds{l, h}
+	}
+	if len(it.Clamp) == 0 {
+		return errors.New("give at least one COLUMN=LO:HI")
+	}
+	return nil
+}
+
+// clampText renders bounds as col [lo, hi], sorted by column.
+func clampText(c map[string]sluice.Bounds) string {
+	cols := make([]string, 0, len(c))
+	for k := range c {
+		cols = append(cols, k)
+	}
+	sort.Strings(cols)
+	for i, k := range cols {
+		cols[i] = k + " " + c[k].String()
+	}
+	return strings.Join(cols, ", ")
+}
+
 // applicationRequest is the body of POST /v1/applications.
 type applicationRequest struct {
 	Items           []sluice.ApplicationItem `json:"items"`
@@ -82,6 +127,7 @@ func applicationsSubmit(ctx context.Context, c *adminCmd, args []string) error {
 	var items itemsFlag
 	c.fs.Var(datasetFlag{&items}, "dataset", "a dataset applied for, department.dataset (repeat with its --columns for each)")
 	c.fs.Var(columnsFlag{&items}, "columns", "the columns needed of the --dataset before it, comma-separated")
+	c.fs.Var(clampFlag{&items}, "clamp", "bounds for noisy SUMs of the --dataset before it: COLUMN=LO:HI[,COLUMN=LO:HI] (with --epsilon)")
 	purpose := c.fs.String("purpose", "", "the registered purpose of the use (required)")
 	justification := c.fs.String("justification", "", "why the data is needed for the purpose, at least 10 characters (required)")
 	from := c.fs.String("from", "", "first day of access, YYYY-MM-DD (required)")
@@ -273,10 +319,19 @@ func printApplication(w io.Writer, a *sluice.Application) {
 	fields(w, kv)
 	fmt.Fprintln(w)
 	rows := make([][]string, len(a.Items))
+	clamped := false
 	for i, it := range a.Items {
-		rows[i] = []string{it.Dataset, strings.Join(it.Columns, ", ")}
+		rows[i] = []string{it.Dataset, strings.Join(it.Columns, ", "), orDash(clampText(it.Clamp))}
+		clamped = clamped || len(it.Clamp) > 0
 	}
-	printTable(w, []string{"dataset", "columns"}, rows)
+	if clamped {
+		printTable(w, []string{"dataset", "columns", "SUM clamped to"}, rows)
+	} else {
+		for i := range rows {
+			rows[i] = rows[i][:2]
+		}
+		printTable(w, []string{"dataset", "columns"}, rows)
+	}
 	if len(a.History) > 0 {
 		fmt.Fprintln(w)
 		rows = make([][]string, len(a.History))

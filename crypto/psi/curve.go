@@ -194,16 +194,36 @@ func mapToCurve(u *fp.Elt) (xn, xd, y fp.Elt) {
 
 // hashToCurve returns the u-coordinate (canonical, little-endian) of
 // R = map(u0) + map(u1), where 8·R is RFC 9380's hash_to_curve(msg) for
-// curve25519_XMD:SHA-512_ELL2_RO_ with the given DST. The affine sum of the
-// two fractional points costs one inversion.
+// curve25519_XMD:SHA-512_ELL2_RO_ with the given DST.
 func hashToCurve(msg, dst []byte) ([fp.Size]byte, error) {
+	num, den, err := hashToCurveFraction(msg, dst)
+	if err != nil {
+		return [fp.Size]byte{}, err
+	}
+	fp.Inv(&den, &den)
+	return ratio(&num, &den), nil
+}
+
+// ratio returns num·denInv, reduced and encoded.
+func ratio(num, denInv *fp.Elt) [fp.Size]byte {
+	var u fp.Elt
+	fp.Mul(&u, num, denInv)
+	var out [fp.Size]byte
+	_ = fp.ToBytes(out[:], &u) // reduces: the encoding is canonical
+	return out
+}
+
+// hashToCurveFraction is hashToCurve up to its one inversion: u(R) =
+// num/den with den != 0, so that a batch can share one inversion
+// (hashToCurveBatch).
+func hashToCurveFraction(msg, dst []byte) (num, den fp.Elt, err error) {
 	u0, u1 := hashToField(msg, dst)
 	x0n, x0d, y0 := mapToCurve(&u0)
 	x1n, x1d, y1 := mapToCurve(&u1)
 	// λ = (y1 - y0)·D / M with D = x0d·x1d and M = x1n·x0d - x0n·x1d;
 	// u3 = λ² - A - x0 - x1 = [(y1-y0)²·D³ - (A·D + S)·M²] / (M²·D)
 	// with S = x0n·x1d + x1n·x0d.
-	var d, m, s, t, dy, num, den, acc fp.Elt
+	var d, m, s, t, dy, acc fp.Elt
 	fp.Mul(&d, &x0d, &x1d)
 	fp.Mul(&m, &x1n, &x0d)
 	fp.Mul(&t, &x0n, &x1d)
@@ -212,7 +232,7 @@ func hashToCurve(msg, dst []byte) ([fp.Size]byte, error) {
 	if fp.IsZero(&m) {
 		// Q0 = ±Q1: the chord is a tangent or vertical. Happens only if two
 		// independent hash outputs collide; refuse rather than mis-hash.
-		return [fp.Size]byte{}, errDegn
+		return num, den, errDegn
 	}
 	fp.Sub(&dy, &y1, &y0)
 	fp.Sqr(&num, &dy)
@@ -224,12 +244,45 @@ func hashToCurve(msg, dst []byte) ([fp.Size]byte, error) {
 	fp.Sqr(&t, &m)
 	fp.Mul(&acc, &acc, &t) // (A·D + S)·M²
 	fp.Sub(&num, &num, &acc)
-	fp.Mul(&den, &t, &d) // M²·D
-	fp.Inv(&den, &den)
-	fp.Mul(&num, &num, &den)
-	var out [fp.Size]byte
-	_ = fp.ToBytes(out[:], &num) // reduces: the encoding is canonical
-	return out, nil
+	fp.Mul(&den, &t, &d) // M²·D, non-zero: D and M are
+	return num, den, nil
+}
+
+// hashToCurveBatch hashes every message of msgs whose skip entry is false
+// into out (same indexes), with one field inversion for the whole batch
+// (Montgomery's trick) instead of one per message.
+func hashToCurveBatch(msgs []string, skip func(int) bool, dst []byte, out [][fp.Size]byte) error {
+	nums := make([]fp.Elt, len(msgs))
+	dens := make([]fp.Elt, len(msgs))
+	prefix := make([]fp.Elt, len(msgs)) // prefix[i] = product of dens[..i]
+	acc := oneElt
+	for i, m := range msgs {
+		if skip(i) {
+			dens[i] = oneElt
+		} else {
+			var err error
+			if nums[i], dens[i], err = hashToCurveFraction([]byte(m), dst); err != nil {
+				return err
+			}
+		}
+		fp.Mul(&acc, &acc, &dens[i])
+		prefix[i] = acc
+	}
+	var inv fp.Elt
+	fp.Inv(&inv, &acc) // 1 / (d0·d1·…·dn-1)
+	for i := len(msgs) - 1; i >= 0; i-- {
+		var di fp.Elt // 1/dens[i] = inv · prefix[i-1]
+		if i > 0 {
+			fp.Mul(&di, &inv, &prefix[i-1])
+		} else {
+			di = inv
+		}
+		fp.Mul(&inv, &inv, &dens[i]) // now 1 / (d0·…·di-1)
+		if !skip(i) {
+			out[i] = ratio(&nums[i], &di)
+		}
+	}
+	return nil
 }
 
 // onCurve reports whether the canonical u-coordinate u belongs to a point

@@ -199,8 +199,13 @@ func blind(out []byte, k *x25519.Key, normalizedKey, domain string) error {
 	if err != nil {
 		return err
 	}
+	return multiply(out, k, &h)
+}
+
+// multiply writes k·H to out for a hash output H.
+func multiply(out []byte, k *x25519.Key, h *[PointLen]byte) error {
 	var r x25519.Key
-	if !x25519.Shared(&r, k, (*x25519.Key)(&h)) {
+	if !x25519.Shared(&r, k, (*x25519.Key)(h)) {
 		// H(key) of small order: negligible for a hash output.
 		return sluice.Errorf(sluice.EInternal, "a join key hashed to a point of small order; the PSI hash cannot use it")
 	}
@@ -270,13 +275,20 @@ func (s *Secret) BlindAll(ctx context.Context, keys []string, domain string) ([]
 	defer s.mu.RUnlock()
 	out := make([][]byte, len(keys))
 	slab := make([]byte, len(keys)*PointLen)
+	dst := []byte(DST(domain))
 	err = parallel(ctx, len(keys), func(lo, hi int) error {
-		for i := lo; i < hi; i++ {
-			if keys[i] == "" {
+		part := keys[lo:hi]
+		absent := func(i int) bool { return part[i] == "" }
+		hashes := make([][PointLen]byte, len(part))
+		if err := hashToCurveBatch(part, absent, dst, hashes); err != nil {
+			return err
+		}
+		for i := range part {
+			if absent(i) {
 				continue
 			}
-			out[i] = slab[i*PointLen : (i+1)*PointLen : (i+1)*PointLen]
-			if err := blind(out[i], k, keys[i], domain); err != nil {
+			out[lo+i] = slab[(lo+i)*PointLen : (lo+i+1)*PointLen : (lo+i+1)*PointLen]
+			if err := multiply(out[lo+i], k, &hashes[i]); err != nil {
 				return err
 			}
 		}

@@ -218,7 +218,9 @@ func TestBatchMatchesSingle(t *testing.T) {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("1101051949%08d", i)
 	}
-	keys[7] = "" // absent
+	for _, i := range []int{0, 7, 511, 512, len(keys) - 1} {
+		keys[i] = "" // absent, also at the ends of a chunk (one shared inversion each)
+	}
 	all, err := s.BlindAll(context.Background(), keys, "person")
 	if err != nil {
 		t.Fatal(err)

@@ -600,8 +600,10 @@ row_caps contains data.grants[i].row_cap if {
 row_cap := min(row_caps) if count(row_caps) > 0 else := 0
 
 # Differential privacy: every grant relied on that carries a budget spends
-# its per-query epsilon; the broker reserves it before the query runs.
-dp := sort([{"grant": g.id, "epsilon_per_query": g.epsilon_per_query, "epsilon": g.epsilon} |
+# its per-query epsilon; the broker reserves it before the query runs. The
+# grant's clamp bounds (lower-case column → [lo, hi]) say how the broker
+# may sum its dataset's columns under the noise.
+dp := sort([{"grant": g.id, "dataset": g.dataset, "epsilon_per_query": g.epsilon_per_query, "epsilon": g.epsilon, "clamp": object.get(g, "clamp", {})} |
 	some [_, i] in relied
 	g := data.grants[i]
 	object.get(g, "epsilon", 0) > 0

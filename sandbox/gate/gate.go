@@ -8,9 +8,9 @@
 // column really is the number of source rows behind each output row, and
 // that each noisy column's sensitivity bounds what one individual can
 // change it by (1 for a COUNT in which each individual contributes one row;
-// the clamp bound B for a SUM whose inputs the sandbox clamped to [-B, B]).
-// If one individual can contribute several rows (a one-to-many join), the
-// planner must scale the sensitivity accordingly.
+// max(|lo|, |hi|) for a SUM whose inputs were clamped to [lo, hi], at the
+// source or in the sandbox). If one individual can contribute several rows
+// (a one-to-many join), the planner must scale the sensitivity accordingly.
 //
 // Caveat: groups are suppressed on their true row count, not a noisy one,
 // so whether a group appears at all is not covered by the differential
@@ -26,6 +26,7 @@ import (
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/decimal128"
 	"github.com/apache/arrow/go/v15/arrow/memory"
 
 	sluice "github.com/sluice-gov/sluice"
@@ -45,8 +46,8 @@ type NoiseKind string
 const (
 	// Count is a COUNT output: noisy values are clamped at >= 0.
 	Count NoiseKind = "count"
-	// Sum is a SUM output over inputs the sandbox clamped to
-	// [-Sensitivity, Sensitivity].
+	// Sum is a SUM output over inputs clamped (at the source, or in the
+	// sandbox) to bounds within [-Sensitivity, Sensitivity].
 	Sum NoiseKind = "sum"
 )
 
@@ -229,8 +230,8 @@ func (g *Gate) check() error {
 			return invalid("the noisy column %q is listed twice", n.Name)
 		}
 		t := s.Field(i).Type
-		if !isInteger(t) && !isFloat(t) {
-			return invalid("the noisy column %q has type %s; noise applies to integer and floating-point columns", n.Name, t)
+		if !isInteger(t) && !isFloat(t) && t.ID() != arrow.DECIMAL128 {
+			return invalid("the noisy column %q has type %s; noise applies to integer, floating-point and decimal columns", n.Name, t)
 		}
 		c := &noisyCol{NoisyColumn: n}
 		switch n.Kind {
@@ -539,6 +540,8 @@ func (g *Gate) addNoise(a arrow.Array, c *noisyCol) (arrow.Array, error) {
 		return noiseFloats(a, array.NewFloat32Builder(g.mem), g, c, math.MaxFloat32)
 	case *array.Float64:
 		return noiseFloats(a, array.NewFloat64Builder(g.mem), g, c, math.MaxFloat64)
+	case *array.Decimal128:
+		return noiseDecimals(a, g, c)
 	}
 	return nil, sluice.Errorf(sluice.EInternal, "release gate: cannot add noise to a %s column", a.DataType())
 }
@@ -611,6 +614,41 @@ func noiseFloats[T float32 | float64](a floatValues[T], b floatBuilder[T], g *Ga
 		}
 		out = min(max(out, -limit), limit)
 		b.Append(T(out))
+	}
+	return b.NewArray(), nil
+}
+
+// noiseDecimals adds noise to a decimal column (a SUM of decimal values)
+// in float64, snapped to the grid like a float, and stores the result at
+// the column's scale, saturating at its precision.
+func noiseDecimals(a *array.Decimal128, g *Gate, c *noisyCol) (arrow.Array, error) {
+	dt := a.DataType().(*arrow.Decimal128Type)
+	b := array.NewDecimal128Builder(g.mem, dt)
+	defer b.Release()
+	b.Reserve(a.Len())
+	top := decimal128.GetMaxValue(dt.Precision)
+	for r := range a.Len() {
+		if a.IsNull(r) {
+			b.AppendNull()
+			continue
+		}
+		z, err := g.noise.sample(c.scale)
+		if err != nil {
+			return nil, sluice.Errorf(sluice.EInternal, "release gate: %v", err)
+		}
+		out := snap(a.Value(r).ToFloat64(dt.Scale)+z, c.grid)
+		if c.Kind == Count {
+			out = max(out, 0)
+		}
+		n, err := decimal128.FromFloat64(out, dt.Precision, dt.Scale)
+		if err != nil {
+			// Beyond the precision: the largest value of the sign.
+			n = top
+			if out < 0 {
+				n = top.Negate()
+			}
+		}
+		b.Append(n)
 	}
 	return b.NewArray(), nil
 }

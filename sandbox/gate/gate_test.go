@@ -13,6 +13,7 @@ import (
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/decimal128"
 	"github.com/apache/arrow/go/v15/arrow/memory"
 
 	sluice "github.com/sluice-gov/sluice"
@@ -720,5 +721,86 @@ func TestBadObligations(t *testing.T) {
 	}
 	if _, err := New(nil, Obligations{}); code(err) != sluice.EInternal {
 		t.Fatalf("nil stream: %v", err)
+	}
+}
+
+// decimalRun releases nRows copies of a decimal SUM through a gate and
+// returns the released values (nil for a null).
+func decimalRun(t *testing.T, dt *arrow.Decimal128Type, o Obligations, nRows int, v decimal128.Num, null bool, opts ...Option) []*float64 {
+	t.Helper()
+	schema := arrow.NewSchema([]arrow.Field{{Name: "claims", Type: dt, Nullable: true}}, nil)
+	b := array.NewDecimal128Builder(memory.DefaultAllocator, dt)
+	for range nRows {
+		if null {
+			b.AppendNull()
+		} else {
+			b.Append(v)
+		}
+	}
+	col := b.NewArray()
+	b.Release()
+	rec := array.NewRecord(schema, []arrow.Array{col}, int64(nRows))
+	col.Release()
+	g, err := New(&sliceStream{schema: schema, recs: []arrow.Record{rec}}, o, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*float64
+	for {
+		rec, err := g.Next(context.Background())
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !arrow.TypeEqual(rec.Schema().Field(0).Type, dt) {
+			t.Fatalf("released type %s, want %s", rec.Schema().Field(0).Type, dt)
+		}
+		c := rec.Column(0).(*array.Decimal128)
+		for r := range c.Len() {
+			if c.IsNull(r) {
+				out = append(out, nil)
+				continue
+			}
+			x := c.Value(r).ToFloat64(dt.Scale)
+			out = append(out, &x)
+		}
+		rec.Release()
+	}
+}
+
+// TestNoiseSumDecimal: a SUM of a decimal column (money) gets Laplace
+// noise scaled to the clamp bound, snapped to the grid, and stays a
+// decimal of the same precision and scale; nulls stay null; a value
+// pushed beyond the precision saturates.
+func TestNoiseSumDecimal(t *testing.T) {
+	dt := &arrow.Decimal128Type{Precision: 38, Scale: 4}
+	const eps, sens = 0.5, 5000.0 // scale 10000 → grid 16384
+	truth, err := decimal128.FromString("123456789.1234", dt.Precision, dt.Scale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Obligations{Epsilon: eps, Noisy: []NoisyColumn{{Name: "claims", Kind: Sum, Sensitivity: sens}}}
+	var d []float64
+	for _, x := range decimalRun(t, dt, o, 20000, truth, false) {
+		if math.Mod(*x, 16384) != 0 {
+			t.Fatalf("decimal output %v is not on the grid of 16384", *x)
+		}
+		d = append(d, *x-truth.ToFloat64(dt.Scale))
+	}
+	checkLaplace(t, d, sens/eps, 16384)
+
+	if got := decimalRun(t, dt, o, 3, truth, true); len(got) != 3 || got[0] != nil || got[2] != nil {
+		t.Fatalf("nulls: got %v", got)
+	}
+
+	small := &arrow.Decimal128Type{Precision: 5, Scale: 2} // at most 999.99
+	top, _ := decimal128.FromString("999.99", small.Precision, small.Scale)
+	huge := Obligations{Epsilon: 1e-6, Noisy: []NoisyColumn{{Name: "claims", Kind: Sum, Sensitivity: 1e6}}}
+	for _, x := range decimalRun(t, small, huge, 200, top, false) {
+		if math.Abs(*x) > 999.99 {
+			t.Fatalf("noisy value %v beyond decimal(5, 2)", *x)
+		}
 	}
 }
