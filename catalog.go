@@ -152,13 +152,19 @@ func (d *Dataset) Column(name string) *Column {
 
 // Column is one classified column of a dataset.
 type Column struct {
-	Name        string     `yaml:"name" json:"name"`
-	Type        ColumnType `yaml:"type" json:"type"`
-	Grade       Grade      `yaml:"grade" json:"grade"`
-	Release     Release    `yaml:"release" json:"release"`
-	Mask        MaskRule   `yaml:"mask" json:"mask,omitempty"`
-	KeyDomain   string     `yaml:"key_domain" json:"key_domain,omitempty"`
-	Description string     `yaml:"description" json:"description,omitempty"`
+	Name      string     `yaml:"name" json:"name"`
+	Type      ColumnType `yaml:"type" json:"type"`
+	Grade     Grade      `yaml:"grade" json:"grade"`
+	Release   Release    `yaml:"release" json:"release"`
+	Mask      MaskRule   `yaml:"mask" json:"mask,omitempty"`
+	KeyDomain string     `yaml:"key_domain" json:"key_domain,omitempty"`
+	// Unique is the department's statement that no two rows share a
+	// non-null value of the column (a primary key or UNIQUE constraint at
+	// the source). Differential privacy needs it to join: a row that met
+	// several rows would count several times. The sandbox checks it on
+	// every join it relies on and fails the query if the data disagrees.
+	Unique      bool   `yaml:"unique,omitempty" json:"unique,omitempty"`
+	Description string `yaml:"description" json:"description,omitempty"`
 }
 
 // Catalog is the read-only view of every department's datasets.

@@ -262,11 +262,15 @@ func (cp *crossPlan) join(q *sandbox.Query, n *planner.Node, l, r sandbox.Operat
 	for i, k := range n.Keys {
 		lk[i], rk[i] = k.Left, k.Right
 	}
+	// Under a budget the planner allowed only joins on keys the catalog
+	// declares unique (planner.checkOneToOne); the sandbox holds the data
+	// to that.
+	opts := sandbox.JoinOptions{Residual: n.Residual, OneToOne: cp.epsilon > 0}
 	switch n.JoinKind {
 	case planner.JoinInner:
-		return q.HashJoin(l, r, lk, rk, sandbox.InnerJoin, sandbox.JoinOptions{Residual: n.Residual})
+		return q.HashJoin(l, r, lk, rk, sandbox.InnerJoin, opts)
 	case planner.JoinLeft:
-		return q.HashJoin(l, r, lk, rk, sandbox.LeftJoin, sandbox.JoinOptions{Residual: n.Residual})
+		return q.HashJoin(l, r, lk, rk, sandbox.LeftJoin, opts)
 	case planner.JoinSemi:
 		if n.Residual != nil {
 			l.Close()

@@ -76,6 +76,11 @@ func testCatalog(t testing.TB) *sluice.Catalog {
 			},
 		},
 	}}
+	// One row per person, as in the demo world; an enterprise's legal
+	// representative may represent several.
+	for _, ds := range []*sluice.Dataset{civil.Datasets[0], health.Datasets[0], police.Datasets[0]} {
+		ds.Column("id_card").Unique = true
+	}
 	depts := []*sluice.Department{civil, health, market, police}
 	for _, d := range depts {
 		if err := d.Validate(); err != nil {

@@ -322,6 +322,9 @@ func (p *Plan) clampSandbox(cat *sluice.Catalog, bounds BoundsFunc) error {
 		return sluice.Errorf(sluice.EInternal, "clamping sums: an aggregate with %d inputs", len(agg.Inputs))
 	}
 	in := agg.Inputs[0]
+	if err := p.checkOneToOne(cat, in, 0); err != nil {
+		return err
+	}
 	used := map[string]bool{}
 	collectNames(p.Sandbox, used, 0)
 	var items []SelectItem
@@ -510,4 +513,43 @@ func (p *Plan) sourceOf(n *Node, c string, depth int) (dataset, column string, e
 		return "", "", dpRefuse("SUM can only add up a column's own values; %s passed a grouped subquery, LIMIT or DISTINCT first; sum the column directly", c)
 	}
 	return "", "", sluice.Errorf(sluice.EInternal, "clamping sums: column %s has no source in the plan", c)
+}
+
+// checkOneToOne refuses a join below the released aggregate unless both
+// its keys are columns their datasets declare unique: the noise is scaled
+// to one row's contribution, and a row that met several rows would count
+// several times. A semi join (IN a subquery) keeps each left row at most
+// once and needs no such statement. The sandbox verifies the declaration
+// on the data (JoinOptions.OneToOne).
+func (p *Plan) checkOneToOne(cat *sluice.Catalog, n *Node, depth int) error {
+	if n == nil || depth > 4*maxExprDepth {
+		return nil
+	}
+	if n.Op == OpJoin && n.JoinKind != JoinSemi && len(n.Inputs) == 2 {
+		for _, k := range n.Keys {
+			for side, c := range [2]string{k.Left, k.Right} {
+				dataset, column, err := p.sourceOf(n.Inputs[side], c, 0)
+				if err != nil {
+					return dpRefuse("a join may only pair columns as stored at the source (%s is computed or aggregated first), so that each row meets at most one row", c)
+				}
+				ds := cat.Dataset(splitName(dataset))
+				col := (*sluice.Column)(nil)
+				if ds != nil {
+					col = ds.Column(column)
+				}
+				if col == nil {
+					return sluice.Errorf(sluice.EInternal, "checking joins: the catalog has no column %s.%s", dataset, column)
+				}
+				if !col.Unique {
+					return dpRefuse("a join must pair each row with at most one row, or one person could count several times: %s.%s is not declared unique in the catalog (one row per value); join on a unique column, or ask the provider's data admin to declare it if the source enforces it", ds.FullName(), col.Name)
+				}
+			}
+		}
+	}
+	for _, in := range n.Inputs {
+		if err := p.checkOneToOne(cat, in, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -301,6 +301,11 @@ func TestClampSumsAcrossDepartments(t *testing.T) {
 			wantNoisy: []NoisyOutput{{Name: "$1", Sum: true, Sensitivity: 5000}, {Name: "$2", Sensitivity: 1}},
 		},
 		{
+			name:      "a LEFT join on unique keys counts",
+			sql:       "SELECT h.household_district, COUNT(*) AS n FROM health.insured i LEFT JOIN police.household h ON i.id_card = h.id_card GROUP BY h.household_district",
+			wantNoisy: []NoisyOutput{{Name: "$1", Sensitivity: 1}},
+		},
+		{
 			name: "post-processing above the aggregate is fine",
 			sql:  "SELECT r.district, SUM(i.hospital_visits) / 2 AS half FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card WHERE r.low_income = 1 GROUP BY r.district ORDER BY half DESC LIMIT 3",
 			wantPlan: []string{
@@ -311,6 +316,9 @@ func TestClampSumsAcrossDepartments(t *testing.T) {
 		{name: "sum of an expression", sql: "SELECT r.district, SUM(i.annual_claims + 1) AS c FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card GROUP BY r.district", wantErr: "not the expression (i.annual_claims + 1)"},
 		{name: "sum of the analyst's own column has no bounds", sql: "SELECT r.district, SUM(r.monthly_allowance) AS c FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card GROUP BY r.district", wantErr: "no clamp bounds for civil.residents.monthly_allowance"},
 		{name: "avg", sql: "SELECT r.district, AVG(i.annual_claims) AS c FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card GROUP BY r.district", wantErr: "use SUM and COUNT"},
+		{name: "one-to-many join", sql: "SELECT e.industry, SUM(i.annual_claims) AS c FROM market.enterprises e JOIN health.insured i ON e.legal_rep_id_card = i.id_card GROUP BY e.industry", wantErr: "market.enterprises.legal_rep_id_card is not declared unique"},
+		{name: "one-to-many join, counting only", sql: "SELECT i.insurance_type, COUNT(*) AS n FROM health.insured i JOIN market.enterprises e ON i.id_card = e.legal_rep_id_card GROUP BY i.insurance_type", wantErr: "market.enterprises.legal_rep_id_card is not declared unique"},
+		{name: "join on a plain, non-unique column", sql: "SELECT r.gender, COUNT(*) AS n FROM civil.residents r JOIN police.household h ON r.district = h.household_district GROUP BY r.gender", wantErr: "civil.residents.district is not declared unique"},
 		{name: "two aggregates", sql: "SELECT e.district, t.n FROM market.enterprises e JOIN (SELECT district, count(*) AS n FROM civil.residents GROUP BY district) t ON e.district = t.district", wantErr: "the aggregate must be the query's last step"},
 		{name: "aggregate then aggregate", sql: "SELECT t.n, COUNT(*) AS groups FROM (SELECT r.district, COUNT(*) AS n FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card GROUP BY r.district) t GROUP BY t.n", wantErr: "may aggregate only once"},
 	}

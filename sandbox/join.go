@@ -38,6 +38,12 @@ type JoinOptions struct {
 	// join, a left row whose every pair fails it is emitted once with NULL
 	// right columns.
 	Residual *planner.Expr
+	// OneToOne fails the join (ENotSupported) as soon as a row meets a
+	// second row: a build row matched twice, or a probe row whose key has
+	// several build rows. A differential-privacy release relies on it:
+	// its noise covers one row's contribution, and the catalog's
+	// declaration that the keys are unique is checked here on the data.
+	OneToOne bool
 }
 
 // per-row bytes reserved for the build side's hash table: the chain link
@@ -58,6 +64,8 @@ type joinOp struct {
 	intKey      bool
 	residual    *node
 	res         reservation
+	oneToOne    bool
+	used        []bool // OneToOne: build rows already matched
 
 	built  bool
 	rcols  []arrow.Array // the build side, one array per column
@@ -96,7 +104,7 @@ func (q *Query) HashJoin(left, right Operator, leftKeys, rightKeys []string, kin
 		return nil, sluice.Errorf(sluice.ENotSupported, "join kind %d is not supported; use inner or left", int(kind))
 	}
 	ls, rs := left.Schema(), right.Schema()
-	j := &joinOp{q: q, left: left, right: right, kind: kind, res: reservation{b: q.budget}}
+	j := &joinOp{q: q, left: left, right: right, kind: kind, res: reservation{b: q.budget}, oneToOne: opts.OneToOne}
 	for i := range leftKeys {
 		li, err := resolveColumn(ls, leftKeys[i])
 		if err != nil {
@@ -153,6 +161,10 @@ func (q *Query) HashJoin(left, right Operator, leftKeys, rightKeys []string, kin
 
 func (j *joinOp) Schema() *arrow.Schema { return j.schema }
 
+// errNotOneToOne names no key: the keys are protected values.
+var errNotOneToOne = sluice.Errorf(sluice.ENotSupported,
+	"a row met more than one row in a join the catalog declares one-to-one (its keys unique), so the result cannot be released under a differential-privacy budget; the declaration does not match the data: ask the provider's data admin to correct the catalog")
+
 // loadKeys loads the key columns of cols cast to the key types.
 func loadKeys(cols []arrow.Array, idx []int, types []vtype) ([]*vec, error) {
 	out := make([]*vec, len(idx))
@@ -180,8 +192,14 @@ func (j *joinOp) build(ctx context.Context) error {
 	if !j.intKey {
 		per = joinStrEntryBytes
 	}
+	if j.oneToOne {
+		per++ // the used flag
+	}
 	if err := j.res.grow(int64(n) * per); err != nil {
 		return err
+	}
+	if j.oneToOne {
+		j.used = make([]bool, n)
 	}
 	keys, err := loadKeys(j.rcols, j.rkeys, j.ktypes)
 	if err != nil {
@@ -250,14 +268,20 @@ func (j *joinOp) startBatch(rec arrow.Record) error {
 			if h, ok := j.headI[keys[0].i[r]]; ok {
 				j.curHead[r] = h
 			}
-			continue
+		} else {
+			buf = buf[:0]
+			for _, v := range keys {
+				buf = appendKey(buf, v, r)
+			}
+			if h, ok := j.headS[string(buf)]; ok {
+				j.curHead[r] = h
+			}
 		}
-		buf = buf[:0]
-		for _, v := range keys {
-			buf = appendKey(buf, v, r)
-		}
-		if h, ok := j.headS[string(buf)]; ok {
-			j.curHead[r] = h
+		if h := j.curHead[r]; j.oneToOne && h >= 0 {
+			if j.next[h] >= 0 || j.used[h] {
+				return errNotOneToOne
+			}
+			j.used[h] = true
 		}
 	}
 	j.cur = rec

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -486,4 +487,63 @@ func TestMismatchedInputIsAnErrorNotAPanic(t *testing.T) {
 	}
 	_, err = drain(t, q, op)
 	wantCode(t, err, sluice.EInternal, "schema differs")
+}
+
+// TestHashJoinOneToOne: under OneToOne a join that pairs a row with a
+// second row fails, whichever side repeats the key and in whichever batch
+// the repeat arrives; a one-to-one join (NULL and unmatched keys aside)
+// runs as usual.
+func TestHashJoinOneToOne(t *testing.T) {
+	uniquePeople := func(t *testing.T, q *Query) Operator {
+		return scan(t, q, claimsSchema,
+			[]any{1, "1.0000", 2020},
+			[]any{3, "2.0000", 2020},
+			[]any{nil, "3.0000", 2020},
+			[]any{9, "4.0000", 2020},
+		)
+	}
+	cases := []struct {
+		name        string
+		left, right func(*testing.T, *Query) Operator
+		kind        JoinKind
+		wantErr     bool
+	}{
+		{"one to one, inner", people, uniquePeople, InnerJoin, false},
+		{"one to one, left", people, uniquePeople, LeftJoin, false},
+		{"build side repeats a key", people, claims, InnerJoin, true},
+		{"build side repeats a key, left", people, claims, LeftJoin, true},
+		{"probe side repeats a key", claims, uniquePeople, InnerJoin, true},
+	}
+	for _, tc := range cases {
+		for _, batch := range []int{0, 1} {
+			t.Run(tc.name, func(t *testing.T) {
+				q, _ := newQ(t, Limits{BatchSize: batch})
+				j, err := q.HashJoin(tc.left(t, q), tc.right(t, q), []string{"id"}, []string{"id"}, tc.kind, JoinOptions{OneToOne: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer j.Close()
+				var got error
+				for {
+					rec, err := j.Next(context.Background())
+					if err != nil {
+						if !errors.Is(err, io.EOF) {
+							got = err
+						}
+						break
+					}
+					rec.Release()
+				}
+				if !tc.wantErr {
+					if got != nil {
+						t.Fatalf("a one-to-one join failed: %v", got)
+					}
+					return
+				}
+				if sluice.ErrorCode(got) != sluice.ENotSupported || !strings.Contains(sluice.ErrorMessage(got), "more than one row") {
+					t.Fatalf("want ENotSupported about a row meeting more than one row, got %v", got)
+				}
+			})
+		}
+	}
 }

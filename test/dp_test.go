@@ -112,6 +112,17 @@ func dpSumGrant(t *testing.T) {
 	if raw := mustAPI(t, 200, "GET", "/v1/grants", dpAnalyst, ""); !strings.Contains(string(raw), `"clamp":{"annual_claims":[0,5000],"hospital_visits":[0,20]}`) {
 		t.Fatalf("the grant does not carry its clamp bounds: %s", raw)
 	}
+	// Civil affairs' residents, aggregate-only and without a budget of
+	// their own, for the question across departments.
+	civil := fmt.Sprintf(`{"items":[{"dataset":"civil.residents","columns":["id_card","district","low_income"]}],
+		"purpose":"public-health-planning","justification":"claims per district, with noise, for planning","valid_from":%q,"valid_until":%q,
+		"mode":"aggregate","k":10}`, from, until)
+	decodeJSON(t, mustAPI(t, 201, "POST", "/v1/applications", dpAnalyst, civil), &a)
+	mustAPI(t, 200, "POST", "/v1/applications/"+a.ID+"/forward", "dave", `{"note":"ok"}`)
+	decodeJSON(t, mustAPI(t, 200, "POST", "/v1/applications/"+a.ID+"/approve", "cheng", `{"note":"aggregates only"}`), &a)
+	if a.Status != "approved" {
+		t.Fatalf("approval: %+v", a)
+	}
 }
 
 // dpBudget is what 'sluice budget --principal frank' prints for the purpose.
@@ -167,7 +178,11 @@ func TestDifferentialPrivacySum(t *testing.T) {
 		{"avg", "SELECT insurance_type, AVG(annual_claims) AS c FROM health.insured GROUP BY insurance_type", "use SUM and COUNT"},
 		{"max", "SELECT insurance_type, MAX(annual_claims) AS c FROM health.insured GROUP BY insurance_type", "MAX (c) has no noisy release"},
 		{"order by a sum", "SELECT insurance_type, SUM(annual_claims) AS c FROM health.insured GROUP BY insurance_type ORDER BY c", "ORDER BY cannot sort on an aggregate"},
-		{"across departments, the analyst's own column", "SELECT e.industry, SUM(e.registered_capital) AS c FROM market.enterprises e JOIN health.insured i ON e.legal_rep_id_card = i.id_card GROUP BY e.industry", "no budgeted grant the query relies on gives clamp bounds for market.enterprises.registered_capital"},
+		{"across departments, a column without a budget", "SELECT r.district, SUM(r.low_income) AS c FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card GROUP BY r.district", "no budgeted grant the query relies on gives clamp bounds for civil.residents.low_income"},
+		// A legal representative may represent several enterprises: their
+		// claims would count once per enterprise, beyond what the noise covers.
+		{"across departments, a one-to-many join", "SELECT e.industry, SUM(i.annual_claims) AS c FROM market.enterprises e JOIN health.insured i ON e.legal_rep_id_card = i.id_card GROUP BY e.industry", "market.enterprises.legal_rep_id_card is not declared unique"},
+		{"across departments, a one-to-many join counting", "SELECT e.industry, COUNT(*) AS n FROM market.enterprises e JOIN health.insured i ON e.legal_rep_id_card = i.id_card GROUP BY e.industry", "market.enterprises.legal_rep_id_card is not declared unique"},
 	}
 	for _, c := range refusals {
 		t.Run("refused/"+c.name, func(t *testing.T) {
@@ -253,14 +268,14 @@ func TestDifferentialPrivacySum(t *testing.T) {
 	})
 
 	t.Run("across departments", func(t *testing.T) {
-		const stmt = "SELECT e.industry, SUM(i.annual_claims) AS claims, COUNT(*) AS n FROM market.enterprises e JOIN health.insured i ON e.legal_rep_id_card = i.id_card GROUP BY e.industry"
+		const stmt = "SELECT r.district, SUM(i.annual_claims) AS claims, COUNT(*) AS n FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card GROUP BY r.district"
 		_, rows, err := query(t, dpAnalyst, purpose, stmt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		truth := rowsOf(t, attached(t, "market", "health"), `SELECT e.industry,
+		truth := rowsOf(t, attached(t, "civil", "health"), `SELECT r.district,
 			SUM(CASE WHEN i.annual_claims < 0 THEN 0 WHEN i.annual_claims > 5000 THEN 5000 ELSE i.annual_claims END), COUNT(*)
-			FROM enterprises e JOIN o.insured i ON e.legal_rep_id_card = i.id_card GROUP BY e.industry HAVING COUNT(*) >= 10`)
+			FROM residents r JOIN o.insured i ON r.id_card = i.id_card GROUP BY r.district HAVING COUNT(*) >= 10`)
 		want := floats(t, truth, 1)
 		if len(rows) == 0 || len(rows) != len(want) {
 			t.Fatalf("groups: got %v, want those of %v", rows, truth)

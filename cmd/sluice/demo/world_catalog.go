@@ -60,6 +60,13 @@ func joinKey(c *sluice.Column, domain string) *sluice.Column {
 	return c
 }
 
+// unique declares that the column holds one row per value (the demo's
+// registers have one row per person).
+func unique(c *sluice.Column) *sluice.Column {
+	c.Unique = true
+	return c
+}
+
 // demoDepartments is the data resource catalog of the demo world. Release
 // levels follow the brief's table exactly; grades follow 分级分类 practice
 // (identity numbers, health and criminal data L4).
@@ -102,7 +109,7 @@ func demoDepartments(addrs map[string]string) []*sluice.Department {
 			ShareConditions: "经平台初审、民政局审核同意后，在批准的范围、用途和时限内使用；身份证号仅作为隐私求交连接键，不得输出；姓名、出生日期、手机号脱敏后提供；补助金额仅提供不少于 10 人分组的统计结果。(Only under an approved application; id_card only as a private join key; name, birth date and phone masked; allowance only in aggregates over at least 10 people.)",
 			UpdateFrequency: "每日 (daily)",
 			Columns: []*sluice.Column{
-				joinKey(col("id_card", T, sluice.GradeL4, plain, "公民身份号码 (resident ID number, GB 11643)"), "person"),
+				unique(joinKey(col("id_card", T, sluice.GradeL4, plain, "公民身份号码 (resident ID number, GB 11643)"), "person")),
 				masked(col("name", T, sluice.GradeL3, plain, "姓名 (name)"), sluice.MaskSurname),
 				col("gender", T, sluice.GradeL2, plain, "性别：男/女 (gender)"),
 				masked(col("birth_date", A, sluice.GradeL3, plain, "出生日期 (date of birth)"), sluice.MaskYear),
@@ -126,7 +133,7 @@ func demoDepartments(addrs map[string]string) []*sluice.Department {
 			ShareConditions: "健康信息属敏感个人信息：仅在批准的用途和时限内提供不少于 10 人分组的统计结果，不提供个人明细；身份证号仅作为隐私求交连接键。(Health data is sensitive personal information: only aggregates over groups of at least 10 people, never individual rows; id_card only as a private join key.)",
 			UpdateFrequency: "每月 (monthly)",
 			Columns: []*sluice.Column{
-				joinKey(col("id_card", T, sluice.GradeL4, plain, "公民身份号码 (resident ID number)"), "person"),
+				unique(joinKey(col("id_card", T, sluice.GradeL4, plain, "公民身份号码 (resident ID number)"), "person")),
 				col("insurance_type", T, sluice.GradeL2, plain, "参保类型：employee 职工医保，resident 城乡居民医保 (insurance type)"),
 				col("chronic_disease", I, sluice.GradeL4, agg, "是否认定门诊慢特病：1 是，0 否 (recognised chronic disease, 0/1)"),
 				col("annual_claims", D, sluice.GradeL3, agg, "上年度医疗费用结算总额（元）(medical claims last year, yuan)"),
@@ -173,7 +180,7 @@ func demoDepartments(addrs map[string]string) []*sluice.Department {
 				ShareConditions: "经公安局审核同意后在批准的用途和时限内使用；姓名脱敏；身份证号仅作为隐私求交连接键；不得向第三方提供。(Only under an approved application; name masked; id_card only as a private join key; never passed to third parties.)",
 				UpdateFrequency: "每日 (daily)",
 				Columns: []*sluice.Column{
-					joinKey(col("id_card", T, sluice.GradeL4, plain, "公民身份号码 (resident ID number)"), "person"),
+					unique(joinKey(col("id_card", T, sluice.GradeL4, plain, "公民身份号码 (resident ID number)"), "person")),
 					masked(col("name", T, sluice.GradeL3, plain, "姓名 (name)"), sluice.MaskSurname),
 					col("household_district", T, sluice.GradeL2, plain, "户籍或居住登记所在区县 (district of household or residence registration)"),
 					col("migrant", I, sluice.GradeL3, plain, "是否流动人口：1 是，0 否 (registered migrant, 0/1)"),
