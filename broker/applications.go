@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -162,12 +163,65 @@ type ReviewDecision struct {
 	Basis  string `json:"basis,omitempty"`  // refusal: the legal or policy basis
 	Reason string `json:"reason,omitempty"` // refusal: why, for the applicant
 	// Approval may tighten: aggregate-only, a larger k, an earlier end, a
-	// row filter, a row cap.
-	Mode       sluice.ReleaseMode `json:"mode,omitempty"`
-	K          int                `json:"k,omitempty"`
-	ValidUntil *time.Time         `json:"valid_until,omitempty"`
-	RowFilter  *sluice.RowFilter  `json:"row_filter,omitempty"`
-	RowCap     int64              `json:"row_cap,omitempty"`
+	// row filter, a row cap; under a privacy budget a smaller ε (total or
+	// per query) and narrower clamp bounds (dataset → column → [lo, hi],
+	// within the bounds applied for).
+	Mode            sluice.ReleaseMode                  `json:"mode,omitempty"`
+	K               int                                 `json:"k,omitempty"`
+	ValidUntil      *time.Time                          `json:"valid_until,omitempty"`
+	RowFilter       *sluice.RowFilter                   `json:"row_filter,omitempty"`
+	RowCap          int64                               `json:"row_cap,omitempty"`
+	Epsilon         float64                             `json:"epsilon,omitempty"`
+	EpsilonPerQuery float64                             `json:"epsilon_per_query,omitempty"`
+	Clamp           map[string]map[string]sluice.Bounds `json:"clamp,omitempty"`
+}
+
+// tightenPrivacy applies an approval's smaller budget and narrower clamp
+// bounds to a; anything that would loosen them is refused.
+func tightenPrivacy(a *sluice.Application, d ReviewDecision) error {
+	if d.Epsilon < 0 || d.EpsilonPerQuery < 0 {
+		return sluice.Errorf(sluice.EInvalid, "epsilon, epsilon_per_query: must not be negative")
+	}
+	if (d.Epsilon > 0 || d.EpsilonPerQuery > 0 || len(d.Clamp) > 0) && a.Epsilon == 0 {
+		return sluice.Errorf(sluice.EInvalid, "epsilon, epsilon_per_query, clamp: the application asks for no differential-privacy budget; approval cannot add one (refuse and ask for a new application)")
+	}
+	if d.Epsilon > 0 {
+		if d.Epsilon > a.Epsilon {
+			return sluice.Errorf(sluice.EInvalid, "epsilon: approval can lower the budget, not raise it above %g", a.Epsilon)
+		}
+		a.Epsilon = d.Epsilon
+		a.EpsilonPerQuery = min(a.EpsilonPerQuery, a.Epsilon)
+	}
+	if d.EpsilonPerQuery > 0 {
+		if d.EpsilonPerQuery > a.EpsilonPerQuery {
+			return sluice.Errorf(sluice.EInvalid, "epsilon_per_query: approval can lower what each query spends, not raise it above %g", a.EpsilonPerQuery)
+		}
+		a.EpsilonPerQuery = d.EpsilonPerQuery
+	}
+	for ds, cols := range d.Clamp {
+		i := slices.IndexFunc(a.Items, func(it sluice.ApplicationItem) bool { return strings.EqualFold(it.Dataset, ds) })
+		if i < 0 {
+			return sluice.Errorf(sluice.EInvalid, "clamp.%s: the application has no such dataset", ds)
+		}
+		it := &a.Items[i]
+		for col, b := range cols {
+			old, ok := it.Clamp[col]
+			if !ok {
+				return sluice.Errorf(sluice.EInvalid, "clamp.%s.%s: the application states no bounds for it; approval can narrow bounds, not add them (without bounds no SUM of it is released)", ds, col)
+			}
+			if !(b.Lo() < b.Hi()) || b.Lo() < old.Lo() || b.Hi() > old.Hi() {
+				return sluice.Errorf(sluice.EInvalid, "clamp.%s.%s: %s must be a range within the bounds applied for, %s", ds, col, b, old)
+			}
+		}
+	}
+	for ds, cols := range d.Clamp {
+		i := slices.IndexFunc(a.Items, func(it sluice.ApplicationItem) bool { return strings.EqualFold(it.Dataset, ds) })
+		it := &a.Items[i]
+		narrowed := maps.Clone(it.Clamp)
+		maps.Copy(narrowed, cols)
+		it.Clamp = narrowed
+	}
+	return nil
 }
 
 // Forward is the platform's first review passing an application to the
@@ -280,6 +334,9 @@ func (s *Server) Approve(ctx context.Context, p sluice.Principal, id string, d R
 	}
 	if d.RowCap > 0 && (a.RowCap == 0 || d.RowCap < a.RowCap) {
 		a.RowCap = d.RowCap
+	}
+	if err := tightenPrivacy(a, d); err != nil {
+		return nil, err
 	}
 	grants := a.Grants()
 	for i := range grants {

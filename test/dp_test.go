@@ -300,3 +300,73 @@ func TestDifferentialPrivacySum(t *testing.T) {
 		t.Fatalf("budget after five releases: %+v", b)
 	}
 }
+
+// TestApprovalTightensPrivacy: the provider may lower the budget and
+// narrow the clamp bounds when approving, never loosen them or add a
+// budget the analyst did not ask for; each refused approval changes
+// nothing and the application stays forwarded.
+func TestApprovalTightensPrivacy(t *testing.T) {
+	const analyst = "gina" // her own budget: nothing here touches frank's
+	mustAPI(t, 200, "PUT", "/v1/users/"+analyst, "dave", `{"role":"analyst","department":"market"}`)
+	var tok struct {
+		Secret string `json:"token"`
+	}
+	decodeJSON(t, mustAPI(t, 201, "POST", "/v1/users/"+analyst+"/tokens", "dave", `{"ttl":"2h","label":"dp approval test"}`), &tok)
+	issuedTokens.Store(analyst, tok.Secret)
+	from := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	until := time.Now().AddDate(0, 3, 0).UTC().Format(time.RFC3339)
+	apply := func(body string) string {
+		var a struct {
+			ID string `json:"id"`
+		}
+		decodeJSON(t, mustAPI(t, 201, "POST", "/v1/applications", analyst, body), &a)
+		mustAPI(t, 200, "POST", "/v1/applications/"+a.ID+"/forward", "dave", `{"note":"ok"}`)
+		return a.ID
+	}
+	health := apply(fmt.Sprintf(`{"items":[{"dataset":"health.insured","columns":["insurance_type","annual_claims"],"clamp":{"annual_claims":[0,5000]}}],
+		"purpose":"public-health-planning","justification":"claims per insurance type, with noise","valid_from":%q,"valid_until":%q,
+		"mode":"aggregate","k":10,"epsilon":2,"epsilon_per_query":0.25}`, from, until))
+	civil := apply(fmt.Sprintf(`{"items":[{"dataset":"civil.residents","columns":["district"]}],
+		"purpose":"public-health-planning","justification":"residents per district","valid_from":%q,"valid_until":%q,"mode":"aggregate","k":10}`, from, until))
+
+	for _, c := range []struct{ name, id, admin, body, want string }{
+		{"raise the budget", health, "hana", `{"epsilon":3}`, "can lower the budget, not raise it above 2"},
+		{"raise the per-query spend", health, "hana", `{"epsilon_per_query":0.5}`, "not raise it above 0.25"},
+		{"widen the bounds", health, "hana", `{"clamp":{"health.insured":{"annual_claims":[0,6000]}}}`, "within the bounds applied for, [0, 5000]"},
+		{"invert the bounds", health, "hana", `{"clamp":{"health.insured":{"annual_claims":[3000,1000]}}}`, "within the bounds applied for"},
+		{"bound a column applied for without bounds", health, "hana", `{"clamp":{"health.insured":{"insurance_type":[0,1]}}}`, "approval can narrow bounds, not add them"},
+		{"bound another dataset", health, "hana", `{"clamp":{"civil.residents":{"district":[0,1]}}}`, "the application has no such dataset"},
+		{"add a budget", civil, "cheng", `{"epsilon":1}`, "approval cannot add one"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if raw := mustAPI(t, 400, "POST", "/v1/applications/"+c.id+"/approve", c.admin, c.body); !strings.Contains(string(raw), c.want) {
+				t.Fatalf("want %q, got %s", c.want, raw)
+			}
+		})
+	}
+
+	var a struct {
+		Status   string   `json:"status"`
+		GrantIDs []string `json:"grant_ids"`
+	}
+	decodeJSON(t, mustAPI(t, 200, "POST", "/v1/applications/"+health+"/approve", "hana",
+		`{"note":"narrower","epsilon":1,"epsilon_per_query":0.1,"clamp":{"health.insured":{"annual_claims":[0,3000]}}}`), &a)
+	if a.Status != "approved" || len(a.GrantIDs) != 1 {
+		t.Fatalf("approval: %+v", a)
+	}
+	raw := string(mustAPI(t, 200, "GET", "/v1/grants", analyst, ""))
+	if !strings.Contains(raw, `"epsilon":1,"epsilon_per_query":0.1`) || !strings.Contains(raw, `"clamp":{"annual_claims":[0,3000]}`) {
+		t.Fatalf("the grant does not carry the tightened budget and bounds: %s", raw)
+	}
+	// The narrower bound is the one the agent clamps to.
+	if _, _, err := query(t, analyst, "public-health-planning", "SELECT insurance_type, SUM(annual_claims) AS c FROM health.insured GROUP BY insurance_type"); err != nil {
+		t.Fatal(err)
+	}
+	es, err := openAudit(t).Search(context.Background(), audit.Filter{Principal: analyst, Kind: audit.KindQuery, Decision: audit.DecisionAllow})
+	if err != nil || len(es) == 0 {
+		t.Fatalf("no allowed entry: %v", err)
+	}
+	if p := es[len(es)-1].Plan; !strings.Contains(p, "WHEN (annual_claims > 3000) THEN 3000") {
+		t.Fatalf("the fragment does not clamp to the approved bound:\n%s", p)
+	}
+}

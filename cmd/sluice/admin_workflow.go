@@ -22,7 +22,7 @@ var applicationSubs = []adminSub{
 	{name: "list", synopsis: "applications list [--status S1,S2] [--provider D]", about: "applications you may see", run: applicationsList},
 	{name: "show", synopsis: "applications show ID", about: "one application with its history (a refusal with its basis)", run: applicationsShow},
 	{name: "forward", synopsis: "applications forward ID [--note TEXT]", about: "platform first review: pass it to the provider (platform admin)", run: reviewStep("forward")},
-	{name: "approve", synopsis: "applications approve ID [--note TEXT] [--k N] [--mode aggregate] [--until DATE] [--row-filter COL=V1,V2] [--row-cap N]",
+	{name: "approve", synopsis: "applications approve ID [--note TEXT] [--k N] [--mode aggregate] [--until DATE] [--row-filter COL=V1,V2] [--row-cap N] [--epsilon E] [--epsilon-per-query Q] [--clamp DEPT.DS.COL=LO:HI]",
 		about: "approve, possibly tightening the release (the provider's dept admin)", run: reviewStep("approve")},
 	{name: "refuse", synopsis: "applications refuse ID --basis TEXT [--reason TEXT]", about: "refuse, citing the legal or policy basis", run: reviewStep("refuse")},
 	{name: "withdraw", synopsis: "applications withdraw ID [--note TEXT]", about: "withdraw your open application", run: reviewStep("withdraw")},
@@ -77,21 +77,31 @@ func (f clampFlag) Set(v string) error {
 	if it.Clamp != nil {
 		return fmt.Errorf("--dataset %s already has --clamp; give all its bounds in one: --clamp a=0:5000,b=0:30", it.Dataset)
 	}
-	it.Clamp = map[string]sluice.Bounds{}
+	c, err := parseBounds(v, "COLUMN", "annual_claims")
+	if err != nil {
+		return err
+	}
+	it.Clamp = c
+	return nil
+}
+
+// parseBounds reads NAME=LO:HI[,NAME=LO:HI].
+func parseBounds(v, what, example string) (map[string]sluice.Bounds, error) {
+	out := map[string]sluice.Bounds{}
 	for _, part := range splitList(v) {
-		col, rng, ok := strings.Cut(part, "=")
+		name, rng, ok := strings.Cut(part, "=")
 		lo, hi, ok2 := strings.Cut(rng, ":")
 		l, err1 := strconv.ParseFloat(strings.TrimSpace(lo), 64)
 		h, err2 := strconv.ParseFloat(strings.TrimSpace(hi), 64)
-		if !ok || !ok2 || err1 != nil || err2 != nil || strings.TrimSpace(col) == "" {
-			return fmt.Errorf("write COLUMN=LO:HI, e.g. annual_claims=0:5000; got %q", part)
+		if !ok || !ok2 || err1 != nil || err2 != nil || strings.TrimSpace(name) == "" {
+			return nil, fmt.Errorf("write %s=LO:HI, e.g. %s=0:5000; got %q", what, example, part)
 		}
-		it.Clamp[strings.TrimSpace(col)] = sluice.Bounds{l, h}
+		out[strings.TrimSpace(name)] = sluice.Bounds{l, h}
 	}
-	if len(it.Clamp) == 0 {
-		return errors.New("give at least one COLUMN=LO:HI")
+	if len(out) == 0 {
+		return nil, fmt.Errorf("give at least one %s=LO:HI", what)
 	}
-	return nil
+	return out, nil
 }
 
 // clampText renders bounds as col [lo, hi], sorted by column.
@@ -352,6 +362,10 @@ type reviewDecision struct {
 	ValidUntil *time.Time        `json:"valid_until,omitempty"`
 	RowFilter  *sluice.RowFilter `json:"row_filter,omitempty"`
 	RowCap     int64             `json:"row_cap,omitempty"`
+	// Privacy tightening on approval.
+	Epsilon         float64                             `json:"epsilon,omitempty"`
+	EpsilonPerQuery float64                             `json:"epsilon_per_query,omitempty"`
+	Clamp           map[string]map[string]sluice.Bounds `json:"clamp,omitempty"`
 }
 
 // reviewStep is a move of an application: forward, approve, refuse or
@@ -362,6 +376,8 @@ func reviewStep(step string) func(ctx context.Context, c *adminCmd, args []strin
 		var note, basis, reason, mode, until, rowFilter *string
 		var k *int
 		var rowCap *int64
+		var eps, epsQ *float64
+		var clamp *string
 		switch step {
 		case "refuse":
 			basis = c.fs.String("basis", "", "the legal or policy basis of the refusal (required)")
@@ -375,6 +391,9 @@ func reviewStep(step string) func(ctx context.Context, c *adminCmd, args []strin
 			until = c.fs.String("until", "", "end access earlier: last day, YYYY-MM-DD, included")
 			rowFilter = c.fs.String("row-filter", "", "only rows whose column holds one of the values: COLUMN=V1,V2")
 			rowCap = c.fs.Int64("row-cap", 0, "at most this many rows per result")
+			eps = c.fs.Float64("epsilon", 0, "lower the differential-privacy budget")
+			epsQ = c.fs.Float64("epsilon-per-query", 0, "lower what each query spends of the budget")
+			clamp = c.fs.String("clamp", "", "narrow the clamp bounds applied for: DEPT.DATASET.COLUMN=LO:HI[,…]")
 		}
 		pos, err := c.parse(args, "ID")
 		if err != nil {
@@ -415,6 +434,28 @@ func reviewStep(step string) func(ctx context.Context, c *adminCmd, args []strin
 					return err
 				}
 			}
+			if *eps < 0 || *epsQ < 0 {
+				return usageErr("--epsilon and --epsilon-per-query must not be negative")
+			}
+			d.Epsilon, d.EpsilonPerQuery = *eps, *epsQ
+			if *clamp != "" {
+				bounds, err := parseBounds(*clamp, "DEPT.DATASET.COLUMN", "health.insured.annual_claims")
+				if err != nil {
+					return usageErr("--clamp: %v", err)
+				}
+				d.Clamp = map[string]map[string]sluice.Bounds{}
+				for name, b := range bounds {
+					i := strings.LastIndex(name, ".")
+					if i < 0 || checkDataset("clamp", name[:i]) != nil || name[i+1:] == "" {
+						return usageErr("--clamp: name a column as DEPT.DATASET.COLUMN, e.g. health.insured.annual_claims=0:3000; got %q", name)
+					}
+					ds, col := name[:i], name[i+1:]
+					if d.Clamp[ds] == nil {
+						d.Clamp[ds] = map[string]sluice.Bounds{}
+					}
+					d.Clamp[ds][col] = b
+				}
+			}
 		}
 		var a sluice.Application
 		if done, err := c.call(ctx, "POST", pathOf("applications", pos[0], step), nil, d, &a); done || err != nil {
@@ -433,8 +474,17 @@ func reviewStep(step string) func(ctx context.Context, c *adminCmd, args []strin
 				rf = fmtRowFilter(a.RowFilter)
 			}
 			fmt.Fprintf(c.stdout, "approved application %s: %s\n", a.ID, plural(len(a.GrantIDs), "grant", "grants"))
-			fields(c.stdout, [][2]string{{"grants", strings.Join(a.GrantIDs, ", ")}, {"release", releaseText(a.Mode, a.K, a.RowCap)},
-				{"row filter", rf}, {"valid until", fmtTime(a.ValidUntil)}})
+			kv := [][2]string{{"grants", strings.Join(a.GrantIDs, ", ")}, {"release", releaseText(a.Mode, a.K, a.RowCap)},
+				{"row filter", rf}, {"valid until", fmtTime(a.ValidUntil)}}
+			if a.Epsilon > 0 {
+				kv = append(kv, [2]string{"privacy budget", fmt.Sprintf("ε %g, %g per query", a.Epsilon, a.EpsilonPerQuery)})
+				for _, it := range a.Items {
+					if len(it.Clamp) > 0 {
+						kv = append(kv, [2]string{"SUM clamped", it.Dataset + ": " + clampText(it.Clamp)})
+					}
+				}
+			}
+			fields(c.stdout, kv)
 			fmt.Fprintln(c.stdout, "the grants take effect on the next query")
 		case sluice.AppRefused:
 			fmt.Fprintf(c.stdout, "refused application %s; basis: %s\n", a.ID, a.RefusalBasis)
@@ -509,6 +559,12 @@ func grantsList(ctx context.Context, c *adminCmd, args []string) error {
 		rel := releaseText(g.Mode, g.K, g.RowCap)
 		if g.RowFilter != nil {
 			rel += "; " + fmtRowFilter(g.RowFilter)
+		}
+		if g.Epsilon > 0 {
+			rel += fmt.Sprintf("; ε %g, %g per query", g.Epsilon, g.EpsilonPerQuery)
+			if len(g.Clamp) > 0 {
+				rel += "; SUM clamped: " + clampText(g.Clamp)
+			}
 		}
 		rows = append(rows, []string{g.ID, g.Grantee, g.Dataset, strings.Join(g.Columns, ","), g.Purpose, rel, fmtDate(g.ValidUntil), grantState(g, now)})
 	}
