@@ -343,6 +343,9 @@ func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func
 	scanTo := send
 	if gf != nil {
 		gf.emit, scanTo = send, gf.push
+		if run != nil {
+			run.suppressed = gf.suppressed
+		}
 	}
 	n, err := p.db.Scan(ctx, sqlText, args, fields, s.opts.batchRows, scanTo)
 	if gf != nil {

@@ -133,6 +133,9 @@ type fragmentRun struct {
 	tally   *digest.Stream // over the records sent; nil until the scan starts
 	held    arrow.Record   // produced but not yet sent
 	sent    int64          // rows sent
+	// suppressed counts the groups the agent dropped for being under the
+	// fragment's k, when it gated them itself (nil otherwise).
+	suppressed func() int64
 	// recorded is set once an entry was appended, or the final append was
 	// attempted: a run leaves at most one entry.
 	recorded bool
@@ -244,6 +247,10 @@ func (r *fragmentRun) append(ctx context.Context, decision string, cause error) 
 		PlanHash:   planHash(r.sqlText),
 		Decision:   decision,
 		DurationMS: float64(time.Since(r.start).Microseconds()) / 1000,
+	}
+	if r.suppressed != nil && cause == nil {
+		// The same count the broker records and the client is told.
+		e.Obligations = map[string]any{"suppressed_groups": r.suppressed()}
 	}
 	if cause != nil {
 		e.Error = safeMessage(cause)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -16,7 +17,8 @@ import (
 // groups kept, as HAVING COUNT(*) >= k in the database would have.
 // Districts: A has 12 rows, B 5, C 13.
 func TestSuppressedGroupsReported(t *testing.T) {
-	fx := newFixture(t, []Option{WithBatchRows(1)}, nil) // one group per batch: the filter works across batches
+	l := openLog(t)
+	fx := newFixture(t, []Option{WithBatchRows(1), WithAuditLog(l)}, nil) // one group per batch: the filter works across batches
 	c := fx.broker(t)
 	grouped := func(mod func(f *planner.Fragment)) *planner.Fragment {
 		f := frag("residents", outsider, sel("district", col("district"), "n", agg("count", nil), "total", agg("sum", col("allowance"))))
@@ -85,6 +87,18 @@ func TestSuppressedGroupsReported(t *testing.T) {
 				t.Errorf("a count %d was reported for a fragment without one", n)
 			case tt.wantSuppressed >= 0 && (!ok || n != tt.wantSuppressed):
 				t.Errorf("suppressed groups %d (reported %v), want %d", n, ok, tt.wantSuppressed)
+			}
+			// The agent's own log records the count it reported.
+			es, err := l.Tail(context.Background(), 1)
+			if err != nil || len(es) != 1 {
+				t.Fatalf("agent log: %v %v", es, err)
+			}
+			logged, inLog := es[0].Obligations["suppressed_groups"]
+			switch {
+			case tt.wantSuppressed < 0 && inLog:
+				t.Errorf("the agent logged a count %v for a fragment without one", logged)
+			case tt.wantSuppressed >= 0 && fmt.Sprint(logged) != fmt.Sprint(tt.wantSuppressed):
+				t.Errorf("the agent logged suppressed_groups %v, want %d", logged, tt.wantSuppressed)
 			}
 			// The trailer says nothing else about the suppressed groups.
 			for k := range s.gs.Trailer() {
