@@ -150,6 +150,18 @@ func (d *Dataset) Column(name string) *Column {
 	return nil
 }
 
+// PrivacyUnit is the column that identifies the individual each row is
+// about: a join_key declared unique. Differential privacy counts one row
+// as one person only when there is one; nil otherwise.
+func (d *Dataset) PrivacyUnit() *Column {
+	for _, c := range d.Columns {
+		if c.Release == ReleaseJoinKey && c.Unique {
+			return c
+		}
+	}
+	return nil
+}
+
 // Column is one classified column of a dataset.
 type Column struct {
 	Name      string     `yaml:"name" json:"name"`

@@ -15,13 +15,16 @@ import (
 
 // dpParts loads the demo world's configuration with one more grant: bob's
 // budget on health.insured, with the given clamp bounds.
-func dpParts(t *testing.T, clamp map[string]sluice.Bounds) (*broker.Parts, error) {
+func dpParts(t *testing.T, clamp map[string]sluice.Bounds, edits ...func(*demo.World)) (*broker.Parts, error) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	w, err := demo.Generate(ctx, demo.Options{Dir: dir, Scale: 1})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, edit := range edits {
+		edit(w)
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	g := sluice.Grant{ID: "bob-health-dp", Grantee: "bob", Dataset: "health.insured",
@@ -96,5 +99,33 @@ func TestDPSumDecision(t *testing.T) {
 	_, err = dpParts(t, map[string]sluice.Bounds{"insurance_type": {0, 1}})
 	if sluice.ErrorCode(err) != sluice.EInvalid || !strings.Contains(err.Error(), "grants[5] (bob-health-dp).clamp.insurance_type: health.insured.insurance_type is a text column") {
 		t.Fatalf("a clamp on a text column must stop the broker, got %v", err)
+	}
+}
+
+// TestDPNeedsAPrivacyUnit: a budget on a dataset that does not declare one
+// row per person (no unique join_key) releases nothing, COUNT included,
+// and the refusal says why.
+func TestDPNeedsAPrivacyUnit(t *testing.T) {
+	parts, err := dpParts(t, nil, func(w *demo.World) {
+		f := w.DepartmentFiles["health"]
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edited := strings.ReplaceAll(string(raw), "unique: true", "unique: false")
+		if edited == string(raw) {
+			t.Fatalf("%s declares nothing unique; the test would show nothing", f)
+		}
+		if err := os.WriteFile(f, []byte(edited), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := sluice.Principal{Name: "bob", Role: sluice.RoleAnalyst, Department: "market"}
+	_, _, err = parts.Explain(context.Background(), bob, "public-health-planning", "SELECT insurance_type, COUNT(*) AS n FROM health.insured GROUP BY insurance_type")
+	if sluice.ErrorCode(err) != sluice.ENotSupported || !strings.Contains(err.Error(), "health.insured declares no unique person identifier") {
+		t.Fatalf("want ENotSupported about the person identifier, got %v", err)
 	}
 }

@@ -90,6 +90,9 @@ func decide(ctx context.Context, st *state, eng *policy.Engine, now time.Time, p
 		if len(dec.DP) > 0 {
 			// Before any budget is reserved: a query that cannot be
 			// released under the noise is refused for free.
+			if err := checkPrivacyUnits(st.catalog, dec); err != nil {
+				return plan, dec, err
+			}
 			if err := plan.ClampSums(st.catalog, dpBounds(dec)); err != nil {
 				return plan, dec, err
 			}
