@@ -421,45 +421,17 @@ func collectNames(n *Node, into map[string]bool, depth int) {
 }
 
 // outputsOf lists the columns a finished sandbox node produces.
-func (p *Plan) outputsOf(n *Node, depth int) []string {
-	if n == nil || depth > 4*maxExprDepth {
-		return nil
-	}
-	switch n.Op {
-	case OpFragment:
-		if n.Fragment < 0 || n.Fragment >= len(p.Fragments) {
+func (p *Plan) outputsOf(n *Node) []string {
+	return nodeOutputs(n, func(f int) []string {
+		if f < 0 || f >= len(p.Fragments) {
 			return nil
 		}
 		var out []string
-		for _, it := range p.Fragments[n.Fragment].Select {
+		for _, it := range p.Fragments[f].Select {
 			out = append(out, it.Alias)
 		}
 		return out
-	case OpJoin:
-		if len(n.Inputs) != 2 {
-			return nil
-		}
-		if n.JoinKind == JoinSemi {
-			return p.outputsOf(n.Inputs[0], depth+1)
-		}
-		return append(p.outputsOf(n.Inputs[0], depth+1), p.outputsOf(n.Inputs[1], depth+1)...)
-	case OpAggregate:
-		out := append([]string(nil), n.GroupBy...)
-		for _, a := range n.Aggs {
-			out = append(out, a.Alias)
-		}
-		return out
-	case OpProject:
-		var out []string
-		for _, it := range n.Items {
-			out = append(out, it.Alias)
-		}
-		return out
-	}
-	if len(n.Inputs) != 1 {
-		return nil
-	}
-	return p.outputsOf(n.Inputs[0], depth+1)
+	}, 0)
 }
 
 // sourceOf traces column c of node n down to the source column it carries
@@ -503,7 +475,7 @@ func (p *Plan) sourceOf(n *Node, c string, depth int) (dataset, column string, e
 			if i == 1 && n.JoinKind == JoinSemi {
 				break
 			}
-			for _, o := range p.outputsOf(in, 0) {
+			for _, o := range p.outputsOf(in) {
 				if o == c {
 					return p.sourceOf(in, c, depth+1)
 				}

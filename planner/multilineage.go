@@ -111,18 +111,34 @@ func predicateDemand(in map[string]*demand, e *Expr) {
 
 // outputs lists the columns a node can produce before pruning.
 func (m *mplan) outputs(n *Node) []string {
-	switch n.Op {
-	case OpFragment:
+	return nodeOutputs(n, func(f int) []string {
 		var out []string
-		for _, c := range m.frags[n.Fragment].cols {
+		for _, c := range m.frags[f].cols {
 			out = append(out, c.internal)
 		}
 		return out
+	}, 0)
+}
+
+// nodeOutputs lists the columns sandbox node n produces, given those of
+// each fragment leaf: a join's two sides (a semi join's left only), an
+// aggregate's groups and aggregates, a project's items, and otherwise its
+// input's columns.
+func nodeOutputs(n *Node, leaf func(fragment int) []string, depth int) []string {
+	if n == nil || depth > 4*maxExprDepth {
+		return nil
+	}
+	switch n.Op {
+	case OpFragment:
+		return leaf(n.Fragment)
 	case OpJoin:
-		if n.JoinKind == JoinSemi {
-			return m.outputs(n.Inputs[0])
+		if len(n.Inputs) != 2 {
+			return nil
 		}
-		return append(m.outputs(n.Inputs[0]), m.outputs(n.Inputs[1])...)
+		if n.JoinKind == JoinSemi {
+			return nodeOutputs(n.Inputs[0], leaf, depth+1)
+		}
+		return append(nodeOutputs(n.Inputs[0], leaf, depth+1), nodeOutputs(n.Inputs[1], leaf, depth+1)...)
 	case OpAggregate:
 		out := append([]string(nil), n.GroupBy...)
 		for _, a := range n.Aggs {
@@ -136,7 +152,10 @@ func (m *mplan) outputs(n *Node) []string {
 		}
 		return out
 	}
-	return m.outputs(n.Inputs[0])
+	if len(n.Inputs) != 1 {
+		return nil
+	}
+	return nodeOutputs(n.Inputs[0], leaf, depth+1)
 }
 
 func copyDemand(d map[string]*demand) map[string]*demand {

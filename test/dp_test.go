@@ -68,19 +68,26 @@ func TestDifferentialPrivacyBudget(t *testing.T) {
 // they are given changes nothing for the demo users other tests query as.
 const dpAnalyst = "frank"
 
+// newMarketAnalyst creates a market analyst through the admin API with a
+// token the tests query with, and returns a validity period for the
+// applications it makes (from an hour ago, for three months).
+func newMarketAnalyst(t *testing.T, name string) (from, until string) {
+	t.Helper()
+	mustAPI(t, 200, "PUT", "/v1/users/"+name, "dave", `{"role":"analyst","department":"market"}`)
+	var tok struct {
+		Secret string `json:"token"`
+	}
+	decodeJSON(t, mustAPI(t, 201, "POST", "/v1/users/"+name+"/tokens", "dave", `{"ttl":"2h","label":"dp test"}`), &tok)
+	issuedTokens.Store(name, tok.Secret)
+	return time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().AddDate(0, 3, 0).UTC().Format(time.RFC3339)
+}
+
 // dpSumGrant creates frank, has him apply for health.insured under
 // public-health-planning with a budget of ε = 2 (0.25 per query) and clamp
 // bounds, and health's admin approve it: the budget is his alone.
 func dpSumGrant(t *testing.T) {
 	t.Helper()
-	mustAPI(t, 200, "PUT", "/v1/users/"+dpAnalyst, "dave", `{"role":"analyst","department":"market"}`)
-	var tok struct {
-		Secret string `json:"token"`
-	}
-	decodeJSON(t, mustAPI(t, 201, "POST", "/v1/users/"+dpAnalyst+"/tokens", "dave", `{"ttl":"2h","label":"dp test"}`), &tok)
-	issuedTokens.Store(dpAnalyst, tok.Secret)
-	from := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
-	until := time.Now().AddDate(0, 3, 0).UTC().Format(time.RFC3339)
+	from, until := newMarketAnalyst(t, dpAnalyst)
 	app := func(clamp string) string {
 		return fmt.Sprintf(`{"items":[{"dataset":"health.insured","columns":["id_card","insurance_type","chronic_disease","annual_claims","hospital_visits"],"clamp":%s}],
 		"purpose":"public-health-planning","justification":"claims per insurance type, with noise, for planning","valid_from":%q,"valid_until":%q,
@@ -307,14 +314,7 @@ func TestDifferentialPrivacySum(t *testing.T) {
 // nothing and the application stays forwarded.
 func TestApprovalTightensPrivacy(t *testing.T) {
 	const analyst = "gina" // her own budget: nothing here touches frank's
-	mustAPI(t, 200, "PUT", "/v1/users/"+analyst, "dave", `{"role":"analyst","department":"market"}`)
-	var tok struct {
-		Secret string `json:"token"`
-	}
-	decodeJSON(t, mustAPI(t, 201, "POST", "/v1/users/"+analyst+"/tokens", "dave", `{"ttl":"2h","label":"dp approval test"}`), &tok)
-	issuedTokens.Store(analyst, tok.Secret)
-	from := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
-	until := time.Now().AddDate(0, 3, 0).UTC().Format(time.RFC3339)
+	from, until := newMarketAnalyst(t, analyst)
 	apply := func(body string) string {
 		var a struct {
 			ID string `json:"id"`

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker"
 )
 
 // --- applications ---
@@ -352,27 +353,11 @@ func printApplication(w io.Writer, a *sluice.Application) {
 	}
 }
 
-// reviewDecision is the body of forward, approve, refuse and withdraw.
-type reviewDecision struct {
-	Note       string            `json:"note,omitempty"`
-	Basis      string            `json:"basis,omitempty"`
-	Reason     string            `json:"reason,omitempty"`
-	Mode       string            `json:"mode,omitempty"`
-	K          int               `json:"k,omitempty"`
-	ValidUntil *time.Time        `json:"valid_until,omitempty"`
-	RowFilter  *sluice.RowFilter `json:"row_filter,omitempty"`
-	RowCap     int64             `json:"row_cap,omitempty"`
-	// Privacy tightening on approval.
-	Epsilon         float64                             `json:"epsilon,omitempty"`
-	EpsilonPerQuery float64                             `json:"epsilon_per_query,omitempty"`
-	Clamp           map[string]map[string]sluice.Bounds `json:"clamp,omitempty"`
-}
-
 // reviewStep is a move of an application: forward, approve, refuse or
 // withdraw.
 func reviewStep(step string) func(ctx context.Context, c *adminCmd, args []string) error {
 	return func(ctx context.Context, c *adminCmd, args []string) error {
-		var d reviewDecision
+		var d broker.ReviewDecision // the body of forward, approve, refuse and withdraw
 		var note, basis, reason, mode, until, rowFilter *string
 		var k *int
 		var rowCap *int64
@@ -413,7 +398,7 @@ func reviewStep(step string) func(ctx context.Context, c *adminCmd, args []strin
 				if err := oneOf("mode", *mode, "rows", "aggregate"); err != nil {
 					return err
 				}
-				d.Mode = *mode
+				d.Mode = sluice.ReleaseMode(*mode)
 			}
 			if c.set("k") && *k < 1 {
 				return usageErr("--k must be at least 1, got %d", *k)
