@@ -198,28 +198,25 @@ func tightenPrivacy(a *sluice.Application, d ReviewDecision) error {
 		}
 		a.EpsilonPerQuery = d.EpsilonPerQuery
 	}
+	// a is the caller's copy: a refusal below leaves the stored application
+	// as it was.
 	for ds, cols := range d.Clamp {
 		i := slices.IndexFunc(a.Items, func(it sluice.ApplicationItem) bool { return strings.EqualFold(it.Dataset, ds) })
 		if i < 0 {
 			return sluice.Errorf(sluice.EInvalid, "clamp.%s: the application has no such dataset", ds)
 		}
-		it := &a.Items[i]
+		narrowed := maps.Clone(a.Items[i].Clamp)
 		for col, b := range cols {
-			old, ok := it.Clamp[col]
+			old, ok := narrowed[col]
 			if !ok {
 				return sluice.Errorf(sluice.EInvalid, "clamp.%s.%s: the application states no bounds for it; approval can narrow bounds, not add them (without bounds no SUM of it is released)", ds, col)
 			}
 			if !(b.Lo() < b.Hi()) || b.Lo() < old.Lo() || b.Hi() > old.Hi() {
 				return sluice.Errorf(sluice.EInvalid, "clamp.%s.%s: %s must be a range within the bounds applied for, %s", ds, col, b, old)
 			}
+			narrowed[col] = b
 		}
-	}
-	for ds, cols := range d.Clamp {
-		i := slices.IndexFunc(a.Items, func(it sluice.ApplicationItem) bool { return strings.EqualFold(it.Dataset, ds) })
-		it := &a.Items[i]
-		narrowed := maps.Clone(it.Clamp)
-		maps.Copy(narrowed, cols)
-		it.Clamp = narrowed
+		a.Items[i].Clamp = narrowed
 	}
 	return nil
 }
