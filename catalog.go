@@ -68,6 +68,10 @@ const (
 	TypeBoolean   ColumnType = "boolean"
 	TypeDate      ColumnType = "date"
 	TypeTimestamp ColumnType = "timestamp"
+	// TypeBinary is not a catalog type: it types the columns Sluice adds
+	// to results for its own use (pseudonyms, sketches), which never
+	// reach an analyst.
+	TypeBinary ColumnType = "binary"
 )
 
 // Driver names a database driver an adapter can open.
@@ -112,6 +116,12 @@ type AgentInfo struct {
 	// admin API); without it the agent serves only the datasets of this
 	// file and refuses registrations.
 	Registry string `yaml:"registry,omitempty" json:"-"`
+	// UnitKey is the agent's secret for the pseudonyms of persons it sends
+	// for counting (never the person keys themselves); empty means
+	// <department>-agent-unit.key beside the configuration file, created
+	// on first start. Keep it: a new key makes earlier releases
+	// incomparable for the broker's differencing guard.
+	UnitKey string `yaml:"unit_key,omitempty" json:"-"`
 }
 
 // Source is one database of a department.
@@ -175,7 +185,12 @@ type Column struct {
 	// the source). Differential privacy needs it to join: a row that met
 	// several rows would count several times. The sandbox checks it on
 	// every join it relies on and fails the query if the data disagrees.
-	Unique      bool   `yaml:"unique,omitempty" json:"unique,omitempty"`
+	Unique bool `yaml:"unique,omitempty" json:"unique,omitempty"`
+	// DPRequired makes the column releasable to other departments only
+	// under a differential-privacy budget (the policy can also require it
+	// for whole grades); aggregates under a minimum group size alone do
+	// not protect it against several queries combined.
+	DPRequired  bool   `yaml:"dp_required,omitempty" json:"dp_required,omitempty"`
 	Description string `yaml:"description" json:"description,omitempty"`
 }
 

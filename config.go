@@ -67,6 +67,10 @@ func LoadDepartment(path string) (*Department, error) {
 	if d.Agent.SigningKey == "" {
 		d.Agent.SigningKey = d.ID + "-agent.key"
 	}
+	if d.Agent.UnitKey == "" {
+		d.Agent.UnitKey = d.ID + "-agent-unit.key"
+	}
+	d.Agent.UnitKey = resolvePath(dir, d.Agent.UnitKey)
 	d.Agent.AuditLog = resolvePath(dir, d.Agent.AuditLog)
 	d.Agent.SigningKey = resolvePath(dir, d.Agent.SigningKey)
 	d.Agent.Registry = resolvePath(dir, d.Agent.Registry)
@@ -180,6 +184,9 @@ func (d *Department) Validate() error {
 			}
 			if !ValidIdentifier(c.Name) {
 				return bad(cf+".name", "must be an identifier, got %q", c.Name)
+			}
+			if strings.HasPrefix(strings.ToLower(c.Name), "__sluice_") {
+				return bad(cf+".name", "names starting with __sluice_ are reserved for the columns Sluice adds to results; rename %q", c.Name)
 			}
 			cf = fmt.Sprintf("%s.columns[%s]", f, c.Name)
 			if cols[strings.ToLower(c.Name)] {

@@ -8,9 +8,29 @@ const (
 	UsePredicate Usage = "predicate" // in WHERE, HAVING (outside aggregates), ON residuals, CASE conditions
 	UseGroup     Usage = "group"     // a GROUP BY key
 	UseOrder     Usage = "order"     // an ORDER BY key
-	UseAggregate Usage = "aggregate" // the argument of COUNT/SUM/AVG/MIN/MAX
 	UseJoinKey   Usage = "join_key"  // an equality join key
+
+	// Inside aggregates. Only a bare column is a sound aggregate argument:
+	// a condition or arithmetic inside an aggregate selects, or weighs, a
+	// sub-population that the minimum group size does not see.
+
+	UseAggregate           Usage = "aggregate"            // the bare argument of COUNT/SUM/AVG
+	UseDistinctAggregate   Usage = "distinct_aggregate"   // the bare argument of COUNT/SUM/AVG(DISTINCT ...)
+	UseOrderStatistic      Usage = "order_statistic"      // the bare argument of MIN/MAX: one row's exact value
+	UseAggregateExpression Usage = "aggregate_expression" // anywhere inside an aggregate argument that is an expression (CASE, arithmetic, functions)
 )
+
+// AggregateUsages are the usages of a column inside an aggregate.
+var AggregateUsages = []Usage{UseAggregate, UseDistinctAggregate, UseOrderStatistic, UseAggregateExpression}
+
+// InAggregate reports whether u is a use inside an aggregate.
+func (u Usage) InAggregate() bool {
+	switch u {
+	case UseAggregate, UseDistinctAggregate, UseOrderStatistic, UseAggregateExpression:
+		return true
+	}
+	return false
+}
 
 // ColumnUsage is one source column and every way the query uses it.
 type ColumnUsage struct {

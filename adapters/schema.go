@@ -46,6 +46,8 @@ func ArrowType(t sluice.ColumnType) arrow.DataType {
 		return arrow.FixedWidthTypes.Date64
 	case sluice.TypeTimestamp:
 		return timestampType
+	case sluice.TypeBinary:
+		return arrow.BinaryTypes.Binary
 	}
 	return arrow.BinaryTypes.String
 }

@@ -66,8 +66,18 @@ type Config struct {
 	SandboxTimeout   time.Duration `yaml:"sandbox_timeout"`
 	// Alerts is an optional alert rules file (defaults apply without it).
 	Alerts string `yaml:"alerts"`
-	// DefaultK is the minimum group size for aggregate-level columns.
+	// DefaultK is the minimum group size, in persons, for aggregate-level
+	// columns.
 	DefaultK int `yaml:"default_k"`
+	// DPGrades are the grades (L1..L4) whose columns other departments
+	// may use only under a differential-privacy budget, besides the
+	// columns the catalog marks dp_required.
+	DPGrades []string `yaml:"dp_grades"`
+	// GuardRetention is how long the differencing guard remembers each
+	// released group of an aggregate-only release (default 365 days): a
+	// later release that differs from it by fewer than k persons is
+	// refused within this period.
+	GuardRetention time.Duration `yaml:"guard_retention"`
 }
 
 // LoadConfig reads and checks a broker configuration file.
@@ -106,6 +116,16 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	if c.Retention > 0 && c.ArchiveDir == "" {
 		return nil, &sluice.ConfigError{File: path, Field: "archive_dir", Problem: "is required when retention is set: archives are written there"}
+	}
+	if c.GuardRetention < 0 {
+		return nil, &sluice.ConfigError{File: path, Field: "guard_retention", Problem: "must not be negative (0 means the default of 365 days)"}
+	}
+	for i, g := range c.DPGrades {
+		switch strings.ToUpper(strings.TrimSpace(g)) {
+		case "L1", "L2", "L3", "L4":
+		default:
+			return nil, &sluice.ConfigError{File: path, Field: fmt.Sprintf("dp_grades[%d]", i), Problem: fmt.Sprintf("%q is not a grade; use L1, L2, L3 or L4", g)}
+		}
 	}
 	if c.DefaultK < 0 {
 		return nil, &sluice.ConfigError{File: path, Field: "default_k", Problem: "must be >= 0 (0 means the built-in default of 10)"}

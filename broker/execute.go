@@ -32,9 +32,10 @@ type crossPlan struct {
 	plan     *planner.Plan
 	datasets []*sluice.Dataset
 	psi      map[int]psiSide // fragment index → its PSI role
-	// k > 0 suppresses groups under k source rows right after the outermost
-	// aggregate; noisy and epsilon add Laplace noise there.
-	k       int
+	// Right after the outermost aggregate the gate suppresses the groups
+	// of fewer than k persons in any contributor set (plan.UnitSets) and
+	// adds Laplace noise under a budget (epsilon); the last gate checks
+	// the row cap and strips the sets.
 	epsilon float64
 	rowCap  int64
 }
@@ -48,12 +49,15 @@ type psiSide struct {
 
 // admitCross admits an allowed cross-department plan: checks it, computes
 // its output schema, reserves any privacy budget, and issues the ticket.
-func (s *Server) admitCross(ctx context.Context, p sluice.Principal, purpose string, plan *planner.Plan, dec *policy.Decision, entry *audit.Entry, desc *flight.FlightDescriptor, start time.Time, fail func(string, error) (*flight.FlightInfo, error)) (*flight.FlightInfo, error) {
-	cp, schema, err := s.prepareCross(plan, dec)
+func (s *Server) admitCross(ctx context.Context, st *state, p sluice.Principal, plan *planner.Plan, dec *policy.Decision, entry *audit.Entry, desc *flight.FlightDescriptor, start time.Time, fail func(string, error) (*flight.FlightInfo, error)) (*flight.FlightInfo, error) {
+	cp, schema, err := prepareCross(st, plan, dec)
 	if err != nil {
 		return fail("error", err)
 	}
-	rel, err := s.reserve(ctx, entry.QueryID, dec)
+	if err := s.checkGuard(plan.UnitSets, dec); err != nil {
+		return fail("error", err)
+	}
+	rel, err := s.reserve(ctx, st, entry.QueryID, dec)
 	if err != nil {
 		if sluice.ErrorCode(err) == sluice.EDenied {
 			return fail("deny", err)
@@ -61,13 +65,17 @@ func (s *Server) admitCross(ctx context.Context, p sluice.Principal, purpose str
 		return fail("error", err)
 	}
 	rel.obligations.Epsilon = cp.epsilon
-	return s.admit(ctx, &pendingQuery{principal: p, queryID: entry.QueryID, cross: cp, schema: schema, entry: *entry, release: rel}, dec, desc, start)
+	return s.admit(ctx, &pendingQuery{principal: p, queryID: entry.QueryID, cross: cp, schema: schema, entry: *entry, release: rel,
+		units: plan.UnitSets, guarded: len(plan.UnitSets) > 0 && len(dec.DP) == 0, st: st}, dec, desc, start)
 }
 
 // prepareCross checks an allowed cross-department plan and computes its
 // output schema by building the sandbox tree over empty inputs.
-func (s *Server) prepareCross(plan *planner.Plan, dec *policy.Decision) (*crossPlan, *arrow.Schema, error) {
-	cp := &crossPlan{plan: plan, psi: map[int]psiSide{}, k: dec.MinGroupSize, rowCap: dec.RowCap}
+func prepareCross(st *state, plan *planner.Plan, dec *policy.Decision) (*crossPlan, *arrow.Schema, error) {
+	if dec.MinGroupSize > 0 && len(plan.UnitSets) == 0 {
+		return nil, nil, sluice.Errorf(sluice.EInternal, "the release is aggregate-only but the plan counts no persons; refusing")
+	}
+	cp := &crossPlan{plan: plan, psi: map[int]psiSide{}, rowCap: dec.RowCap}
 	if len(dec.DP) > 0 {
 		cp.epsilon = dec.DP[0].EpsilonPerQuery
 		for _, d := range dec.DP[1:] {
@@ -75,11 +83,11 @@ func (s *Server) prepareCross(plan *planner.Plan, dec *policy.Decision) (*crossP
 		}
 	}
 	for _, f := range plan.Fragments {
-		ds := s.snap().catalog.Dataset(splitDataset(f.Dataset))
+		ds := st.catalog.Dataset(splitDataset(f.Dataset))
 		if ds == nil {
 			return nil, nil, sluice.Errorf(sluice.EInternal, "the plan names dataset %s that the catalog does not hold", f.Dataset)
 		}
-		if _, ok := s.snap().agents[ds.Department]; !ok {
+		if _, ok := st.agents[ds.Department]; !ok {
 			return nil, nil, sluice.Errorf(sluice.EUnavailable, "no agent is configured for department %s; ask the platform admin to register it", ds.Department)
 		}
 		if err := f.Validate(ds); err != nil {
@@ -130,7 +138,7 @@ func (s *Server) prepareCross(plan *planner.Plan, dec *policy.Decision) (*crossP
 // fragmentSchema is what the sandbox receives from fragment i: the agent's
 // output, with a PSI side's key replaced by its doubly blinded value.
 func (cp *crossPlan) fragmentSchema(i int, f *planner.Fragment) (*arrow.Schema, error) {
-	fields, err := planner.OutputFields(f, cp.datasets[i])
+	fields, err := planner.StreamFields(f, cp.datasets[i])
 	if err != nil {
 		return nil, err
 	}
@@ -143,12 +151,19 @@ func (cp *crossPlan) fragmentSchema(i int, f *planner.Fragment) (*arrow.Schema, 
 	return arrow.NewSchema(fs, nil), nil
 }
 
-// gateHook receives the release gate placed after the outermost aggregate,
-// so its report (suppressed groups) can be read at the end.
-type gateHook func(*gate.Gate)
+// builtGates are the gates build placed: after the outermost aggregate
+// (its report says how many groups it suppressed) and last (its sets go
+// to the differencing guard).
+type builtGates struct {
+	aggregate, final *gate.Gate
+}
 
 // build turns a plan node into sandbox operators over the fragment inputs.
-func (cp *crossPlan) build(q *sandbox.Query, n *planner.Node, inputs []sandbox.Operator, hook gateHook) (sandbox.Operator, error) {
+func (cp *crossPlan) build(q *sandbox.Query, n *planner.Node, inputs []sandbox.Operator, gates *builtGates) (sandbox.Operator, error) {
+	if gates == nil {
+		gates = &builtGates{}
+	}
+	units := cp.plan.UnitSets
 	gated := false
 	var rec func(n *planner.Node) (sandbox.Operator, error)
 	rec = func(n *planner.Node) (sandbox.Operator, error) {
@@ -205,14 +220,19 @@ func (cp *crossPlan) build(q *sandbox.Query, n *planner.Node, inputs []sandbox.O
 			for i, a := range n.Aggs {
 				aggs[i] = sandbox.Agg{Func: sandbox.AggFunc(a.Func), Column: a.Column, Alias: a.Alias}
 			}
-			if !outermost || (cp.k <= 0 && cp.epsilon <= 0) {
+			if !outermost || (len(units) == 0 && cp.epsilon <= 0) {
 				return q.HashAggregate(kids[0], n.GroupBy, aggs)
 			}
-			op, err := q.HashAggregate(kids[0], n.GroupBy, aggs, sandbox.WithGroupRowCount())
+			op, err := q.HashAggregate(kids[0], n.GroupBy, aggs)
 			if err != nil {
 				return nil, err
 			}
-			ob := gate.Obligations{AggregateOnly: cp.k > 0, K: cp.k, RowCountColumn: sandbox.GroupRowsColumn}
+			ob := gate.Obligations{}
+			for _, u := range units {
+				// The pseudonyms of each set become its sketch, which
+				// travels with its group to the last gate.
+				ob.Units = append(ob.Units, gate.UnitColumn{Name: u.Column, Dataset: u.Dataset, K: u.K, Format: gate.UnitPseudonyms, Keep: true})
+			}
 			if cp.epsilon > 0 {
 				// ClampSums prepared the plan: each SUM adds values
 				// clamped in the project just below.
@@ -229,9 +249,7 @@ func (cp *crossPlan) build(q *sandbox.Query, n *planner.Node, inputs []sandbox.O
 				op.Close()
 				return nil, err
 			}
-			if hook != nil {
-				hook(g)
-			}
+			gates.aggregate = g
 			return &gateOp{Gate: g, in: op}, nil
 		}
 		closeKids()
@@ -241,16 +259,17 @@ func (cp *crossPlan) build(q *sandbox.Query, n *planner.Node, inputs []sandbox.O
 	if err != nil {
 		return nil, err
 	}
-	if (cp.k > 0 || cp.epsilon > 0) && !gated {
+	if (len(units) > 0 || cp.epsilon > 0) && !gated {
 		root.Close()
 		return nil, sluice.Errorf(sluice.EInternal, "the release is aggregate-only but the plan has no aggregate; refusing")
 	}
-	if cp.rowCap > 0 {
-		g, err := gate.New(root, gate.Obligations{RowCap: cp.rowCap})
+	if cp.rowCap > 0 || len(units) > 0 {
+		g, err := gate.New(root, gate.Obligations{RowCap: cp.rowCap, Units: sketchUnits(units)})
 		if err != nil {
 			root.Close()
 			return nil, err
 		}
+		gates.final = g
 		root = &gateOp{Gate: g, in: root}
 	}
 	return root, nil
@@ -356,7 +375,7 @@ func (o *streamOp) Next(ctx context.Context) (arrow.Record, error) {
 // openInputs starts every fragment: plain fragments stream from their
 // agents; each private join runs its PSI exchange and becomes two
 // materialised inputs whose key column holds doubly blinded values.
-func (s *Server) openInputs(ctx context.Context, q *sandbox.Query, cp *crossPlan) ([]sandbox.Operator, []*fragmentTally, error) {
+func (s *Server) openInputs(ctx context.Context, st *state, q *sandbox.Query, cp *crossPlan) ([]sandbox.Operator, []*fragmentTally, error) {
 	n := len(cp.plan.Fragments)
 	inputs := make([]sandbox.Operator, n)
 	tallies := make([]*fragmentTally, n)
@@ -377,15 +396,15 @@ func (s *Server) openInputs(ctx context.Context, q *sandbox.Query, cp *crossPlan
 		}
 		if _, isPSI := cp.psi[i]; !isPSI {
 			tallies[i] = &fragmentTally{dept: ds.Department, dataset: ds.FullName(), tally: digest.NewStream(schema)}
-			st, err := s.snap().agents[ds.Department].Fetch(ctx, f)
+			fs, err := st.agents[ds.Department].Fetch(ctx, f)
 			if err != nil {
 				return fail(err)
 			}
-			if !st.Schema().Equal(schema) {
-				st.Release()
+			if !fs.Schema().Equal(schema) {
+				fs.Release()
 				return fail(sluice.Errorf(sluice.EInternal, "the agent of department %s returned a different schema than the broker planned; the catalogs disagree", ds.Department))
 			}
-			inputs[i] = &streamOp{s: st, schema: schema, t: tallies[i]}
+			inputs[i] = &streamOp{s: fs, schema: schema, t: tallies[i]}
 			continue
 		}
 		if done[i] {
@@ -393,7 +412,7 @@ func (s *Server) openInputs(ctx context.Context, q *sandbox.Query, cp *crossPlan
 		}
 		side := cp.psi[i]
 		j := side.partner
-		a, b, ta, tb, err := s.privateJoinInputs(ctx, q, cp, i, j)
+		a, b, ta, tb, err := s.privateJoinInputs(ctx, st, q, cp, i, j)
 		tallies[i], tallies[j] = ta, tb
 		if err != nil {
 			return fail(err)
@@ -427,7 +446,7 @@ func (h *psiHalf) release() {
 // side's blinded keys to the other agent to blind again, and both sides'
 // rows come back keyed by the doubly blinded value. The broker never holds
 // a raw key, nor a singly blinded key it could match.
-func (s *Server) privateJoinInputs(ctx context.Context, q *sandbox.Query, cp *crossPlan, i, j int) (sandbox.Operator, sandbox.Operator, *fragmentTally, *fragmentTally, error) {
+func (s *Server) privateJoinInputs(ctx context.Context, st *state, q *sandbox.Query, cp *crossPlan, i, j int) (sandbox.Operator, sandbox.Operator, *fragmentTally, *fragmentTally, error) {
 	halves := [2]*psiHalf{}
 	idx := [2]int{i, j}
 	errs := make([]error, 2)
@@ -436,7 +455,7 @@ func (s *Server) privateJoinInputs(ctx context.Context, q *sandbox.Query, cp *cr
 		wg.Add(1)
 		go func(h int) {
 			defer wg.Done()
-			halves[h], errs[h] = s.blindSide(ctx, cp, idx[h])
+			halves[h], errs[h] = blindSide(ctx, st, cp, idx[h])
 		}(h)
 	}
 	wg.Wait()
@@ -495,20 +514,20 @@ func (s *Server) privateJoinInputs(ctx context.Context, q *sandbox.Query, cp *cr
 
 // blindSide asks fragment i's agent to run it with its key blinded and
 // collects the result.
-func (s *Server) blindSide(ctx context.Context, cp *crossPlan, i int) (*psiHalf, error) {
+func blindSide(ctx context.Context, st *state, cp *crossPlan, i int) (*psiHalf, error) {
 	f := cp.plan.Fragments[i]
 	ds := cp.datasets[i]
 	side := cp.psi[i]
 	keyCol := f.Select[0].Expr.Column
-	client := s.snap().agents[ds.Department]
-	st, err := client.PSIBlind(ctx, f, keyCol, side.domain)
+	client := st.agents[ds.Department]
+	ps, err := client.PSIBlind(ctx, f, keyCol, side.domain)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Release()
-	h := &psiHalf{client: client, session: st.Session, tally: &fragmentTally{dept: ds.Department, dataset: ds.FullName(), tally: digest.NewStream(st.Schema())}}
-	for st.Next() {
-		rec := st.Record()
+	defer ps.Release()
+	h := &psiHalf{client: client, session: ps.Session, tally: &fragmentTally{dept: ds.Department, dataset: ds.FullName(), tally: digest.NewStream(ps.Schema())}}
+	for ps.Next() {
+		rec := ps.Record()
 		rec.Retain()
 		h.tally.tally.Add(rec)
 		h.recs = append(h.recs, rec)
@@ -526,7 +545,7 @@ func (s *Server) blindSide(ctx context.Context, cp *crossPlan, i int) (*psiHalf,
 			h.keys = append(h.keys, append([]byte(nil), keys.Value(r)...))
 		}
 	}
-	if err := st.Err(); err != nil {
+	if err := ps.Err(); err != nil {
 		h.release()
 		return h, err
 	}

@@ -11,3 +11,5 @@ import (
 func WithPrincipal(ctx context.Context, p sluice.Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, p)
 }
+
+var CheckPrivacyUnits = checkPrivacyUnits

@@ -10,6 +10,7 @@ import (
 	"github.com/sluice-gov/sluice/broker/alerts"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/broker/budget"
+	"github.com/sluice-gov/sluice/broker/guard"
 	"github.com/sluice-gov/sluice/broker/store"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 	"github.com/sluice-gov/sluice/policy"
@@ -84,6 +85,9 @@ func LoadParts(ctx context.Context, cfg *Config) (*Parts, error) {
 	if cfg.DefaultK > 0 {
 		popts = append(popts, policy.WithDefaultK(cfg.DefaultK))
 	}
+	if len(cfg.DPGrades) > 0 {
+		popts = append(popts, policy.WithDPGrades(cfg.DPGrades...))
+	}
 	eng, err := policy.New(ctx, popts...)
 	if err != nil {
 		return nil, err
@@ -137,8 +141,19 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 		log.Close()
 		return nil, nil, err
 	}
+	var gopts []guard.Option
+	if cfg.GuardRetention > 0 {
+		gopts = append(gopts, guard.WithRetention(cfg.GuardRetention))
+	}
+	guards, err := guard.Open(ctx, cfg.Store, gopts...)
+	if err != nil {
+		budgets.Close()
+		log.Close()
+		return nil, nil, err
+	}
 	wfStore, err := store.Open(ctx, cfg.Store)
 	if err != nil {
+		guards.Close()
 		budgets.Close()
 		log.Close()
 		return nil, nil, err
@@ -149,7 +164,7 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 		if srv != nil && srv.wf != nil {
 			srv.wf.closeClients()
 		}
-		errs = append(errs, wfStore.Close(), budgets.Close(), log.Close())
+		errs = append(errs, wfStore.Close(), guards.Close(), budgets.Close(), log.Close())
 		return errors.Join(errs...)
 	}
 	dial := func(ctx context.Context, dept, addr, fp string) (AgentClient, error) {
@@ -177,6 +192,7 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 		WithGrants(parts.Grants),
 		WithSandboxLimits(cfg.SandboxMemoryMiB<<20, cfg.SandboxTimeout),
 		WithBudgets(budgets),
+		WithGuard(guards),
 		WithRetention(log, cfg.Retention, cfg.ArchiveDir),
 		WithReview(log, pubKeys),
 		WithTLS(tlsutil.ServerConfig(cert, nil)),

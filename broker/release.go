@@ -26,7 +26,19 @@ type release struct {
 
 // needed reports whether the result must pass through the gate at all.
 func (r *release) needed() bool {
-	return r.obligations.RowCap > 0 || r.obligations.Epsilon > 0
+	return r.obligations.RowCap > 0 || r.obligations.Epsilon > 0 || len(r.obligations.Units) > 0
+}
+
+// sketchUnits are the gate's obligations for the contributor sets that
+// reach the broker as sketches (an agent's, or the sandbox's gate after
+// its aggregate): each is checked against k again, then stripped, and its
+// sketch kept for the differencing guard.
+func sketchUnits(sets []planner.UnitSet) []gate.UnitColumn {
+	out := make([]gate.UnitColumn, len(sets))
+	for i, u := range sets {
+		out[i] = gate.UnitColumn{Name: u.Column, Dataset: u.Dataset, K: u.K, Format: gate.UnitSketch}
+	}
+	return out
 }
 
 // planRelease turns a decision's row cap and DP budgets into gate
@@ -34,7 +46,7 @@ func (r *release) needed() bool {
 // fragment was prepared by ClampSums when the decision was made: every
 // COUNT is noised with sensitivity 1 and every SUM, clamped at the source,
 // with the sensitivity of its clamp.
-func (s *Server) planRelease(ctx context.Context, p sluice.Principal, purpose, queryID string, f *planner.Fragment, dec *policy.Decision) (*release, error) {
+func (s *Server) planRelease(ctx context.Context, st *state, queryID string, f *planner.Fragment, dec *policy.Decision) (*release, error) {
 	r := &release{obligations: gate.Obligations{RowCap: dec.RowCap}}
 	if len(dec.DP) == 0 {
 		return r, nil
@@ -49,7 +61,7 @@ func (s *Server) planRelease(ctx context.Context, p sluice.Principal, purpose, q
 	}
 	r.obligations.Noisy = noisyColumns(noisy)
 	r.obligations.Epsilon = eps
-	spent, err := s.reserve(ctx, queryID, dec)
+	spent, err := s.reserve(ctx, st, queryID, dec)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +136,7 @@ func checkPrivacyUnits(cat *sluice.Catalog, dec *policy.Decision) error {
 
 // reserve spends each DP budget the decision names, before the query runs;
 // all or nothing.
-func (s *Server) reserve(ctx context.Context, queryID string, dec *policy.Decision) (*release, error) {
+func (s *Server) reserve(ctx context.Context, st *state, queryID string, dec *policy.Decision) (*release, error) {
 	r := &release{obligations: gate.Obligations{RowCap: dec.RowCap}}
 	if len(dec.DP) == 0 {
 		return r, nil
@@ -133,7 +145,7 @@ func (s *Server) reserve(ctx context.Context, queryID string, dec *policy.Decisi
 		return nil, sluice.Errorf(sluice.EUnavailable, "grant %s carries a differential-privacy budget but the broker keeps no budget store; ask the platform admin", dec.DP[0].Grant)
 	}
 	for _, d := range dec.DP {
-		g := s.snap().grantsByID[d.Grant]
+		g := st.grantsByID[d.Grant]
 		if g == nil {
 			s.refund(r)
 			return nil, sluice.Errorf(sluice.EInternal, "the policy relied on grant %s that the broker does not know", d.Grant)

@@ -11,6 +11,7 @@ import (
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker"
 	"github.com/sluice-gov/sluice/cmd/sluice/demo"
+	"github.com/sluice-gov/sluice/policy"
 )
 
 // dpParts loads the demo world's configuration with one more grant: bob's
@@ -124,8 +125,16 @@ func TestDPNeedsAPrivacyUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob := sluice.Principal{Name: "bob", Role: sluice.RoleAnalyst, Department: "market"}
-	_, _, err = parts.Explain(context.Background(), bob, "public-health-planning", "SELECT insurance_type, COUNT(*) AS n FROM health.insured GROUP BY insurance_type")
-	if sluice.ErrorCode(err) != sluice.ENotSupported || !strings.Contains(err.Error(), "health.insured declares no unique person identifier") {
+	_, dec, err := parts.Explain(context.Background(), bob, "public-health-planning", "SELECT insurance_type, COUNT(*) AS n FROM health.insured GROUP BY insurance_type")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The policy refuses first: persons can be counted only by a person key.
+	if dec.Allow || len(dec.Reasons) != 1 || dec.Reasons[0].Rule != "no_privacy_unit" || !strings.Contains(dec.Reasons[0].Message, "no unique person key") {
+		t.Fatalf("want a denial no_privacy_unit, got %+v", dec)
+	}
+	// And the broker's own check, should a policy ever let it through.
+	if err := broker.CheckPrivacyUnits(parts.Catalog, &policy.Decision{DP: []policy.DPBudget{{Grant: "g", Dataset: "health.insured"}}}); sluice.ErrorCode(err) != sluice.ENotSupported || !strings.Contains(err.Error(), "health.insured declares no unique person identifier") {
 		t.Fatalf("want ENotSupported about the person identifier, got %v", err)
 	}
 }

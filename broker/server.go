@@ -27,6 +27,7 @@ import (
 	"github.com/sluice-gov/sluice/broker/alerts"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/broker/budget"
+	"github.com/sluice-gov/sluice/broker/guard"
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
 )
@@ -66,6 +67,9 @@ type Server struct {
 	// budgets keeps differential-privacy budgets; grantsByID finds the
 	// grantee and purpose a budget belongs to.
 	budgets *budget.Store
+	// guard is the differencing guard: the sketches of every protected
+	// release, by grantee department and dataset.
+	guard *guard.Store
 	// Sandbox limits per cross-department query.
 	sandboxMemory int64
 	sandboxTime   time.Duration
@@ -100,6 +104,10 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 
 // WithClock replaces time.Now (tests).
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// WithGuard keeps the differencing guard's memory of released groups in
+// g; without it a protected (aggregate-only) release is refused.
+func WithGuard(g *guard.Store) Option { return func(s *Server) { s.guard = g } }
 
 // WithAgents sets the department agents' clients by department id.
 func WithAgents(a map[string]AgentClient) Option { return func(s *Server) { s.boot.agents = a } }
@@ -164,7 +172,7 @@ func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *Users, op
 	if s.boot.agents == nil {
 		s.boot.agents = map[string]AgentClient{}
 	}
-	s.cur.Store(newState(cat, s.boot.purposes, s.boot.grants, users, s.boot.agents))
+	s.cur.Store(newState(cat, s.boot.purposes, s.boot.grants, users, s.boot.agents, eng.Current()))
 	info := map[flightsql.SqlInfo]any{
 		flightsql.SqlInfoFlightSqlServerName:         "Sluice",
 		flightsql.SqlInfoFlightSqlServerVersion:      Version,

@@ -3,6 +3,7 @@ package broker
 import (
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/planner"
+	"github.com/sluice-gov/sluice/policy"
 )
 
 // state is what decisions are made against: the catalog and its planner,
@@ -19,13 +20,17 @@ type state struct {
 	grantsByID     map[string]*sluice.Grant
 	users          *Users
 	agents         map[string]AgentClient
+	// policy is the policy revision prepared over exactly this catalog,
+	// these purposes and grants.
+	policy *policy.Prepared
 }
 
 // snap is the state in force.
 func (s *Server) snap() *state { return s.cur.Load() }
 
-func newState(cat *sluice.Catalog, purposes []sluice.Purpose, grants []sluice.Grant, users *Users, agents map[string]AgentClient) *state {
+func newState(cat *sluice.Catalog, purposes []sluice.Purpose, grants []sluice.Grant, users *Users, agents map[string]AgentClient, pol *policy.Prepared) *state {
 	st := &state{
+		policy:     pol,
 		catalog:    cat,
 		planner:    planner.New(cat),
 		purposes:   map[string]sluice.Purpose{},

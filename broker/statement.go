@@ -22,6 +22,7 @@ import (
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"
 	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/broker/guard"
 	"github.com/sluice-gov/sluice/crypto/digest"
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
@@ -37,32 +38,46 @@ type pendingQuery struct {
 	principal sluice.Principal
 	queryID   string
 	fragment  *planner.Fragment
-	schema    *arrow.Schema
-	entry     audit.Entry // the decision entry, as the template of the result entry
-	release   *release    // the gate's obligations and the budget spent
-	cross     *crossPlan  // a cross-department plan (fragment is nil)
-	created   time.Time
+	schema    *arrow.Schema // what the client receives
+	// agentSchema is what the agent of a single-dataset query sends: the
+	// schema plus the sketches of a protected release's contributor sets.
+	agentSchema *arrow.Schema
+	entry       audit.Entry // the decision entry, as the template of the result entry
+	release     *release    // the gate's obligations and the budget spent
+	cross       *crossPlan  // a cross-department plan (fragment is nil)
+	// units are the contributor sets of a protected release, which the
+	// last gate strips; guarded says the differencing guard must admit
+	// them before any row leaves (not under a differential-privacy
+	// budget, whose noise bounds what differencing can learn).
+	units   []planner.UnitSet
+	guarded bool
+	// st is the state the statement was decided under: it runs under it
+	// too.
+	st      *state
+	created time.Time
 }
 
 // Decide runs everything but execution for one statement: plan, policy,
 // obligations. It is what `sluice policy explain` shows and what
 // GetFlightInfoStatement enforces.
 func (s *Server) Decide(ctx context.Context, p sluice.Principal, purpose, queryID, sql string) (*planner.Plan, *policy.Decision, error) {
-	return decide(ctx, s.snap(), s.policy, s.now(), p, purpose, queryID, sql)
+	return decide(ctx, s.snap(), s.now(), p, purpose, queryID, sql)
 }
 
 // Explain plans and decides a statement without running or auditing it.
 func (parts *Parts) Explain(ctx context.Context, p sluice.Principal, purpose, sql string) (*planner.Plan, *policy.Decision, error) {
-	st := newState(parts.Catalog, parts.Purposes, parts.Grants, parts.Users, nil)
-	return decide(ctx, st, parts.Policy, time.Now(), p, purpose, "explain", sql)
+	st := newState(parts.Catalog, parts.Purposes, parts.Grants, parts.Users, nil, parts.Policy.Current())
+	return decide(ctx, st, time.Now(), p, purpose, "explain", sql)
 }
 
-func decide(ctx context.Context, st *state, eng *policy.Engine, now time.Time, p sluice.Principal, purpose, queryID, sql string) (*planner.Plan, *policy.Decision, error) {
+// decide plans sql and decides it under st alone: the catalog, grants and
+// the policy revision prepared over them belong to one snapshot.
+func decide(ctx context.Context, st *state, now time.Time, p sluice.Principal, purpose, queryID, sql string) (*planner.Plan, *policy.Decision, error) {
 	plan, err := st.planner.Plan(queryID, sql)
 	if err != nil {
 		return nil, nil, err
 	}
-	dec, err := eng.Decide(ctx, policy.Input{
+	dec, err := st.policy.Decide(ctx, policy.Input{
 		Principal: p,
 		Purpose:   purpose,
 		Now:       now,
@@ -81,11 +96,17 @@ func decide(ctx context.Context, st *state, eng *policy.Engine, now time.Time, p
 		for _, f := range plan.Fragments {
 			applyObligations(f, dec, p, purpose)
 			// Across departments k is enforced in the sandbox after the
-			// join, over joined rows; the fragment itself is not grouped.
-			f.SandboxK, f.MinGroupSize = f.MinGroupSize, 0
+			// join, over the persons of each protected dataset; the
+			// fragment itself is not grouped.
+			f.SandboxK, f.MinGroupSize = protectedK(dec, f.Dataset), 0
 		}
 		if err := restrictRows(st, plan, dec); err != nil {
 			return plan, dec, err
+		}
+		if len(plan.Fragments) > 0 && len(dec.Protected) > 0 {
+			if err := plan.CountUnits(st.catalog, dec.Protected); err != nil {
+				return plan, dec, err
+			}
 		}
 		if len(dec.DP) > 0 {
 			// Before any budget is reserved: a query that cannot be
@@ -99,6 +120,17 @@ func decide(ctx context.Context, st *state, eng *policy.Engine, now time.Time, p
 		}
 	}
 	return plan, dec, nil
+}
+
+// protectedK is the minimum group size (in persons) the decision gives a
+// dataset; 0 when the dataset is not protected.
+func protectedK(dec *policy.Decision, dataset string) int {
+	for d, k := range dec.Protected {
+		if strings.EqualFold(d, dataset) {
+			return k
+		}
+	}
+	return 0
 }
 
 // restrictRows adds the row filters of the grants the decision relies on
@@ -159,9 +191,12 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	}
 	sql := cmd.GetQuery()
 	purpose := purposeHeader(ctx)
+	// One state for the whole request: plan, decision, obligations and
+	// the release (DoGet) all use it.
+	st := s.snap()
 	entry := audit.Entry{
 		Kind:           "query",
-		CatalogVersion: s.snap().catalogVersion,
+		CatalogVersion: st.catalogVersion,
 		QueryID:        uuid.NewString(),
 		Principal:      p.Name,
 		Role:           string(p.Role),
@@ -188,7 +223,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	if len(purpose) > maxPurposeLen || strings.ContainsAny(purpose, "\r\n\x00") {
 		return fail("error", sluice.Errorf(sluice.EInvalid, "the purpose header is not a purpose code; registered purposes: %s", s.purposeList()))
 	}
-	plan, dec, err := s.Decide(ctx, p, purpose, entry.QueryID, sql)
+	plan, dec, err := decide(ctx, st, s.now(), p, purpose, entry.QueryID, sql)
 	if plan != nil {
 		entry.Datasets = plan.Datasets
 		entry.Columns = plan.Usages
@@ -205,9 +240,9 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 		return fail("deny", derr)
 	}
 	if plan.Fragment == nil {
-		return s.admitCross(ctx, p, purpose, plan, dec, &entry, desc, start, fail)
+		return s.admitCross(ctx, st, p, plan, dec, &entry, desc, start, fail)
 	}
-	ds := s.snap().catalog.Dataset(splitDataset(plan.Fragment.Dataset))
+	ds := st.catalog.Dataset(splitDataset(plan.Fragment.Dataset))
 	// With the masks known, the fragment's types can be checked fully.
 	if err := plan.Fragment.Validate(ds); err != nil {
 		return fail("error", err)
@@ -216,17 +251,39 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	if err != nil {
 		return fail("error", err)
 	}
-	if _, ok := s.snap().agents[ds.Department]; !ok {
+	agentFields, err := planner.StreamFields(plan.Fragment, ds)
+	if err != nil {
+		return fail("error", err)
+	}
+	units, err := plan.Fragment.UnitSets()
+	if err != nil {
+		return fail("error", err)
+	}
+	if _, ok := st.agents[ds.Department]; !ok {
 		return fail("error", sluice.Errorf(sluice.EUnavailable, "no agent is configured for department %s; ask the platform admin to register it", ds.Department))
 	}
-	rel, err := s.planRelease(ctx, p, purpose, entry.QueryID, plan.Fragment, dec)
+	if err := s.checkGuard(units, dec); err != nil {
+		return fail("error", err)
+	}
+	rel, err := s.planRelease(ctx, st, entry.QueryID, plan.Fragment, dec)
 	if err != nil {
 		if sluice.ErrorCode(err) == sluice.EDenied {
 			return fail("deny", err)
 		}
 		return fail("error", err)
 	}
-	return s.admit(ctx, &pendingQuery{principal: p, queryID: entry.QueryID, fragment: plan.Fragment, schema: adapters.Schema(fields), entry: entry, release: rel}, dec, desc, start)
+	rel.obligations.Units = sketchUnits(units)
+	return s.admit(ctx, &pendingQuery{principal: p, queryID: entry.QueryID, fragment: plan.Fragment, schema: adapters.Schema(fields),
+		agentSchema: adapters.Schema(agentFields), entry: entry, release: rel, units: units, guarded: len(units) > 0 && len(dec.DP) == 0, st: st}, dec, desc, start)
+}
+
+// checkGuard refuses a protected release the broker could not guard
+// against differencing: fail closed, before anything runs.
+func (s *Server) checkGuard(units []planner.UnitSet, dec *policy.Decision) error {
+	if len(units) > 0 && len(dec.DP) == 0 && s.guard == nil {
+		return sluice.Errorf(sluice.EUnavailable, "this aggregate-only release must be checked against earlier releases (the differencing guard), but the broker keeps no guard store; ask the platform admin")
+	}
+	return nil
 }
 
 // admit records an allowed statement's decision and issues its single-use
@@ -293,20 +350,19 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 	if q.cross != nil {
 		return s.runCross(ctx, q, start)
 	}
-	st := s.snap()
+	st := q.st
 	ds := st.catalog.Dataset(splitDataset(q.fragment.Dataset))
 	var client AgentClient
 	if ds != nil {
 		client = st.agents[ds.Department]
 	}
 	if client == nil {
-		// The catalog changed between the decision and the fetch.
 		err := sluice.Errorf(sluice.EUnavailable, "dataset %s or its agent was removed from the catalog after the statement was planned; run it again", q.fragment.Dataset)
 		s.refund(q.release)
 		s.recordResult(ctx, q, nil, digest.NewStream(q.schema), start, err, nil)
 		return nil, nil, toStatus(err)
 	}
-	frag := &fragmentTally{dept: ds.Department, dataset: ds.FullName(), tally: digest.NewStream(q.schema)}
+	frag := &fragmentTally{dept: ds.Department, dataset: ds.FullName(), tally: digest.NewStream(q.agentSchema)}
 	frags := func() []audit.FragmentRecord { return []audit.FragmentRecord{frag.record()} }
 	stream, err := client.Fetch(ctx, q.fragment)
 	if err != nil {
@@ -314,17 +370,20 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 		s.recordResult(ctx, q, frags(), frag.tally, start, err, nil)
 		return nil, nil, toStatus(err)
 	}
-	if !stream.Schema().Equal(q.schema) {
+	if !stream.Schema().Equal(q.agentSchema) {
 		stream.Release()
 		s.refund(q.release)
 		err := sluice.Errorf(sluice.EInternal, "the agent of department %s returned a different schema than the broker planned; the catalogs disagree, ask the platform admin to reload them", ds.Department)
 		s.recordResult(ctx, q, frags(), frag.tally, start, err, nil)
 		return nil, nil, toStatus(err)
 	}
-	var src recordSource = &streamOp{s: stream, schema: q.schema, t: frag}
+	var src recordSource = &streamOp{s: stream, schema: q.agentSchema, t: frag}
 	var g *gate.Gate
 	if q.release != nil && q.release.needed() {
 		g, err = gate.New(src, q.release.obligations)
+		if err == nil && !g.Schema().Equal(q.schema) {
+			err = sluice.Errorf(sluice.EInternal, "the release gate would send a different schema than planned")
+		}
 		if err != nil {
 			stream.Release()
 			s.refund(q.release)
@@ -342,17 +401,20 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 		if n, ok := stream.SuppressedGroups(); ok {
 			out["suppressed_groups"] = n
 		}
-		if g != nil {
+		if g != nil && q.release.obligations.Epsilon > 0 {
 			out["noise_applied"] = g.Report().NoiseApplied
 		}
 		return out
 	}
-	// For a single fragment, what the client gets is what the agent sent
-	// (the gate only drops or noises rows), so the result digest is taken
-	// separately from the fragment's.
+	var sets func() []gate.ReleasedSet
+	if g != nil {
+		sets = g.Sets
+	}
+	// What the client gets is digested separately from what the agent
+	// sent: the gate drops the sketches and groups, and noises values.
 	result := digest.NewStream(q.schema)
 	ch := make(chan flight.StreamChunk)
-	go s.relay(ctx, q, src, stream.Release, result, frags, report, start, ch)
+	go s.relay(ctx, q, src, stream.Release, result, frags, report, sets, start, ch)
 	return q.schema, ch, nil
 }
 
@@ -360,7 +422,7 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 // into the sandbox, the release gate, then the client.
 func (s *Server) runCross(ctx context.Context, q *pendingQuery, start time.Time) (*arrow.Schema, <-chan flight.StreamChunk, error) {
 	sq := sandbox.NewQuery(sandbox.Limits{Memory: s.sandboxMemory, Time: s.sandboxTime}, memory.DefaultAllocator)
-	inputs, tallies, err := s.openInputs(ctx, sq, q.cross)
+	inputs, tallies, err := s.openInputs(ctx, q.st, sq, q.cross)
 	frags := func() []audit.FragmentRecord {
 		out := make([]audit.FragmentRecord, 0, len(tallies))
 		for _, t := range tallies {
@@ -376,8 +438,8 @@ func (s *Server) runCross(ctx context.Context, q *pendingQuery, start time.Time)
 		s.recordResult(ctx, q, frags(), result, start, err, nil)
 		return nil, nil, toStatus(err)
 	}
-	var g *gate.Gate
-	root, err := q.cross.build(sq, q.cross.plan.Sandbox, inputs, func(x *gate.Gate) { g = x })
+	var gates builtGates
+	root, err := q.cross.build(sq, q.cross.plan.Sandbox, inputs, &gates)
 	if err == nil && !root.Schema().Equal(q.schema) {
 		root.Close()
 		err = sluice.Errorf(sluice.EInternal, "the sandbox produced a different schema than planned")
@@ -390,22 +452,39 @@ func (s *Server) runCross(ctx context.Context, q *pendingQuery, start time.Time)
 		s.recordResult(ctx, q, frags(), result, start, err, nil)
 		return nil, nil, toStatus(err)
 	}
-	suppressed := func() map[string]any {
-		if g == nil {
+	report := func() map[string]any {
+		if gates.aggregate == nil {
 			return nil
 		}
-		rep := g.Report()
-		return map[string]any{"suppressed_groups": rep.SuppressedGroups, "noise_applied": rep.NoiseApplied}
+		rep := gates.aggregate.Report()
+		out := map[string]any{"suppressed_groups": rep.SuppressedGroups}
+		if q.cross.epsilon > 0 {
+			out["noise_applied"] = rep.NoiseApplied
+		}
+		return out
+	}
+	var sets func() []gate.ReleasedSet
+	if gates.final != nil {
+		sets = gates.final.Sets
 	}
 	ch := make(chan flight.StreamChunk)
-	go s.relay(ctx, q, root, root.Close, result, frags, suppressed, start, ch)
+	go s.relay(ctx, q, root, root.Close, result, frags, report, sets, start, ch)
 	return q.schema, ch, nil
 }
 
-// relay pulls the result and hands it to the client, holding the last batch
-// back until the result entry is committed. The release report (suppressed
-// groups) goes to the client as the last batch's app metadata.
-func (s *Server) relay(ctx context.Context, q *pendingQuery, src recordSource, closeSrc func(), result *digest.Stream, frags func() []audit.FragmentRecord, report func() map[string]any, start time.Time, ch chan<- flight.StreamChunk) {
+// maxGuardedRows bounds what the broker holds back while the
+// differencing guard decides: an aggregate-only result has one row per
+// group of at least k persons.
+const maxGuardedRows = 100_000
+
+// relay pulls the result and hands it to the client. It holds the last
+// batch back until the result entry is committed, so a client never
+// receives a complete result the log does not account for; a guarded
+// release (q.guarded) holds every batch back until the differencing guard
+// has admitted the released groups and their sketches are on record. The
+// release report (suppressed groups) goes to the client as the last
+// batch's app metadata.
+func (s *Server) relay(ctx context.Context, q *pendingQuery, src recordSource, closeSrc func(), result *digest.Stream, frags func() []audit.FragmentRecord, report func() map[string]any, sets func() []gate.ReleasedSet, start time.Time, ch chan<- flight.StreamChunk) {
 	defer close(ch)
 	defer closeSrc()
 	released := false
@@ -426,8 +505,16 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, src recordSource, c
 		}
 		return report()
 	}
-	var held arrow.Record
+	var held []arrow.Record
+	releaseHeld := func() {
+		for _, r := range held {
+			r.Release()
+		}
+		held = nil
+	}
+	defer releaseHeld()
 	var err error
+	var rows int64
 	for {
 		rec, nerr := src.Next(ctx)
 		if nerr != nil {
@@ -442,46 +529,122 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, src recordSource, c
 		}
 		// The digest covers exactly what is handed to the client.
 		result.Add(rec)
-		if held != nil {
-			if !send(flight.StreamChunk{Data: held}) {
+		rows += rec.NumRows()
+		if q.guarded {
+			if rows > maxGuardedRows {
+				rec.Release()
+				err = sluice.Errorf(sluice.EResource, "the aggregate-only result has more than %d groups; narrow the query (WHERE, fewer GROUP BY keys)", maxGuardedRows)
+				break
+			}
+			held = append(held, rec)
+			continue
+		}
+		if len(held) > 0 {
+			last := held[0]
+			held = held[:0]
+			if !send(flight.StreamChunk{Data: last}) {
 				rec.Release()
 				s.recordResult(ctx, q, frags(), result, start, ctx.Err(), extra())
 				return
 			}
 			released = true
 		}
-		held = rec
+		held = append(held, rec)
 	}
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
+	ex := extra()
+	var ticket *guard.Ticket
+	if err == nil && q.guarded {
+		var gsets []guard.Set
+		if ticket, gsets, err = s.admitSets(ctx, q, sets); err == nil {
+			if ex == nil {
+				ex = map[string]any{}
+			}
+			ex["differencing_guard"] = map[string]any{"sets": len(gsets), "digest": guard.Digest(gsets)}
+		}
+	}
 	if err != nil && !released {
 		s.refund(q.release)
 	}
-	ex := extra()
+	if ticket != nil {
+		// The sketches go on record before the rows leave: a release
+		// that is out must be in the guard's memory.
+		if cerr := ticket.Commit(context.WithoutCancel(ctx)); cerr != nil {
+			err = cerr
+		}
+	}
 	if aerr := s.recordResult(ctx, q, frags(), result, start, err, ex); aerr != nil && err == nil {
 		err = aerr
 	}
 	if err != nil {
-		if held != nil {
-			held.Release()
-		}
 		send(flight.StreamChunk{Err: toStatus(err)})
 		return
 	}
 	var meta []byte
 	if len(ex) > 0 {
-		meta, _ = json.Marshal(ex)
+		meta, _ = json.Marshal(clientReport(ex))
 	}
-	if held == nil && meta != nil {
+	if len(held) == 0 && meta != nil {
 		// No rows at all: the report still reaches the client.
 		b := array.NewRecordBuilder(memory.DefaultAllocator, q.schema)
-		held = b.NewRecord()
+		held = append(held, b.NewRecord())
 		b.Release()
 	}
-	if held != nil {
-		send(flight.StreamChunk{Data: held, AppMetadata: meta})
+	for i, rec := range held {
+		c := flight.StreamChunk{Data: rec}
+		if i == len(held)-1 {
+			c.AppMetadata = meta
+		}
+		held[i] = nil
+		if !send(c) {
+			for _, r := range held[i+1:] {
+				r.Release()
+			}
+			held = nil
+			return
+		}
 	}
+	held = nil
+}
+
+// clientReport is what the client is told of the release: the guard's
+// digest is for the audit record, not the analyst.
+func clientReport(ex map[string]any) map[string]any {
+	out := make(map[string]any, len(ex))
+	for k, v := range ex {
+		if k != "differencing_guard" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// admitSets hands the released groups' contributor sets to the
+// differencing guard, scoped to the requester's department and each
+// protected dataset.
+func (s *Server) admitSets(ctx context.Context, q *pendingQuery, sets func() []gate.ReleasedSet) (*guard.Ticket, []guard.Set, error) {
+	if s.guard == nil {
+		return nil, nil, sluice.Errorf(sluice.EUnavailable, "this aggregate-only release must be checked against earlier releases, but the broker keeps no guard store; ask the platform admin")
+	}
+	if sets == nil {
+		return nil, nil, sluice.Errorf(sluice.EInternal, "the release gate kept no sketches of the released groups; refusing")
+	}
+	var out []guard.Set
+	for _, r := range sets() {
+		out = append(out, guard.Set{
+			Scope:  guard.Scope{Department: q.principal.Department, Dataset: r.Dataset},
+			K:      r.K,
+			Sketch: r.Sketch,
+			Label:  fmt.Sprintf("row %d", r.Row+1),
+		})
+	}
+	t, err := s.guard.Admit(ctx, q.queryID, q.principal.Name, out)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, out, nil
 }
 
 // recordResult appends the completion entry of a query: rows, bytes and the
@@ -512,6 +675,14 @@ func (s *Server) recordResult(ctx context.Context, q *pendingQuery, frags []audi
 	e.Decision = "allow"
 	if cause != nil {
 		e.Decision = "error"
+		if sluice.ErrorCode(cause) == sluice.EDenied {
+			// The differencing guard refused the release.
+			e.Decision = "deny"
+			var se *sluice.Error
+			if errors.As(cause, &se) {
+				e.Reasons = se.Reasons
+			}
+		}
 		e.Error = sluice.ErrorMessage(cause)
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -150,7 +150,9 @@ func (s *Server) Reload(ctx context.Context) error {
 		}
 		if old, ok := wf.clients[d.ID]; ok {
 			// Requests in flight may still hold the old connection.
-			time.AfterFunc(time.Minute, func() { old.client.Close() })
+			// A statement planned under the old state fetches through it
+			// until its handle expires.
+			time.AfterFunc(s.handleTTL+time.Minute, func() { old.client.Close() })
 		}
 		wf.clients[d.ID] = clientKey{d.Agent.Address, d.Agent.Fingerprint, c}
 		agents[d.ID] = c
@@ -172,7 +174,11 @@ func (s *Server) Reload(ctx context.Context) error {
 			}
 		}
 	}
-	s.cur.Store(newState(cat, purposes, grants, usersFromStore(users, tokens, s.now), agents))
+	// Update prepared the revision over exactly this catalog, these
+	// purposes and grants (reloads are serialised by wf.mu): it goes into
+	// the same state, so no request decides with one and plans with the
+	// other.
+	s.cur.Store(newState(cat, purposes, grants, usersFromStore(users, tokens, s.now), agents, s.policy.Current()))
 	return nil
 }
 

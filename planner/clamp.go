@@ -249,6 +249,8 @@ func NoisyAggs(n *Node) ([]NoisyOutput, error) {
 	var out []NoisyOutput
 	for _, a := range n.Aggs {
 		switch a.Func {
+		case AggUnits:
+			continue // the persons behind the group: counted, never released
 		case "count_star", "count":
 			out = append(out, NoisyOutput{Name: a.Alias, Sensitivity: 1})
 		case "sum":
@@ -346,7 +348,7 @@ func (p *Plan) clampSandbox(cat *sluice.Catalog, bounds BoundsFunc) error {
 	clamped := 0
 	for i, a := range agg.Aggs {
 		switch a.Func {
-		case "count_star", "count":
+		case "count_star", "count", AggUnits:
 			continue
 		case "sum":
 		default:
@@ -429,6 +431,9 @@ func (p *Plan) outputsOf(n *Node) []string {
 		var out []string
 		for _, it := range p.Fragments[f].Select {
 			out = append(out, it.Alias)
+		}
+		if u := p.Fragments[f].UnitAlias; u != "" {
+			out = append(out, u)
 		}
 		return out
 	}, 0)

@@ -35,48 +35,55 @@ func (l *lineage) add(col string, u sluice.Usage, transformed bool) {
 	}
 }
 
-// walk records the columns of e under usage u; inside an aggregate's
-// argument every column is an aggregate use instead. top is true while e
-// is the whole output expression, so a bare output column is not
-// "transformed".
-func (l *lineage) walk(e *Expr, u sluice.Usage, inAgg, top bool) {
+// walk records the columns of e under usage u. Inside an aggregate every
+// column is an aggregate use instead, of the kind aggregateUse says. top
+// is true while e is the whole output expression, so a bare output column
+// is not "transformed".
+func (l *lineage) walk(e *Expr, u sluice.Usage, top bool) {
 	if e == nil {
 		return
 	}
 	switch e.Kind {
 	case KindColumn:
-		if inAgg {
-			l.add(e.Column, sluice.UseAggregate, false)
-			return
-		}
 		l.add(e.Column, u, u == sluice.UseOutput && !top)
 		return
 	case KindAggregate:
+		if len(e.Args) == 1 && e.Args[0] != nil && e.Args[0].Kind == KindColumn {
+			l.add(e.Args[0].Column, aggregateUse(e.Func, e.Distinct), false)
+			return
+		}
+		// An argument that is an expression: every column in it is an
+		// aggregate-expression use, and CASE conditions also filter.
 		for _, a := range e.Args {
-			l.walk(a, u, true, false)
+			l.walkAll(a, sluice.UseAggregateExpression)
+			caseConditions(a, func(c *Expr) { l.walkAll(c, sluice.UsePredicate) })
 		}
 		return
 	case KindCase:
 		// A CASE condition filters values as a WHERE would: besides the
 		// use of its context, its columns are also predicates.
-		n := len(e.Args)
-		end := n
-		if e.HasElse {
-			end = n - 1
+		for _, a := range e.Args {
+			l.walk(a, u, false)
 		}
-		for i, a := range e.Args {
-			l.walk(a, u, inAgg, false)
-			cond := (e.HasOperand && i == 0) ||
-				(i < end && ((e.HasOperand && i%2 == 1) || (!e.HasOperand && i%2 == 0)))
-			if cond {
-				l.walkAll(a, sluice.UsePredicate)
-			}
-		}
+		caseConditions(e, func(c *Expr) { l.walkAll(c, sluice.UsePredicate) })
 		return
 	}
 	for _, a := range e.Args {
-		l.walk(a, u, inAgg, false)
+		l.walk(a, u, false)
 	}
+}
+
+// aggregateUse is the usage of the bare column argument of an aggregate:
+// MIN and MAX release one row's value (an order statistic), DISTINCT
+// counts or adds values rather than rows.
+func aggregateUse(fn string, distinct bool) sluice.Usage {
+	switch {
+	case fn == "min" || fn == "max":
+		return sluice.UseOrderStatistic
+	case distinct:
+		return sluice.UseDistinctAggregate
+	}
+	return sluice.UseAggregate
 }
 
 // walkAll records usage u for every column of e, inside aggregates or not.
@@ -100,15 +107,15 @@ func Usages(f *Fragment, ds *sluice.Dataset) []sluice.ColumnUsage {
 	}
 	l := &lineage{dataset: ds.FullName(), ds: ds, cols: map[string]*sluice.ColumnUsage{}}
 	for _, it := range f.Select {
-		l.walk(it.Expr, sluice.UseOutput, false, true)
+		l.walk(it.Expr, sluice.UseOutput, true)
 	}
-	l.walk(f.Where, sluice.UsePredicate, false, false)
+	l.walk(f.Where, sluice.UsePredicate, false)
 	for _, g := range f.GroupBy {
-		l.walk(g, sluice.UseGroup, false, false)
+		l.walk(g, sluice.UseGroup, false)
 	}
-	l.walk(f.Having, sluice.UsePredicate, false, false)
+	l.walk(f.Having, sluice.UsePredicate, false)
 	for _, o := range f.OrderBy {
-		l.walk(o.Expr, sluice.UseOrder, false, false)
+		l.walk(o.Expr, sluice.UseOrder, false)
 	}
 	out := make([]sluice.ColumnUsage, 0, len(l.cols))
 	for _, cu := range l.cols {

@@ -422,10 +422,20 @@ func (m *mplan) tableRelation(tn sqlparser.TableName, alias string) (*relation, 
 	for _, c := range ds.Columns {
 		internal := f.alias + "." + c.Name
 		m.addFragCol(f, internal, c)
-		rel.cols = append(rel.cols, relCol{name: c.Name, internal: internal, hidden: c.Release == sluice.ReleaseHidden})
+		rel.cols = append(rel.cols, relCol{name: c.Name, internal: internal, hidden: starHidden(ds, c)})
 		m.owner[internal] = rel
 	}
 	return rel, nil
+}
+
+// starHidden reports whether * leaves column c of ds out (see starColumns).
+func starHidden(ds *sluice.Dataset, c *sluice.Column) bool {
+	for _, x := range starColumns(ds) {
+		if x == c {
+			return false
+		}
+	}
+	return true
 }
 
 // singleTable returns the one plain table of a FROM clause, if it is one.
@@ -498,7 +508,7 @@ func (m *mplan) flatten(sel *sqlparser.Select, name, base string, outer *scopeSe
 	inner := &scopeSet{m: m, outer: outer}
 	raw := &relation{name: innerName, ds: ds, table: true, raw: true}
 	for _, c := range ds.Columns {
-		raw.cols = append(raw.cols, relCol{name: c.Name, internal: c.Name, hidden: c.Release == sluice.ReleaseHidden})
+		raw.cols = append(raw.cols, relCol{name: c.Name, internal: c.Name, hidden: starHidden(ds, c)})
 	}
 	inner.rels = []*relation{raw}
 	r := &resolver{multi: inner}
@@ -1383,7 +1393,7 @@ func (m *mplan) finish(queryID, sql string, sp *selPlan) (*Plan, error) {
 				l.add(it.Expr.Column, u, d.transformed)
 			}
 		}
-		l.walk(frag.Where, sluice.UsePredicate, false, false)
+		l.walk(frag.Where, sluice.UsePredicate, false)
 		if !dsSeen[name] {
 			dsSeen[name] = true
 			plan.Datasets = append(plan.Datasets, name)

@@ -135,7 +135,12 @@ func TestMultiLineage(t *testing.T) {
 			"market.enterprises.district:join_key police.household.household_district:join_key+predicate*"},
 		// aggregates through joins; HAVING and ORDER BY
 		{"SELECT i.insurance_type, count(DISTINCT r.district) FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card GROUP BY i.insurance_type HAVING avg(r.monthly_allowance) > 100 ORDER BY max(i.annual_claims)",
-			"civil.residents.district:aggregate civil.residents.id_card:join_key civil.residents.monthly_allowance:aggregate health.insured.annual_claims:aggregate health.insured.id_card:join_key health.insured.insurance_type:group+output"},
+			"civil.residents.district:distinct_aggregate civil.residents.id_card:join_key civil.residents.monthly_allowance:aggregate health.insured.annual_claims:order_statistic health.insured.id_card:join_key health.insured.insurance_type:group+output"},
+		// an aggregate of an expression, through a derived table too
+		{"SELECT sum(CASE WHEN r.phone = '1' THEN i.annual_claims ELSE 0 END) AS s FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card",
+			"civil.residents.id_card:join_key civil.residents.phone:aggregate_expression+predicate health.insured.annual_claims:aggregate_expression health.insured.id_card:join_key"},
+		{"SELECT sum(t.x) AS s FROM (SELECT i.annual_claims * 2 AS x, r.district FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card) AS t",
+			"civil.residents.id_card:join_key health.insured.annual_claims:aggregate_expression health.insured.id_card:join_key"},
 		// LEFT JOIN: right-side WHERE stays above but is still a predicate
 		{"SELECT r.district FROM civil.residents r LEFT JOIN health.insured i ON r.id_card = i.id_card WHERE i.chronic_disease = 1",
 			"civil.residents.district:output civil.residents.id_card:join_key health.insured.chronic_disease:predicate health.insured.id_card:join_key"},

@@ -70,6 +70,11 @@ func exprDemand(in map[string]*demand, e *Expr, d *demand) {
 	}
 	nd := &demand{uses: map[sluice.Usage]bool{}, transformed: d.transformed || d.uses[sluice.UseOutput] || d.uses[sluice.UseJoinKey]}
 	for u := range d.uses {
+		if u.InAggregate() {
+			// An aggregate over a computed value: its columns are not the
+			// bare argument of the aggregate.
+			u = sluice.UseAggregateExpression
+		}
 		nd.uses[u] = true
 	}
 	if d.uses[sluice.UseJoinKey] {
@@ -103,6 +108,17 @@ func caseConditions(e *Expr, fn func(*Expr)) {
 	for _, a := range e.Args {
 		caseConditions(a, fn)
 	}
+}
+
+// aggUsage is the usage of the input column of a sandbox aggregate.
+func aggUsage(fn string) sluice.Usage {
+	switch fn {
+	case "min", "max":
+		return sluice.UseOrderStatistic
+	case "count_distinct":
+		return sluice.UseDistinctAggregate
+	}
+	return sluice.UseAggregate
 }
 
 func predicateDemand(in map[string]*demand, e *Expr) {
@@ -234,7 +250,7 @@ func (m *mplan) propagate(n *Node, d map[string]*demand, depth int) error {
 			}
 			kept = append(kept, a)
 			if a.Column != "" {
-				addUse(in, a.Column, sluice.UseAggregate, false)
+				addUse(in, a.Column, aggUsage(a.Func), false)
 			}
 		}
 		n.Aggs = kept
@@ -273,12 +289,43 @@ func (m *mplan) propagate(n *Node, d map[string]*demand, depth int) error {
 // an output of its input, names never collide, and a PSI key (which the
 // sandbox holds blinded) is used by its join only. It returns n's outputs.
 func (m *mplan) verify(n *Node, frags []*Fragment) ([]string, error) {
-	lost := func() error {
-		return sluice.Errorf(sluice.EInternal, "the planner built an inconsistent sandbox plan; please report it with the query text")
-	}
 	psiNames := map[string]bool{}
 	for _, k := range m.psiKey {
 		psiNames[k] = true
+	}
+	return verifyNodes(n, frags, psiNames)
+}
+
+// Verify checks a finished multi-dataset plan again after the rewrites
+// that follow planning (row filters, units, clamps): every column an
+// operator refers to is an output of its input, and names never collide.
+func (p *Plan) Verify() error {
+	if p == nil || p.Sandbox == nil {
+		return nil
+	}
+	psiNames := map[string]bool{}
+	var walk func(n *Node, depth int)
+	walk = func(n *Node, depth int) {
+		if n == nil || depth > 4*maxExprDepth {
+			return
+		}
+		if n.Op == OpJoin && n.PSI {
+			for _, k := range n.Keys {
+				psiNames[k.Left], psiNames[k.Right] = true, true
+			}
+		}
+		for _, in := range n.Inputs {
+			walk(in, depth+1)
+		}
+	}
+	walk(p.Sandbox, 0)
+	_, err := verifyNodes(p.Sandbox, p.Fragments, psiNames)
+	return err
+}
+
+func verifyNodes(n *Node, frags []*Fragment, psiNames map[string]bool) ([]string, error) {
+	lost := func() error {
+		return sluice.Errorf(sluice.EInternal, "the planner built an inconsistent sandbox plan; please report it with the query text")
 	}
 	var walk func(n *Node, depth int) ([]string, error)
 	walk = func(n *Node, depth int) ([]string, error) {
@@ -319,6 +366,9 @@ func (m *mplan) verify(n *Node, frags []*Fragment) ([]string, error) {
 			}
 			for _, it := range frags[n.Fragment].Select {
 				out = append(out, it.Alias)
+			}
+			if u := frags[n.Fragment].UnitAlias; u != "" {
+				out = append(out, u)
 			}
 			return out, nil
 		case OpJoin:

@@ -108,6 +108,11 @@ type Fragment struct {
 	// source rows. An agent may then send values of aggregate-level
 	// columns, which never leave the sandbox as rows.
 	SandboxK int `json:"sandbox_k,omitempty"`
+	// UnitAlias, when set, asks the agent for one more output column under
+	// this name: each row's privacy unit (the dataset's unique person key)
+	// as a keyed pseudonym, so the sandbox can count the persons behind
+	// each group (see units.go). Never the key itself.
+	UnitAlias string `json:"unit_alias,omitempty"`
 
 	// Requester is who asked, under which purpose: the agent decides the
 	// masks it enforces itself from it, and records it.

@@ -40,6 +40,10 @@ type Plan struct {
 	// JoinPairs lists every equality join key pair by source column, for
 	// the policy's join_key rule (see JoinPair).
 	JoinPairs []JoinPair
+	// UnitSets are the contributor sets the sandbox plan carries to its
+	// top for a protected release (CountUnits); the broker's gate checks
+	// and strips them.
+	UnitSets []UnitSet
 }
 
 // The parser reports these constructs as plain syntax errors; spotting

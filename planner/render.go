@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"cmp"
 	"math"
 	"sort"
 	"strconv"
@@ -16,7 +17,8 @@ import (
 // Masks are applied in a derived table that projects only the columns the
 // fragment uses, each masked column replaced by its mask under the same
 // name, so that output, WHERE, GROUP BY and ORDER BY all see only masked
-// values. MinGroupSize k adds COUNT(*) >= k to HAVING.
+// values. A fragment with a minimum group size renders with RenderUnits,
+// which counts persons: Render refuses it.
 func Render(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (string, []any, error) {
 	switch dialect {
 	case sluice.DriverSQLite, sluice.DriverPostgres, sluice.DriverMySQL:
@@ -26,6 +28,9 @@ func Render(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (string, []a
 	if err := f.Validate(ds); err != nil {
 		return "", nil, err
 	}
+	if f.MinGroupSize > 0 {
+		return "", nil, invalid("a fragment with a minimum group size is rendered by RenderUnits, which counts its persons")
+	}
 	r := &renderer{d: dialect, ds: ds, f: f, masks: map[string]sluice.MaskRule{}, c: &checker{ds: ds, masks: f.Masks}}
 	for k, m := range f.Masks {
 		r.masks[ds.Column(k).Name] = m
@@ -34,34 +39,37 @@ func Render(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (string, []a
 	return r.sb.String(), r.args, nil
 }
 
-// GroupRowsColumn is the hidden output column RenderGroupRows adds: the
-// number of source rows behind each group.
-const GroupRowsColumn = "__sluice_group_rows"
-
-// RenderGroupRows renders an aggregate fragment with a minimum group size
-// for an agent that enforces that size itself, so that it can count the
-// groups it suppresses: the COUNT(*) >= k condition is left out of HAVING
-// and COUNT(*) is added as a last output column named GroupRowsColumn.
-// LIMIT and OFFSET are left out too, because the database would apply them
-// after HAVING: the agent applies them to the groups it keeps. The caller
-// must drop GroupRowsColumn and every group under k before any row leaves.
+// RenderUnits renders a protected fragment (MinGroupSize k > 0) for an
+// agent that enforces k itself, counting persons rather than rows: for
+// each of the fragment's contributor sets (Fragment.UnitSets) it adds two
+// last output columns, the list of the set's unit values per group (the
+// dataset's privacy unit, comma-separated: UnitSetPrefix+i, text) and
+// their number (UnitCountPrefix+i, integer), which the agent checks the
+// parsed list against. Nothing about k is rendered: the agent drops the
+// groups under k. LIMIT and OFFSET are left out too, because the database
+// would apply them before the agent drops groups: the agent applies them
+// to the groups it keeps. The caller must drop the unit columns (turning
+// them into sketches) and every group under k before any row leaves.
 //
-// A DISTINCT fragment is refused: the extra column would change which rows
-// are distinct.
-func RenderGroupRows(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (string, []any, error) {
+// A DISTINCT fragment is refused: the unit columns would change which
+// rows are distinct, and GROUP BY says the same.
+func RenderUnits(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (string, []any, error) {
 	if err := f.Validate(ds); err != nil {
 		return "", nil, err
 	}
 	if f.MinGroupSize <= 0 {
-		return "", nil, invalid("RenderGroupRows needs a fragment with a minimum group size; use Render")
+		return "", nil, invalid("RenderUnits needs a fragment with a minimum group size; use Render")
 	}
 	if f.Distinct {
-		return "", nil, invalid("a DISTINCT fragment cannot carry the group-rows column; use Render")
+		return "", nil, sluice.Errorf(sluice.ENotSupported, "SELECT DISTINCT is not supported yet in an aggregate-only release; use GROUP BY")
 	}
-	for _, it := range f.Select {
-		if strings.EqualFold(it.Alias, GroupRowsColumn) {
-			return "", nil, invalid("the output column name %s is reserved", GroupRowsColumn)
-		}
+	unit := ds.PrivacyUnit()
+	if unit == nil {
+		return "", nil, sluice.Errorf(sluice.ENotSupported, "%s declares no unique person key, so an aggregate-only release cannot count its persons; its data admin must mark the column that identifies each row's person as join_key with unique: true", ds.FullName())
+	}
+	sets, err := f.UnitSets()
+	if err != nil {
+		return "", nil, err
 	}
 	fc := *f
 	fc.MinGroupSize, fc.Limit, fc.Offset = 0, nil, 0
@@ -70,7 +78,7 @@ func RenderGroupRows(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (st
 	default:
 		return "", nil, invalid("cannot render SQL for driver %q; use sqlite, postgres or mysql", clip(string(dialect)))
 	}
-	r := &renderer{d: dialect, ds: ds, f: &fc, masks: map[string]sluice.MaskRule{}, c: &checker{ds: ds, masks: fc.Masks}, groupRows: true}
+	r := &renderer{d: dialect, ds: ds, f: &fc, masks: map[string]sluice.MaskRule{}, c: &checker{ds: ds, masks: fc.Masks}, units: sets, unit: unit.Name}
 	for k, m := range fc.Masks {
 		r.masks[ds.Column(k).Name] = m
 	}
@@ -78,16 +86,38 @@ func RenderGroupRows(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (st
 	return r.sb.String(), r.args, nil
 }
 
+// UnitScanFields are the columns the SQL of RenderUnits returns: the
+// fragment's output fields, then a list and a count per contributor set.
+func UnitScanFields(f *Fragment, ds *sluice.Dataset) ([]Field, error) {
+	fields, err := OutputFields(f, ds)
+	if err != nil {
+		return nil, err
+	}
+	sets, err := f.UnitSets()
+	if err != nil {
+		return nil, err
+	}
+	for i := range sets {
+		n := strconv.Itoa(i)
+		fields = append(fields, Field{Name: UnitSetPrefix + n, Type: sluice.TypeText}, Field{Name: UnitCountPrefix + n, Type: sluice.TypeInteger})
+	}
+	return fields, nil
+}
+
 type renderer struct {
-	// groupRows adds COUNT(*) AS GroupRowsColumn after the select list.
-	groupRows bool
-	d         sluice.Driver
-	ds        *sluice.Dataset
-	f         *Fragment
-	masks     map[string]sluice.MaskRule // by catalog column name
-	c         *checker
-	sb        strings.Builder
-	args      []any
+	// units adds, after the select list, each contributor set's list of
+	// unit values and their count (RenderUnits); unit is the dataset's
+	// privacy unit column.
+	units   []UnitSet
+	unit    string
+	unitRef string // the unit column's name in the FROM item, when not unit
+	d       sluice.Driver
+	ds      *sluice.Dataset
+	f       *Fragment
+	masks   map[string]sluice.MaskRule // by catalog column name
+	c       *checker
+	sb      strings.Builder
+	args    []any
 }
 
 func (r *renderer) w(s ...string) {
@@ -113,6 +143,7 @@ func (r *renderer) table() string {
 
 func (r *renderer) fragment() {
 	f := r.f
+	from := r.source()
 	r.w("SELECT ")
 	if f.Distinct {
 		r.w("DISTINCT ")
@@ -124,10 +155,23 @@ func (r *renderer) fragment() {
 		r.expr(it.Expr, "")
 		r.w(" AS ", r.ident(it.Alias))
 	}
-	if r.groupRows {
-		r.w(", COUNT(*) AS ", r.ident(GroupRowsColumn))
+	for i, u := range r.units {
+		n := strconv.Itoa(i)
+		v := r.ident(cmp.Or(r.unitRef, r.unit))
+		if u.Of != "" {
+			v = "CASE WHEN " + r.ident(r.ds.Column(u.Of).Name) + " IS NOT NULL THEN " + v + " END"
+		}
+		switch r.d {
+		case sluice.DriverSQLite:
+			r.w(", group_concat(", v, ", ',')")
+		case sluice.DriverPostgres:
+			r.w(", string_agg(CAST(", v, " AS TEXT), ',')")
+		default:
+			r.w(", GROUP_CONCAT(", v, " SEPARATOR ',')")
+		}
+		r.w(" AS ", r.ident(UnitSetPrefix+n), ", COUNT(", v, ") AS ", r.ident(UnitCountPrefix+n))
 	}
-	r.w(" FROM ", r.source())
+	r.w(" FROM ", from)
 	if f.Where != nil {
 		r.w(" WHERE ")
 		r.expr(f.Where, "")
@@ -141,19 +185,9 @@ func (r *renderer) fragment() {
 			r.key(g)
 		}
 	}
-	if f.Having != nil || f.MinGroupSize > 0 {
+	if f.Having != nil {
 		r.w(" HAVING ")
-		if f.Having != nil {
-			r.expr(f.Having, "")
-		}
-		if f.MinGroupSize > 0 {
-			if f.Having != nil {
-				r.w(" AND ")
-			}
-			r.w("(COUNT(*) >= ")
-			r.param(&Literal{Type: LitInt, Text: strconv.Itoa(f.MinGroupSize)}, sluice.TypeInteger)
-			r.w(")")
-		}
+		r.expr(f.Having, "")
 	}
 	if len(f.OrderBy) > 0 {
 		r.w(" ORDER BY ")
@@ -254,6 +288,12 @@ func (r *renderer) source() string {
 	}
 	if !masked {
 		return r.table()
+	}
+	if r.unit != "" {
+		// Persons are counted by their raw key, whatever mask the query
+		// sees: it stays in the department's database and the agent.
+		r.unitRef = reservedPrefix + "unit"
+		cols = append(cols, r.ident(r.unit)+" AS "+r.ident(r.unitRef))
 	}
 	return "(SELECT " + strings.Join(cols, ", ") + " FROM " + r.table() + ") AS " + r.ident("t")
 }
@@ -652,7 +692,13 @@ func (f *Fragment) Normalized() string {
 		}
 	}
 	if f.MinGroupSize != 0 {
-		b.WriteString("\nMIN GROUP SIZE " + strconv.Itoa(f.MinGroupSize))
+		b.WriteString("\nMIN GROUP SIZE " + strconv.Itoa(f.MinGroupSize) + " PERSONS")
+	}
+	if f.SandboxK != 0 {
+		b.WriteString("\nSANDBOX K " + strconv.Itoa(f.SandboxK))
+	}
+	if f.UnitAlias != "" {
+		b.WriteString("\nUNITS AS " + quoteNorm(f.UnitAlias))
 	}
 	return b.String()
 }

@@ -60,8 +60,12 @@ func TestRenderGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			fmt.Fprintf(&b, "-- fields\n%v\n", fields)
+			render := Render
+			if f.MinGroupSize > 0 {
+				render = RenderUnits
+			}
 			for _, d := range []sluice.Driver{sluice.DriverSQLite, sluice.DriverPostgres, sluice.DriverMySQL} {
-				sql, args, err := Render(f, ds, d)
+				sql, args, err := render(f, ds, d)
 				if err != nil {
 					t.Fatalf("%s: %v", d, err)
 				}

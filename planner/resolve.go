@@ -152,19 +152,12 @@ func (r *resolver) selectList(exprs sqlparser.SelectExprs) error {
 			if !s.TableName.IsEmpty() && !r.qualifierMatches(s.TableName) {
 				return invalid("%s.* names no table of this query; it reads only %s", clip(tableNameText(s.TableName)), r.describeSource())
 			}
-			n := 0
-			for _, c := range r.ds.Columns {
-				// Hidden columns are never released, so * does not ask for
-				// them; every other column is judged by the policy.
-				if c.Release == sluice.ReleaseHidden {
-					continue
-				}
+			for _, c := range starColumns(r.ds) {
 				r.items = append(r.items, SelectItem{Expr: &Expr{Kind: KindColumn, Column: c.Name}})
 				r.explicit = append(r.explicit, false)
-				n++
 			}
-			if n == 0 {
-				return invalid("dataset %s has no columns that SELECT * can return; name the columns you need", r.ds.FullName())
+			if len(r.ds.Columns) == 0 {
+				return invalid("dataset %s has no columns; name the columns you need", r.ds.FullName())
 			}
 		case *sqlparser.AliasedExpr:
 			e, err := r.expr(s.Expr, scopeSelect, true, 0)
@@ -216,6 +209,24 @@ func (r *resolver) nameOutputs() error {
 		r.items[i].Alias = name
 	}
 	return nil
+}
+
+// starColumns are the columns * stands for. Hidden columns are never
+// released, so * does not ask for them — unless every column is hidden:
+// then * asks for all of them and the policy explains why the dataset
+// cannot be read (its share class and legal basis, or its hidden
+// columns), as it would for a column named in the query.
+func starColumns(ds *sluice.Dataset) []*sluice.Column {
+	var out []*sluice.Column
+	for _, c := range ds.Columns {
+		if c.Release != sluice.ReleaseHidden {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return ds.Columns
+	}
+	return out
 }
 
 func generatedName(e *Expr) string {

@@ -77,6 +77,22 @@ func (f *Fragment) Validate(ds *sluice.Dataset) error {
 			}
 		}
 	}
+	if f.UnitAlias != "" {
+		if err := checkAlias(f.UnitAlias); err != nil {
+			return err
+		}
+		if !strings.HasSuffix(f.UnitAlias, unitSuffix) {
+			return invalid("the unit column name %q must end in %s", clip(f.UnitAlias), unitSuffix)
+		}
+		for _, it := range f.Select {
+			if strings.EqualFold(it.Alias, f.UnitAlias) {
+				return invalid("the unit column name %q is also an output name", clip(f.UnitAlias))
+			}
+		}
+		if f.MinGroupSize > 0 {
+			return invalid("a fragment bound for the sandbox (unit_alias) has no minimum group size of its own")
+		}
+	}
 	return checkShape(f, ds, false)
 }
 
@@ -170,6 +186,9 @@ func checkAlias(a string) error {
 		if unicode.IsControl(r) {
 			return invalid("output name %q contains a control character", a)
 		}
+	}
+	if len(a) >= len(reservedPrefix) && strings.EqualFold(a[:len(reservedPrefix)], reservedPrefix) {
+		return invalid("output names starting with %s are reserved for Sluice; choose another alias than %q", reservedPrefix, a)
 	}
 	return nil
 }

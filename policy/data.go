@@ -37,6 +37,12 @@ type columnDoc struct {
 	Mask      string `json:"mask"`
 	Grade     string `json:"grade"`
 	KeyDomain string `json:"key_domain"`
+	// Unique: no two rows share a value; a join_key column with unique is
+	// the dataset's privacy unit (one row per person).
+	Unique bool `json:"unique"`
+	// DPRequired: other departments may use the column only under a grant
+	// with a differential-privacy budget.
+	DPRequired bool `json:"dp_required"`
 }
 
 type purposeDoc struct {
@@ -67,17 +73,23 @@ type grantDoc struct {
 
 type settingsDoc struct {
 	DefaultK int `json:"default_k"`
+	// DPGrades are the grades ("L1" … "L4") whose columns are treated as
+	// dp_required; never null.
+	DPGrades []string `json:"dp_grades"`
 }
 
 // buildData marshals the domain types into the data document. It rejects
 // only what would make the document ambiguous (duplicate purpose codes or
 // grant ids); judging grants is the policy's job.
-func buildData(cat *sluice.Catalog, purposes []sluice.Purpose, grants []sluice.Grant, defaultK int) ([]byte, error) {
+func buildData(cat *sluice.Catalog, purposes []sluice.Purpose, grants []sluice.Grant, settings settingsDoc) ([]byte, error) {
+	if settings.DPGrades == nil {
+		settings.DPGrades = []string{}
+	}
 	doc := dataDoc{
 		Catalog:  catalogDoc{Datasets: map[string]datasetDoc{}},
 		Purposes: map[string]purposeDoc{},
 		Grants:   []grantDoc{},
-		Settings: settingsDoc{DefaultK: defaultK},
+		Settings: settings,
 	}
 	if cat != nil {
 		for _, ds := range cat.Datasets() {
@@ -87,11 +99,13 @@ func buildData(cat *sluice.Catalog, purposes []sluice.Purpose, grants []sluice.G
 					continue
 				}
 				cols[strings.ToLower(c.Name)] = columnDoc{
-					Name:      c.Name,
-					Release:   string(c.Release),
-					Mask:      string(c.Mask),
-					Grade:     string(c.Grade),
-					KeyDomain: c.KeyDomain,
+					Name:       c.Name,
+					Release:    string(c.Release),
+					Mask:       string(c.Mask),
+					Grade:      string(c.Grade),
+					KeyDomain:  c.KeyDomain,
+					Unique:     c.Unique,
+					DPRequired: c.DPRequired,
 				}
 			}
 			doc.Catalog.Datasets[strings.ToLower(ds.FullName())] = datasetDoc{

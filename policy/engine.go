@@ -12,7 +12,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,12 +45,20 @@ type Input struct {
 // Reason is one ground of an allow or one cause of a denial.
 type Reason struct {
 	// Rule is a stable id: "role", "unknown_purpose", "unknown_dataset",
-	// "unknown_column", "share_class_none", "no_grant", "grant_expired",
+	// "unknown_column", "unknown_usage", "share_class_none",
+	// "share_class_unknown", "no_grant", "grant_expired",
 	// "grant_not_yet_valid", "grant_purpose", "grant_columns",
 	// "grant_revoked", "aggregate_only_grant", "masked_join_key",
-	// "aggregate_row_output", "aggregate_column_use", "join_key_use",
-	// "hidden_column", "custom:<package>", and on allow "allow_owner",
-	// "allow_unconditional", "allow_grant".
+	// "aggregate_row_output", "aggregate_column_use", "order_statistic"
+	// (MIN/MAX of an aggregate-level column, or of any column in a protected
+	// release), "distinct_aggregate" (DISTINCT on an aggregate-level
+	// column), "aggregate_expression" (a column inside an expression within
+	// an aggregate: on an aggregate-level column, or on any column in a
+	// protected release), "no_privacy_unit" (a protected dataset declares no
+	// unique join_key), "dp_required" (a column that needs a
+	// differential-privacy budget, used without one), "join_key_use",
+	// "join_key_plain_join", "hidden_column", "custom:<package>", and on
+	// allow "allow_owner", "allow_unconditional", "allow_grant".
 	Rule    string `json:"rule"`
 	Dataset string `json:"dataset,omitempty"`
 	Column  string `json:"column,omitempty"`
@@ -68,8 +78,15 @@ type Decision struct {
 	// Masks is dataset → column → mask to apply at the source, for the
 	// masked columns a non-owner uses.
 	Masks map[string]map[string]sluice.MaskRule
-	// MinGroupSize is k > 0 when the release is aggregate-only.
+	// MinGroupSize is k > 0 when the release is aggregate-only (protected):
+	// the largest k of Protected. k counts distinct persons.
 	MinGroupSize int
+	// Protected maps each protected dataset's catalog name (department.dataset)
+	// to its k: the larger of the default k, when a non-owner uses one of its
+	// aggregate-level columns, and the k of the aggregate-only grant relied
+	// on for it. Empty (never nil) when the release is not aggregate-only and
+	// on deny.
+	Protected map[string]int
 	// Grants are the ids of the grants the allow relies on.
 	Grants []string
 	// RowCap > 0 limits the rows one result may release.
@@ -86,6 +103,7 @@ type Decision struct {
 type options struct {
 	dirs     []string
 	defaultK int
+	dpGrades []string
 }
 
 // Option configures an Engine.
@@ -104,6 +122,34 @@ func WithDefaultK(k int) Option {
 	return func(o *options) { o.defaultK = k }
 }
 
+// WithDPGrades makes every column of the given grades ("L1" … "L4")
+// usable by other departments only under a grant with a
+// differential-privacy budget, as if the catalog marked it dp_required. It
+// may be given more than once; the grades add up. By default no grade
+// requires it.
+func WithDPGrades(grades ...string) Option {
+	return func(o *options) { o.dpGrades = append(o.dpGrades, grades...) }
+}
+
+// dpGrades validates and normalises the grades of WithDPGrades: known
+// grades only, upper case, sorted, without duplicates, never nil.
+func dpGrades(in []string) ([]string, error) {
+	out := []string{}
+	for _, g := range in {
+		norm := sluice.Grade(strings.ToUpper(strings.TrimSpace(g)))
+		switch norm {
+		case sluice.GradeL1, sluice.GradeL2, sluice.GradeL3, sluice.GradeL4:
+		default:
+			return nil, sluice.Errorf(sluice.EInvalid, "policy: %q is not a grade; differential privacy can be required for grades L1, L2, L3 and L4", g)
+		}
+		if !slices.Contains(out, string(norm)) {
+			out = append(out, string(norm))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 // DefaultK is the minimum group size used when nothing says otherwise.
 const DefaultK = 10
 
@@ -118,10 +164,15 @@ type Engine struct {
 	hash    []byte // sha256 state input of the modules, reused per Update
 
 	mu    sync.Mutex // serialises Update
-	state atomic.Pointer[prepared]
+	state atomic.Pointer[Prepared]
 }
 
-type prepared struct {
+// Prepared is one revision of the policy: the modules and one data
+// document (catalog, purposes, grants), compiled once. It is immutable and
+// safe for concurrent use; a request decides with one Prepared from start
+// to end, and the broker keeps it in the same snapshot as the catalog and
+// grants it was built from.
+type Prepared struct {
 	query    rego.PreparedEvalQuery
 	revision string
 	data     []byte // the data document the revision covers
@@ -136,8 +187,13 @@ func New(ctx context.Context, opts ...Option) (*Engine, error) {
 		opt(&o)
 	}
 	if o.defaultK <= 0 {
-		return nil, sluice.Errorf(sluice.EInvalid, "policy: default k must be a positive number of rows, got %d", o.defaultK)
+		return nil, sluice.Errorf(sluice.EInvalid, "policy: default k must be a positive number of persons, got %d", o.defaultK)
 	}
+	grades, err := dpGrades(o.dpGrades)
+	if err != nil {
+		return nil, err
+	}
+	o.dpGrades = grades
 	mods, err := embeddedModules(false)
 	if err != nil {
 		return nil, err
@@ -190,7 +246,7 @@ func (e *Engine) Update(ctx context.Context, cat *sluice.Catalog, purposes []slu
 	// later data is the one left in force.
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	raw, err := buildData(cat, purposes, grants, e.opts.defaultK)
+	raw, err := buildData(cat, purposes, grants, settingsDoc{DefaultK: e.opts.defaultK, DPGrades: e.opts.dpGrades})
 	if err != nil {
 		return err
 	}
@@ -225,7 +281,7 @@ func (e *Engine) Update(ctx context.Context, cat *sluice.Catalog, purposes []slu
 	sum.Write(e.hash)
 	fmt.Fprintf(sum, "data %d:", len(raw))
 	sum.Write(raw)
-	next := &prepared{query: pq, revision: "sha256:" + hex.EncodeToString(sum.Sum(nil)), data: raw}
+	next := &Prepared{query: pq, revision: "sha256:" + hex.EncodeToString(sum.Sum(nil)), data: raw}
 
 	e.state.Store(next)
 	return nil
@@ -256,7 +312,18 @@ func (e *Engine) Modules() map[string]string {
 // or an undefined decision is an EInternal error, never an allow. A zero
 // in.Now means the current time.
 func (e *Engine) Decide(ctx context.Context, in Input) (*Decision, error) {
-	st := e.state.Load()
+	return e.state.Load().Decide(ctx, in)
+}
+
+// Current is the revision in force: the one the last Update prepared.
+func (e *Engine) Current() *Prepared { return e.state.Load() }
+
+// Revision identifies this revision: sha256 over the modules and the data.
+func (p *Prepared) Revision() string { return p.revision }
+
+// Decide evaluates this revision of the policy for in; see Engine.Decide.
+func (p *Prepared) Decide(ctx context.Context, in Input) (*Decision, error) {
+	st := p
 	if in.Now.IsZero() {
 		in.Now = time.Now()
 	}
@@ -311,6 +378,7 @@ type decisionDoc struct {
 	Reasons      []Reason                              `json:"reasons"`
 	Masks        map[string]map[string]sluice.MaskRule `json:"masks"`
 	MinGroupSize int                                   `json:"min_group_size"`
+	Protected    map[string]int                        `json:"protected"`
 	Grants       []string                              `json:"grants"`
 }
 
@@ -333,12 +401,16 @@ func decodeDecision(v any) (*Decision, error) {
 		Reasons:      doc.Reasons,
 		Masks:        doc.Masks,
 		MinGroupSize: doc.MinGroupSize,
+		Protected:    doc.Protected,
 		Grants:       doc.Grants,
 		RowCap:       doc.RowCap,
 		DP:           doc.DP,
 	}
 	if d.Masks == nil {
 		d.Masks = map[string]map[string]sluice.MaskRule{}
+	}
+	if d.Protected == nil {
+		d.Protected = map[string]int{}
 	}
 	if d.Grants == nil {
 		d.Grants = []string{}

@@ -19,6 +19,14 @@ import (
 // now is the instant every demo decision is taken at (10:00 in Beijing).
 var now = time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC)
 
+// personKey is a join key on the person domain declared unique: the
+// dataset's privacy unit (one row per person).
+func personKey() *sluice.Column {
+	c := col("id_card", sluice.GradeL4, sluice.ReleaseJoinKey, "", "person")
+	c.Unique = true
+	return c
+}
+
 func col(name string, grade sluice.Grade, release sluice.Release, mask sluice.MaskRule, domain string) *sluice.Column {
 	typ := sluice.TypeText
 	if mask == sluice.MaskYear {
@@ -38,7 +46,7 @@ func demoCatalog(t testing.TB) *sluice.Catalog {
 		{ID: "civil", Datasets: []*sluice.Dataset{{
 			Name: "residents", ShareClass: sluice.ShareConditional, LegalBasis: "Civil Affairs Data Regulation art. 9",
 			Columns: []*sluice.Column{
-				col("id_card", L4, key, "", "person"),
+				personKey(),
 				col("name", L3, masked, sluice.MaskSurname, ""),
 				col("gender", L2, plain, "", ""),
 				col("birth_date", L3, masked, sluice.MaskYear, ""),
@@ -51,7 +59,7 @@ func demoCatalog(t testing.TB) *sluice.Catalog {
 		{ID: "health", Datasets: []*sluice.Dataset{{
 			Name: "insured", ShareClass: sluice.ShareConditional, LegalBasis: "Medical Security Data Measures art. 14",
 			Columns: []*sluice.Column{
-				col("id_card", L4, key, "", "person"),
+				personKey(),
 				col("insurance_type", L2, plain, "", ""),
 				col("chronic_disease", L4, agg, "", ""),
 				col("annual_claims", L4, agg, "", ""),
@@ -76,7 +84,7 @@ func demoCatalog(t testing.TB) *sluice.Catalog {
 			{
 				Name: "household", ShareClass: sluice.ShareConditional, LegalBasis: "Household Registration Regulation art. 20",
 				Columns: []*sluice.Column{
-					col("id_card", L4, key, "", "person"),
+					personKey(),
 					col("name", L3, masked, sluice.MaskSurname, ""),
 					col("household_district", L2, plain, "", ""),
 					col("migrant", L3, plain, "", ""),
@@ -291,7 +299,7 @@ func TestDecide(t *testing.T) {
 			name:     "aggregate column released as rows",
 			in:       query(alice, "subsidy-review", false, use("health.insured.annual_claims", out)),
 			rules:    []string{"aggregate_only_grant", "aggregate_row_output"},
-			mentions: []string{"COUNT/SUM/AVG/MIN/MAX", "at least 10 rows"},
+			mentions: []string{"COUNT/SUM/AVG", "at least 10 persons"},
 		},
 		{
 			name:  "aggregate column as a GROUP BY key",
@@ -855,7 +863,7 @@ func TestExplain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(d.Explain(), "at least 10 rows") {
+	if !strings.Contains(d.Explain(), "at least 10 distinct persons") || !strings.Contains(d.Explain(), "health.insured: k = 10") {
 		t.Errorf("explanation lacks k:\n%s", d.Explain())
 	}
 }
@@ -900,4 +908,273 @@ func TestRunTests(t *testing.T) {
 			t.Fatalf("want invalid naming the file, got %v", err)
 		}
 	})
+}
+
+// TestAggregatesCannotSingleOut: the issue's attacks under alice's
+// aggregate-only grant (k = 10) are refused, each with a reason naming the
+// rule, dataset and column, and what is allowed instead.
+func TestAggregatesCannotSingleOut(t *testing.T) {
+	e := demoEngine(t)
+	const (
+		dist  = sluice.UseDistinctAggregate
+		ostat = sluice.UseOrderStatistic
+		expr  = sluice.UseAggregateExpression
+	)
+	joined := func(cols ...sluice.ColumnUsage) Input {
+		return query(alice, "subsidy-review", true,
+			append([]sluice.ColumnUsage{use("civil.residents.id_card", join), use("health.insured.id_card", join)}, cols...)...)
+	}
+	type want struct{ rule, dataset, column, mentions string }
+	tests := []struct {
+		name string
+		in   Input
+		want []want
+	}{
+		{
+			name: "SUM(CASE WHEN r.phone = '...' THEN i.annual_claims ELSE 0 END)",
+			in:   joined(use("civil.residents.phone", pred, expr), use("health.insured.annual_claims", expr)),
+			want: []want{
+				{"aggregate_expression", "civil.residents", "phone", "health.insured with k = 10"},
+				{"aggregate_expression", "health.insured", "annual_claims", "e.g. SUM(annual_claims) or AVG(annual_claims)"},
+			},
+		},
+		{
+			name: "MAX(annual_claims)",
+			in:   query(alice, "subsidy-review", true, use("health.insured.annual_claims", ostat), use("health.insured.insurance_type", grp, out)),
+			want: []want{{"order_statistic", "health.insured", "annual_claims", "COUNT, SUM and AVG of the bare column"}},
+		},
+		{
+			name: "MAX(CASE WHEN ... THEN chronic_disease*1000 + hospital_visits END)",
+			in: query(alice, "subsidy-review", true, use("health.insured.insurance_type", pred, expr),
+				use("health.insured.chronic_disease", expr), use("health.insured.hospital_visits", expr)),
+			want: []want{
+				{"aggregate_expression", "health.insured", "chronic_disease", "Move conditions to WHERE"},
+				{"aggregate_expression", "health.insured", "hospital_visits", "Move conditions to WHERE"},
+				{"aggregate_expression", "health.insured", "insurance_type", "bare column or *"},
+			},
+		},
+		{
+			name: "SUM(CASE WHEN annual_claims > 100000 THEN 1 ELSE 0 END)",
+			in:   query(alice, "subsidy-review", true, use("health.insured.annual_claims", pred, expr)),
+			want: []want{{"aggregate_expression", "health.insured", "annual_claims", "inside an aggregate it may appear only as the bare argument"}},
+		},
+		{
+			name: "MAX(r.monthly_allowance) per insurance_type, on alice's own column",
+			in:   joined(use("civil.residents.monthly_allowance", ostat), use("health.insured.insurance_type", grp, out)),
+			want: []want{{"order_statistic", "civil.residents", "monthly_allowance", "your own department's"}},
+		},
+		{
+			name: "COUNT(DISTINCT annual_claims)",
+			in:   query(alice, "subsidy-review", true, use("health.insured.annual_claims", dist), use("health.insured.insurance_type", grp, out)),
+			want: []want{{"distinct_aggregate", "health.insured", "annual_claims", "without DISTINCT"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := e.Decide(context.Background(), tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Allow || len(d.Protected) != 0 || d.MinGroupSize != 0 {
+				t.Fatalf("want a denial without obligations:\n%s", d.Explain())
+			}
+			if len(d.Reasons) != len(tt.want) {
+				t.Fatalf("got %d reasons, want %d:\n%s", len(d.Reasons), len(tt.want), d.Explain())
+			}
+			for i, w := range tt.want {
+				r := d.Reasons[i]
+				if r.Rule != w.rule || r.Dataset != w.dataset || r.Column != w.column || !strings.Contains(r.Message, w.mentions) {
+					t.Errorf("reason %d = %+v, want %s on %s.%s mentioning %q", i, r, w.rule, w.dataset, w.column, w.mentions)
+				}
+			}
+		})
+	}
+
+	t.Run("bare aggregates and COUNT(DISTINCT) of a plain column are allowed", func(t *testing.T) {
+		d, err := e.Decide(context.Background(), joined(use("civil.residents.district", grp, out), use("civil.residents.gender", dist),
+			use("health.insured.annual_claims", agg), use("health.insured.chronic_disease", agg, pred)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Allow || d.MinGroupSize != 10 || len(d.Protected) != 1 || d.Protected["health.insured"] != 10 {
+			t.Fatalf("want an allow with health.insured protected at k = 10, got protected %v:\n%s", d.Protected, d.Explain())
+		}
+	})
+	t.Run("without a protected dataset the owner's MIN and CASE are allowed", func(t *testing.T) {
+		d, err := e.Decide(context.Background(), query(alice, "subsidy-review", true,
+			use("civil.residents.monthly_allowance", ostat, expr), use("civil.residents.phone", pred, expr), use("civil.residents.district", grp, out)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Allow || d.MinGroupSize != 0 || d.Protected == nil || len(d.Protected) != 0 {
+			t.Fatalf("want an unprotected allow, got protected %v:\n%s", d.Protected, d.Explain())
+		}
+	})
+}
+
+// TestProtectedDecoding: "protected" is decoded into Decision.Protected,
+// never nil, and the decision's shape stays strict.
+func TestProtectedDecoding(t *testing.T) {
+	base := func(extra map[string]any) map[string]any {
+		doc := map[string]any{
+			"allow": true, "reasons": []any{}, "masks": map[string]any{}, "min_group_size": 25,
+			"grants": []any{"g"}, "row_cap": 0, "dp": []any{},
+		}
+		for k, v := range extra {
+			doc[k] = v
+		}
+		return doc
+	}
+	d, err := decodeDecision(base(map[string]any{"protected": map[string]any{"civil.residents": 25, "health.insured": 10}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Protected) != 2 || d.Protected["civil.residents"] != 25 || d.Protected["health.insured"] != 10 {
+		t.Fatalf("protected = %v", d.Protected)
+	}
+	for name, doc := range map[string]map[string]any{
+		"missing": base(nil),
+		"null":    base(map[string]any{"protected": nil}),
+		"empty":   base(map[string]any{"protected": map[string]any{}}),
+	} {
+		d, err := decodeDecision(doc)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if d.Protected == nil || len(d.Protected) != 0 {
+			t.Errorf("%s: protected = %#v, want an empty map", name, d.Protected)
+		}
+	}
+	if _, err := decodeDecision(base(map[string]any{"protected": map[string]any{"x": "ten"}})); sluice.ErrorCode(err) != sluice.EInternal {
+		t.Errorf("a non-integer k: want internal, got %v", err)
+	}
+	if _, err := decodeDecision(base(map[string]any{"protected": map[string]any{}, "surprise": 1})); sluice.ErrorCode(err) != sluice.EInternal {
+		t.Errorf("an unknown field: want internal, got %v", err)
+	}
+
+	// Through the policy: two protected datasets with different k; on deny
+	// the map is empty.
+	ctx := context.Background()
+	e, err := New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	year := 365 * 24 * time.Hour
+	grants := []sluice.Grant{
+		{ID: "g-civil", Grantee: "dept:market", Dataset: "civil.residents", Columns: []string{"*"}, Purpose: "enterprise-credit",
+			ValidFrom: now.Add(-year), ValidUntil: now.Add(year), Mode: sluice.ModeAggregate, K: 25},
+		{ID: "g-health", Grantee: "dept:market", Dataset: "health.insured", Columns: []string{"*"}, Purpose: "enterprise-credit",
+			ValidFrom: now.Add(-year), ValidUntil: now.Add(year), Mode: sluice.ModeRows},
+	}
+	if err := e.Update(ctx, demoCatalog(t), demoPurposes, grants); err != nil {
+		t.Fatal(err)
+	}
+	cols := []sluice.ColumnUsage{
+		use("civil.residents.id_card", join), use("civil.residents.district", grp, out),
+		use("health.insured.id_card", join), use("health.insured.annual_claims", agg),
+	}
+	d, err = e.Decide(ctx, query(bob, "enterprise-credit", true, cols...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Allow || d.MinGroupSize != 25 || len(d.Protected) != 2 || d.Protected["civil.residents"] != 25 || d.Protected["health.insured"] != 10 {
+		t.Fatalf("want civil.residents k = 25 and health.insured k = 10, got %v:\n%s", d.Protected, d.Explain())
+	}
+	for _, want := range []string{"civil.residents: k = 25", "health.insured: k = 10"} {
+		if !strings.Contains(d.Explain(), want) {
+			t.Errorf("explanation lacks %q:\n%s", want, d.Explain())
+		}
+	}
+	d, err = e.Decide(ctx, query(bob, "enterprise-credit", true, append(cols, use("health.insured.hospital_visits", sluice.UseOrderStatistic))...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Allow || d.Protected == nil || len(d.Protected) != 0 || d.MinGroupSize != 0 {
+		t.Fatalf("want a denial with no protected datasets, got %v:\n%s", d.Protected, d.Explain())
+	}
+}
+
+// TestNoPrivacyUnit: a protected dataset must declare a unique join key.
+func TestNoPrivacyUnit(t *testing.T) {
+	ctx := context.Background()
+	e, err := New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := demoCatalog(t)
+	cat.Dataset("health", "insured").Column("id_card").Unique = false
+	if err := e.Update(ctx, cat, demoPurposes, demoGrants()); err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.Decide(ctx, query(alice, "subsidy-review", true, use("health.insured.annual_claims", agg), use("health.insured.insurance_type", grp, out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Allow || !slices.Equal(ruleSet(d), []string{"no_privacy_unit"}) {
+		t.Fatalf("want no_privacy_unit:\n%s", d.Explain())
+	}
+	r := d.Reasons[0]
+	if r.Dataset != "health.insured" || r.Column != "" || r.LegalBasis != "" || !strings.Contains(r.Message, "unique: true") {
+		t.Errorf("reason = %+v", r)
+	}
+}
+
+// TestWithDPGrades: the option is validated and normalised, reaches the
+// data document, and makes columns of those grades need a budget.
+func TestWithDPGrades(t *testing.T) {
+	ctx := context.Background()
+	for _, bad := range [][]string{{"L5"}, {""}, {"L4", "secret"}, {"4"}} {
+		_, err := New(ctx, WithDPGrades(bad...))
+		if sluice.ErrorCode(err) != sluice.EInvalid || !strings.Contains(err.Error(), "L1, L2, L3 and L4") {
+			t.Errorf("WithDPGrades(%q): want invalid naming the grades, got %v", bad, err)
+		}
+	}
+	plain := demoEngine(t)
+	if !strings.Contains(string(plain.Data()), `"dp_grades":[]`) {
+		t.Errorf("data document without dp grades: %s", plain.Data())
+	}
+	e := demoEngine(t, WithDPGrades("l4", " L4"), WithDPGrades("L3"))
+	if !strings.Contains(string(e.Data()), `"dp_grades":["L3","L4"]`) {
+		t.Errorf("data document lacks the normalised dp grades: %s", e.Data())
+	}
+	if e.Revision() == plain.Revision() {
+		t.Errorf("dp grades did not change the revision")
+	}
+
+	in := query(alice, "subsidy-review", true, use("health.insured.insurance_type", grp, out), use("health.insured.annual_claims", agg))
+	d, err := plain.Decide(ctx, in)
+	if err != nil || !d.Allow {
+		t.Fatalf("without dp grades: %v\n%v", err, d)
+	}
+	d, err = e.Decide(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Allow || !slices.Equal(ruleSet(d), []string{"dp_required"}) || d.Reasons[0].Column != "annual_claims" ||
+		!strings.Contains(d.Reasons[0].Message, "graded L4") || !strings.Contains(d.Reasons[0].Message, "differential-privacy budget") {
+		t.Fatalf("want dp_required on annual_claims:\n%s", d.Explain())
+	}
+
+	// The catalog flag alone, and a grant with a budget that lifts it.
+	cat := demoCatalog(t)
+	cat.Dataset("health", "insured").Column("annual_claims").DPRequired = true
+	grants := demoGrants()
+	if err := plain.Update(ctx, cat, demoPurposes, grants); err != nil {
+		t.Fatal(err)
+	}
+	d, err = plain.Decide(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Allow || !slices.Equal(ruleSet(d), []string{"dp_required"}) || !strings.Contains(d.Reasons[0].Message, "marks it dp_required") {
+		t.Fatalf("want dp_required by the catalog flag:\n%s", d.Explain())
+	}
+	grants[0].Epsilon, grants[0].EpsilonPerQuery = 1, 0.1
+	if err := plain.Update(ctx, cat, demoPurposes, grants); err != nil {
+		t.Fatal(err)
+	}
+	d, err = plain.Decide(ctx, in)
+	if err != nil || !d.Allow || len(d.DP) != 1 {
+		t.Fatalf("a grant with a budget must allow: %v\n%v", err, d)
+	}
 }

@@ -44,7 +44,15 @@ func (d *Decision) Explain() string {
 				b.WriteString(m)
 			}
 			if d.MinGroupSize > 0 {
-				fmt.Fprintf(&b, "  aggregate-only release: every group must have at least %d rows\n", d.MinGroupSize)
+				fmt.Fprintf(&b, "  aggregate-only release: every group must count at least %d distinct persons\n", d.MinGroupSize)
+				names := make([]string, 0, len(d.Protected))
+				for ds := range d.Protected {
+					names = append(names, ds)
+				}
+				sort.Strings(names)
+				for _, ds := range names {
+					fmt.Fprintf(&b, "    %s: k = %d\n", ds, d.Protected[ds])
+				}
 			}
 			if d.RowCap > 0 {
 				fmt.Fprintf(&b, "  at most %d rows may be released\n", d.RowCap)

@@ -24,6 +24,10 @@ const (
 	AggAvg           AggFunc = "avg"
 	AggMin           AggFunc = "min"
 	AggMax           AggFunc = "max"
+	// AggUnits collects a group's non-NULL 8-byte pseudonyms (binary) into
+	// one binary value, their concatenation: the persons behind the group,
+	// which the release gate counts and sketches. Never released.
+	AggUnits AggFunc = "units"
 )
 
 // Agg is one aggregate output column.
@@ -74,6 +78,7 @@ type aggState struct {
 	mb     []bool
 	seen   map[string]struct{} // count_distinct: group id + value
 	keyBuf []byte
+	lists  [][]byte // units: the group's pseudonyms
 }
 
 func (s *aggState) grow() {
@@ -86,6 +91,8 @@ func (s *aggState) grow() {
 		} else {
 			s.sumD = append(s.sumD, decimal128.Num{})
 		}
+	case AggUnits:
+		s.lists = append(s.lists, nil)
 	case AggMin, AggMax:
 		switch s.in {
 		case tInt, tDate, tTS:
@@ -200,6 +207,11 @@ func (q *Query) HashAggregate(in Operator, groupBy []string, aggs []Agg, opts ..
 			}
 		case AggMin, AggMax:
 			s.out = s.in
+		case AggUnits:
+			if s.in != tBin {
+				return nil, invalidf("units() collects binary pseudonyms, got %s (column %q)", s.in, ag.Column)
+			}
+			s.out = tBin
 		default:
 			return nil, sluice.Errorf(sluice.ENotSupported, "aggregate %q is not supported; use count, count_star, count_distinct, sum, avg, min or max", string(ag.Func))
 		}
@@ -342,6 +354,14 @@ func (a *aggOp) update(s *aggState, cols []arrow.Array, gid []int32) error {
 		switch s.fn {
 		case AggCount:
 			s.cnt[g]++
+		case AggUnits:
+			if len(v.s[r]) != 8 {
+				return sluice.Errorf(sluice.EInternal, "units() got a pseudonym of %d bytes; want 8", len(v.s[r]))
+			}
+			if err := a.res.grow(8); err != nil {
+				return err
+			}
+			s.lists[g] = append(s.lists[g], v.s[r]...)
 		case AggCountDistinct:
 			s.keyBuf = append(s.keyBuf[:0], byte(g>>24), byte(g>>16), byte(g>>8), byte(g))
 			s.keyBuf = appendKey(s.keyBuf, v, r)
@@ -415,6 +435,9 @@ func (a *aggOp) result(s *aggState) (arrow.Array, error) {
 		case AggCount, AggCountStar, AggCountDistinct:
 			v.i[g] = s.cnt[g]
 			continue
+		case AggUnits:
+			v.s[g] = string(s.lists[g])
+			continue
 		}
 		if !s.has[g] {
 			v.null[g] = true
@@ -485,6 +508,7 @@ func (a *aggOp) finish() error {
 	for _, s := range a.aggs {
 		s.seen = nil
 		s.ms = nil
+		s.lists = nil
 	}
 	a.res.releaseAll()
 	return nil

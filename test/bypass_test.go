@@ -133,7 +133,7 @@ func TestBypassCorpus(t *testing.T) {
 		{"predicate on a join key under aggregation", "alice", "SELECT insurance_type, COUNT(*) AS n FROM health.insured WHERE id_card LIKE '630102%' GROUP BY insurance_type", denied, nil, ""},
 		{"narrowing a group below k", "alice", "SELECT insurance_type, COUNT(*) AS n FROM health.insured WHERE annual_claims > 30000 GROUP BY insurance_type", allowed, countsAtLeast(1, 10), ""},
 		{"single-value probe", "alice", "SELECT COUNT(*) AS n FROM health.insured WHERE hospital_visits = 37", allowed, countsAtLeast(0, 10), ""},
-		{"MAX narrowed to one person", "alice", "SELECT insurance_type, MAX(annual_claims) AS m, COUNT(*) AS n FROM health.insured WHERE annual_claims > 40000 GROUP BY insurance_type", allowed, countsAtLeast(2, 10), ""},
+		{"MAX narrowed to one person", "alice", "SELECT insurance_type, MAX(annual_claims) AS m, COUNT(*) AS n FROM health.insured WHERE annual_claims > 40000 GROUP BY insurance_type", denied, nil, ""},
 		{"wrong purpose for the aggregate grant", "alice", "SELECT COUNT(*) AS n FROM health.insured", denied, nil, "enterprise-credit"},
 	}
 	if len(corpus) < 40 {

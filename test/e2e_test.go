@@ -554,10 +554,7 @@ func TestCatalogBrowsing(t *testing.T) {
 // flightClient connects as user with the plain Flight SQL client.
 func flightClient(t testing.TB, user string) (context.Context, *flightsql.Client) {
 	t.Helper()
-	token, err := world.Token(user)
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := tokenFor(t, user)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	cl, err := flightsql.NewClientCtx(ctx, world.BrokerAddr, nil, nil,

@@ -24,6 +24,7 @@ import (
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"
 	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/crypto/pseudonym"
 	"github.com/sluice-gov/sluice/planner"
 )
 
@@ -40,6 +41,7 @@ type options struct {
 	shutdownTimeout time.Duration
 	auditLog        *audit.Log
 	registry        string
+	unitKey         *pseudonym.Key
 }
 
 // Option configures a Server.
@@ -75,6 +77,19 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithUnitKey sets the agent's secret for person pseudonyms (see
+// units.go). Without it New loads dept.Agent.UnitKey (creating the file if
+// missing) or, when that is unset, draws a key that lives as long as the
+// process: the broker's differencing guard can then compare releases only
+// while the agent runs.
+func WithUnitKey(k *pseudonym.Key) Option {
+	return func(o *options) {
+		if k != nil {
+			o.unitKey = k
+		}
+	}
+}
+
 // WithShutdownTimeout bounds how long Serve waits for running streams to
 // finish once its context ends before closing them hard (default 5s).
 func WithShutdownTimeout(d time.Duration) Option {
@@ -97,6 +112,9 @@ type Server struct {
 	// and the registered ones); reg is the registry they are kept in.
 	catalog atomic.Pointer[catalogView]
 	reg     registryState
+
+	// unitKey makes the pseudonyms of persons (units.go).
+	unitKey *pseudonym.Key
 
 	// auditLog records every fragment run (nil: none); ownsAuditLog says
 	// New opened it, so Close closes it.
@@ -163,6 +181,10 @@ func New(ctx context.Context, dept *sluice.Department, opts ...Option) (*Server,
 		_ = s.Close()
 		return nil, err
 	}
+	if err := s.openUnitKey(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	if err := s.loadRegistry(ctx); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -197,7 +219,11 @@ type prepared struct {
 	f      *planner.Fragment // the agent's own copy, with enforced obligations
 	ds     *sluice.Dataset
 	db     *adapters.DB
-	fields []planner.Field
+	fields []planner.Field // what is sent
+	// scanFields are what the database returns when they differ from
+	// fields: a protected fragment's person keys (see units.go).
+	scanFields []planner.Field
+	unit       *sluice.Column // the privacy unit, when persons are counted
 }
 
 // prepare finds the dataset, validates the fragment and applies the agent's
@@ -231,11 +257,38 @@ func (s *Server) prepare(f *planner.Fragment) (*prepared, error) {
 	if db == nil {
 		return nil, sluice.Errorf(sluice.EUnavailable, "the source of dataset %s is not open", ds.FullName())
 	}
-	fields, err := planner.OutputFields(&fc, ds)
+	return prepareUnits(&prepared{f: &fc, ds: ds, db: db})
+}
+
+// prepareUnits types what the database returns and what is sent for a
+// prepared fragment, with the person keys of a protected one.
+func prepareUnits(p *prepared) (*prepared, error) {
+	fields, err := planner.OutputFields(p.f, p.ds)
 	if err != nil {
 		return nil, asInvalid(err)
 	}
-	return &prepared{f: &fc, ds: ds, db: db, fields: fields}, nil
+	p.fields, p.scanFields = fields, fields
+	switch {
+	case p.f.MinGroupSize > 0:
+		if p.unit, err = requireUnit(p.ds); err != nil {
+			return nil, err
+		}
+		if p.f.Distinct {
+			return nil, sluice.Errorf(sluice.ENotSupported, "SELECT DISTINCT is not supported yet in an aggregate-only release; use GROUP BY")
+		}
+		if p.scanFields, err = planner.UnitScanFields(p.f, p.ds); err != nil {
+			return nil, asInvalid(err)
+		}
+	case p.f.UnitAlias != "":
+		if p.unit, err = requireUnit(p.ds); err != nil {
+			return nil, err
+		}
+		p.scanFields = append(append([]planner.Field(nil), fields...), unitField(p.f, p.unit))
+	}
+	if p.fields, err = planner.StreamFields(p.f, p.ds); err != nil {
+		return nil, asInvalid(err)
+	}
+	return p, nil
 }
 
 func (s *Server) dataset(full string) (*sluice.Dataset, error) {
@@ -308,13 +361,19 @@ func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func
 	var (
 		sqlText string
 		args    []any
-		fields  = p.fields
 		gf      *groupFilter
 	)
-	if countsGroups(p.f) {
-		sqlText, args, fields, gf, err = newGroupFilter(p, nil)
-	} else if sqlText, args, err = planner.Render(p.f, p.ds, p.db.Driver()); err != nil {
-		err = asInvalid(err)
+	switch {
+	case countsGroups(p.f):
+		sqlText, args, gf, err = s.newGroupFilter(p, nil)
+	case p.f.UnitAlias != "":
+		if sqlText, args, err = planner.Render(withUnitItem(p.f, p.unit), p.ds, p.db.Driver()); err != nil {
+			err = asInvalid(err)
+		}
+	default:
+		if sqlText, args, err = planner.Render(p.f, p.ds, p.db.Driver()); err != nil {
+			err = asInvalid(err)
+		}
 	}
 	if err != nil {
 		return 0, err
@@ -347,7 +406,22 @@ func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func
 			run.suppressed = gf.suppressed
 		}
 	}
-	n, err := p.db.Scan(ctx, sqlText, args, fields, s.opts.batchRows, scanTo)
+	if p.f.UnitAlias != "" {
+		scope, err := unitScope(p.f, p.ds)
+		if err != nil {
+			return 0, err
+		}
+		hash := unitHash(s.unitKey.Scope(scope))
+		scanTo = func(rec arrow.Record) error {
+			out, err := pseudonymise(rec, schema, hash)
+			if err != nil {
+				return err
+			}
+			defer out.Release()
+			return send(out)
+		}
+	}
+	n, err := p.db.Scan(ctx, sqlText, args, p.scanFields, s.opts.batchRows, scanTo)
 	if gf != nil {
 		n = gf.sent
 	}

@@ -50,6 +50,12 @@ func enforce(f *planner.Fragment, ds *sluice.Dataset, dept string, minK int) err
 			Reasons: []string{"share_class_none: " + ds.FullName()},
 		}
 	}
+	if f.SandboxK > 0 && f.UnitAlias == "" {
+		// Values bound for the sandbox are released only in groups of k
+		// persons, which the sandbox can count only by their pseudonyms.
+		return deny("sandbox_without_units", ds.FullName(),
+			"a fragment of %s bound for the sandbox must carry its persons' pseudonyms (unit_alias) so that groups of fewer than %d persons can be suppressed", ds.FullName(), f.SandboxK)
+	}
 	aggregated := isAggregated(f)
 	aggUsed := false
 	// Rebuild the masks under the catalog's column names so that a key

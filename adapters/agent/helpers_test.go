@@ -94,7 +94,7 @@ func department(dir, dbPath string, brokerPins []string) *sluice.Department {
 			{
 				Name: "residents", Source: "main", ShareClass: sluice.ShareConditional, LegalBasis: "Personal Information Protection Law",
 				Columns: []*sluice.Column{
-					{Name: "id_card", Type: sluice.TypeText, Grade: sluice.GradeL4, Release: sluice.ReleaseJoinKey, KeyDomain: "person"},
+					{Name: "id_card", Type: sluice.TypeText, Grade: sluice.GradeL4, Release: sluice.ReleaseJoinKey, KeyDomain: "person", Unique: true},
 					{Name: "name", Type: sluice.TypeText, Grade: sluice.GradeL3, Release: sluice.ReleaseMasked, Mask: sluice.MaskSurname},
 					{Name: "district", Type: sluice.TypeText, Grade: sluice.GradeL1, Release: sluice.ReleasePlain},
 					{Name: "allowance", Type: sluice.TypeFloat, Grade: sluice.GradeL3, Release: sluice.ReleaseAggregate},

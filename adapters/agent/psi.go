@@ -397,11 +397,14 @@ func (s *Server) psiPrepare(cmd *psiCommand) (*prepared, *sluice.Column, error) 
 	if db == nil {
 		return nil, nil, sluice.Errorf(sluice.EUnavailable, "the source of dataset %s is not open", ds.FullName())
 	}
-	fields, err := planner.OutputFields(&fc, ds)
-	if err != nil {
-		return nil, nil, asInvalid(err)
+	if fc.MinGroupSize > 0 {
+		return nil, nil, sluice.Errorf(sluice.EInvalid, "a psi-blind fragment is bound for the sandbox, which counts its persons; it carries no minimum group size of its own")
 	}
-	return &prepared{f: &fc, ds: ds, db: db, fields: fields}, key, nil
+	p, err := prepareUnits(&prepared{f: &fc, ds: ds, db: db})
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, key, nil
 }
 
 // psiSchema is the schema of a psi-blind stream: the blinded key, then the
@@ -449,7 +452,17 @@ func (s *Server) psiBlind(ctx context.Context, cmd *psiCommand, onStart func(psi
 	if err != nil {
 		return 0, err
 	}
-	sqlText, args, err := planner.Render(p.f, p.ds, p.db.Driver())
+	rendered := p.f
+	var hash func([]byte) uint64
+	if p.f.UnitAlias != "" {
+		rendered = withUnitItem(p.f, p.unit)
+		scope, err := unitScope(p.f, p.ds)
+		if err != nil {
+			return 0, err
+		}
+		hash = unitHash(s.unitKey.Scope(scope))
+	}
+	sqlText, args, err := planner.Render(rendered, p.ds, p.db.Driver())
 	if err != nil {
 		return 0, asInvalid(err)
 	}
@@ -479,7 +492,17 @@ func (s *Server) psiBlind(ctx context.Context, cmd *psiCommand, onStart func(psi
 		sink = run.hold(guarded)
 	}
 	var sent int64
+	plainSchema := adapters.Schema(p.fields)
 	blindEmit := func(rec arrow.Record) error {
+		if hash != nil {
+			// The person key becomes its pseudonym before anything else.
+			pr, err := pseudonymise(rec, plainSchema, hash)
+			if err != nil {
+				return err
+			}
+			defer pr.Release()
+			rec = pr
+		}
 		out, err := blindRecord(ctx, sess.secret, rec, schema, cmd.KeyDomain)
 		if err != nil {
 			return err
@@ -492,7 +515,7 @@ func (s *Server) psiBlind(ctx context.Context, cmd *psiCommand, onStart func(psi
 		sent += n
 		return nil
 	}
-	if _, err := p.db.Scan(ctx, sqlText, args, p.fields, s.opts.batchRows, blindEmit); err != nil {
+	if _, err := p.db.Scan(ctx, sqlText, args, p.scanFields, s.opts.batchRows, blindEmit); err != nil {
 		if run != nil {
 			return run.sent, err
 		}

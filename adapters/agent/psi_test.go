@@ -116,7 +116,7 @@ func psiAgents(t *testing.T, opts ...Option) (civil, health *fixture) {
 			Datasets: []*sluice.Dataset{{
 				Name: "insured", Source: "main", ShareClass: sluice.ShareConditional, LegalBasis: "Medical Security Regulations",
 				Columns: []*sluice.Column{
-					{Name: "id_card", Type: sluice.TypeText, Grade: sluice.GradeL4, Release: sluice.ReleaseJoinKey, KeyDomain: "person"},
+					{Name: "id_card", Type: sluice.TypeText, Grade: sluice.GradeL4, Release: sluice.ReleaseJoinKey, KeyDomain: "person", Unique: true},
 					{Name: "insurance_type", Type: sluice.TypeText, Grade: sluice.GradeL2, Release: sluice.ReleasePlain},
 					{Name: "claims", Type: sluice.TypeFloat, Grade: sluice.GradeL3, Release: sluice.ReleaseAggregate},
 				},
@@ -487,9 +487,47 @@ func TestPSIAggregatePayloadForTheSandbox(t *testing.T) {
 		s.Release()
 	}
 	wantCode(t, err, sluice.EDenied, "claims")
+	// The sandbox counts persons: without their pseudonyms, no values.
 	f.SandboxK = defaultMinGroupSize
+	s, err = c.PSIBlind(context.Background(), f, "id_card", "person")
+	if err == nil {
+		s.Release()
+	}
+	wantCode(t, err, sluice.EDenied, "pseudonyms")
+	f.UnitAlias = "i.$unit"
 	side := psiBlindAll(t, c, f, "id_card", "person")
 	if len(side.keys) != len(psiHealthRows) {
 		t.Errorf("got %d rows, want %d", len(side.keys), len(psiHealthRows))
+	}
+	// Each row carries its person's 8-byte pseudonym, last: one per
+	// person (the fourth person has two rows), never the key.
+	s, err = c.PSIBlind(context.Background(), f, "id_card", "person")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Release()
+	last := s.Schema().NumFields() - 1
+	if fd := s.Schema().Field(last); fd.Name != "i.$unit" || fd.Type.ID() != arrow.BINARY {
+		t.Fatalf("last field %s, want the pseudonym column i.$unit", fd)
+	}
+	seen := map[string]bool{}
+	for s.Next() {
+		col := s.Record().Column(last).(*array.Binary)
+		for r := 0; r < col.Len(); r++ {
+			if v := col.Value(r); len(v) != 8 {
+				t.Fatalf("row %d: pseudonym %x, want 8 bytes", r, v)
+			}
+			seen[string(col.Value(r))] = true
+		}
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	persons := map[string]bool{}
+	for _, r := range psiHealthRows {
+		persons[psi.Normalize(r.id)] = true
+	}
+	if len(seen) != len(persons) {
+		t.Errorf("%d pseudonyms for %d persons", len(seen), len(persons))
 	}
 }

@@ -80,7 +80,7 @@ func peopleDataset() *sluice.Dataset {
 	return &sluice.Dataset{
 		Name: "people", Title: "People of the city", ShareClass: sluice.ShareConditional, LegalBasis: "Personal Information Protection Law",
 		Columns: []*sluice.Column{
-			{Name: "id_card", Type: sluice.TypeText, Grade: sluice.GradeL4, Release: sluice.ReleaseJoinKey, KeyDomain: "person"},
+			{Name: "id_card", Type: sluice.TypeText, Grade: sluice.GradeL4, Release: sluice.ReleaseJoinKey, KeyDomain: "person", Unique: true},
 			{Name: "name", Type: sluice.TypeText, Grade: sluice.GradeL3, Release: sluice.ReleaseMasked, Mask: sluice.MaskSurname},
 			{Name: "district", Type: sluice.TypeText, Grade: sluice.GradeL1, Release: sluice.ReleasePlain},
 			{Name: "income", Type: sluice.TypeDecimal, Grade: sluice.GradeL3, Release: sluice.ReleaseAggregate},

@@ -19,13 +19,15 @@ import (
 // cross-department results.
 const suppressedHeader = "x-sluice-suppressed-groups"
 
-// groupFilter enforces a fragment's minimum group size in the agent rather
-// than in the database's HAVING, so the agent knows how many groups it
-// drops. The database returns every group with its row count in the hidden
-// column planner.GroupRowsColumn; the release gate (the same code the
-// broker's sandbox uses) drops the groups under k and the hidden column,
-// and counts what it dropped. LIMIT and OFFSET, which the database would
-// have applied after HAVING, apply here to the groups kept.
+// groupFilter enforces a protected fragment's minimum group size in the
+// agent rather than in the database's HAVING, counting persons rather than
+// rows, so the agent knows how many groups it drops. The database returns
+// every group with the person keys behind each of its contributor sets
+// (planner.RenderUnits); the release gate (the same code the broker's
+// sandbox uses) hashes them into sketches, drops the groups of fewer than
+// k persons in any set, and counts what it dropped. LIMIT and OFFSET,
+// which the database would have applied before, apply here to the groups
+// kept.
 type groupFilter struct {
 	g      *gate.Gate
 	offset int64
@@ -35,28 +37,43 @@ type groupFilter struct {
 }
 
 // countsGroups reports whether f runs through a groupFilter: it has a
-// minimum group size (only aggregate fragments do) and no DISTINCT, which
-// the hidden column would change.
-func countsGroups(f *planner.Fragment) bool { return f.MinGroupSize > 0 && !f.Distinct }
+// minimum group size (only aggregate fragments do).
+func countsGroups(f *planner.Fragment) bool { return f.MinGroupSize > 0 }
 
-// newGroupFilter renders p's fragment with the group-rows column and
-// returns the SQL, the fields the scan produces, and the filter that turns
-// the scanned batches into the released ones for emit.
-func newGroupFilter(p *prepared, emit func(arrow.Record) error) (string, []any, []planner.Field, *groupFilter, error) {
-	sqlText, args, err := planner.RenderGroupRows(p.f, p.ds, p.db.Driver())
+// newGroupFilter renders p's fragment with its contributor sets and
+// returns the SQL and the filter that turns the scanned batches into the
+// released ones (with the sets' sketches) for emit.
+func (s *Server) newGroupFilter(p *prepared, emit func(arrow.Record) error) (string, []any, *groupFilter, error) {
+	sqlText, args, err := planner.RenderUnits(p.f, p.ds, p.db.Driver())
 	if err != nil {
-		return "", nil, nil, nil, asInvalid(err)
+		return "", nil, nil, asInvalid(err)
 	}
-	fields := append(append([]planner.Field(nil), p.fields...), planner.Field{Name: planner.GroupRowsColumn, Type: sluice.TypeInteger})
-	g, err := gate.NewFilter(adapters.Schema(fields), gate.Obligations{K: p.f.MinGroupSize, RowCountColumn: planner.GroupRowsColumn})
+	sets, err := p.f.UnitSets()
 	if err != nil {
-		return "", nil, nil, nil, err
+		return "", nil, nil, err
+	}
+	scope, err := unitScope(p.f, p.ds)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	hash := unitHash(s.unitKey.Scope(scope))
+	units := make([]gate.UnitColumn, len(sets))
+	for i, u := range sets {
+		units[i] = gate.UnitColumn{Name: u.Column, Dataset: u.Dataset, K: u.K, Format: gate.UnitList,
+			CountColumn: planner.UnitCountPrefix + strconv.Itoa(i), Hash: hash, Keep: true}
+	}
+	g, err := gate.NewFilter(adapters.Schema(p.scanFields), gate.Obligations{Units: units})
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if !g.Schema().Equal(adapters.Schema(p.fields)) {
+		return "", nil, nil, sluice.Errorf(sluice.EInternal, "the agent's gate would send %s, not the announced %s", g.Schema(), adapters.Schema(p.fields))
 	}
 	gf := &groupFilter{g: g, offset: p.f.Offset, limit: -1, emit: emit}
 	if p.f.Limit != nil {
 		gf.limit = *p.f.Limit
 	}
-	return sqlText, args, fields, gf, nil
+	return sqlText, args, gf, nil
 }
 
 // push gates one scanned batch and emits what is released of it. After

@@ -7,7 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+
+	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/planner"
+	"github.com/sluice-gov/sluice/sandbox/sketch"
 )
 
 // TestSuppressedGroupsReported: when the agent enforces a minimum group
@@ -53,7 +58,6 @@ func TestSuppressedGroupsReported(t *testing.T) {
 			f.Requester = owner
 			return f
 		}(), []string{"A", "B", "C"}, -1},
-		{"DISTINCT keeps k in HAVING, no count", grouped(func(f *planner.Fragment) { f.Distinct = true }), []string{"A", "C"}, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,17 +66,38 @@ func TestSuppressedGroupsReported(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Release()
-			if got := s.Schema().NumFields(); got != len(tt.f.Select) {
-				t.Fatalf("schema has %d fields, want %d (the hidden row count must not leave): %s", got, len(tt.f.Select), s.Schema())
+			// Besides the outputs, one sketch per contributor set (every
+			// row, SUM's column) — never the person keys or their lists.
+			sets := 0
+			if tt.wantSuppressed >= 0 {
+				sets = 2
+			}
+			want := len(tt.f.Select) + sets
+			if got := s.Schema().NumFields(); got != want {
+				t.Fatalf("schema has %d fields, want %d (outputs and %d sketches): %s", got, want, sets, s.Schema())
+			}
+			for i := len(tt.f.Select); i < want; i++ {
+				if f := s.Schema().Field(i); f.Name != planner.UnitSetPrefix+fmt.Sprint(i-len(tt.f.Select)) || f.Type.ID() != arrow.BINARY {
+					t.Fatalf("field %d is %s, want a sketch", i, f)
+				}
 			}
 			var got []string
 			for s.Next() {
 				rec := s.Record()
-				if rec.NumCols() != int64(len(tt.f.Select)) {
+				if rec.NumCols() != int64(want) {
 					t.Fatalf("a batch has %d columns", rec.NumCols())
 				}
 				for r := range int(rec.NumRows()) {
 					got = append(got, cell(rec.Column(0), r))
+					for i := len(tt.f.Select); i < want; i++ {
+						sk, err := sketch.Parse(rec.Column(i).(*array.Binary).Value(r))
+						if err != nil {
+							t.Fatalf("group %s: the sketch does not parse: %v", cell(rec.Column(0), r), err)
+						}
+						if w := districtSizes[cell(rec.Column(0), r)]; sk.Units() != w {
+							t.Errorf("group %s: the sketch counts %d persons, want %d", cell(rec.Column(0), r), sk.Units(), w)
+						}
+					}
 				}
 			}
 			if err := s.Err(); err != nil {
@@ -107,6 +132,26 @@ func TestSuppressedGroupsReported(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDistinctRefusedUnderK: DISTINCT would change which persons count;
+// GROUP BY says the same, so the agent refuses it in a protected release.
+func TestDistinctRefusedUnderK(t *testing.T) {
+	fx := newFixture(t, nil, nil)
+	f := frag("residents", outsider, sel("district", col("district"), "n", agg("count", nil)))
+	f.GroupBy = []*planner.Expr{col("district")}
+	f.Distinct = true
+	f.MinGroupSize = 10
+	s, err := fx.broker(t).Fetch(context.Background(), f)
+	if err == nil {
+		for s.Next() {
+		}
+		err = s.Err()
+		s.Release()
+	}
+	if sluice.ErrorCode(err) != sluice.ENotSupported || !strings.Contains(sluice.ErrorMessage(err), "DISTINCT") {
+		t.Fatalf("want ENotSupported naming DISTINCT, got %v", err)
 	}
 }
 

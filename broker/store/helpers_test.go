@@ -236,10 +236,10 @@ func department(id string) *sluice.Department {
 			UpdateFrequency: "daily",
 			Columns: []*sluice.Column{{
 				Name: "id_card", Type: sluice.TypeText, Grade: sluice.GradeL4, Release: sluice.ReleaseJoinKey,
-				Mask: sluice.MaskIDCard, KeyDomain: "person", Unique: true, Description: "resident ID number",
+				Mask: sluice.MaskIDCard, KeyDomain: "person", Unique: true, DPRequired: true, Description: "resident ID number",
 			}, {
 				Name: "name", Type: sluice.TypeText, Grade: sluice.GradeL3, Release: sluice.ReleaseMasked,
-				Mask: sluice.MaskSurname, KeyDomain: "none", Unique: true, Description: "姓名",
+				Mask: sluice.MaskSurname, KeyDomain: "none", Unique: true, DPRequired: true, Description: "姓名",
 			}},
 		}},
 	}

@@ -85,9 +85,19 @@ col_name(d, col) := n if {
 	n := column(d, col).name
 } else := col
 
-valid_usages := {"output", "predicate", "group", "order", "aggregate", "join_key"}
+valid_usages := {
+	"output", "predicate", "group", "order", "join_key",
+	"aggregate", "distinct_aggregate", "order_statistic", "aggregate_expression",
+}
 
-aggregate_functions := "COUNT/SUM/AVG/MIN/MAX"
+# The usages of a column inside an aggregate: the bare argument of
+# COUNT/SUM/AVG, of COUNT/SUM/AVG(DISTINCT ...), of MIN/MAX, and anywhere
+# inside an aggregate argument that is an expression.
+in_aggregate_usages := {"aggregate", "distinct_aggregate", "order_statistic", "aggregate_expression"}
+
+# What an aggregate-only release allows: these aggregates of a bare column
+# (MIN and MAX release one person's exact value).
+aggregate_functions := "COUNT/SUM/AVG"
 
 reason(rule, d, col, msg) := {
 	"rule": rule,
@@ -356,7 +366,7 @@ deny contains r if {
 	g := data.grants[i]
 	not rows_mode(g)
 	msg := sprintf(
-		"grant %s on %s allows only aggregates over groups of at least %d rows; rewrite the query with GROUP BY and %s so that every output column is an aggregate or a group key",
+		"grant %s on %s allows only aggregates over groups of at least %d persons; rewrite the query with GROUP BY and %s so that every output column is an aggregate or a group key",
 		[g.id, ds_name(d), grant_k(g), aggregate_functions],
 	)
 	r := dataset_reason("aggregate_only_grant", d, msg, "")
@@ -377,6 +387,10 @@ checked contains [d, col, u, rel] if {
 }
 
 # release level → usage → the rule that forbids it, whatever the query's shape.
+# An aggregate-level column enters an aggregate only bare, and only in
+# COUNT/SUM/AVG: an order statistic is one person's exact value, DISTINCT
+# weighs values rather than persons, and a CASE, condition or arithmetic
+# inside the aggregate can single out one person within a large group.
 forbidden := {
 	"masked": {"join_key": "masked_join_key"},
 	"aggregate": {
@@ -384,6 +398,9 @@ forbidden := {
 		"group": "aggregate_column_use",
 		"order": "aggregate_column_use",
 		"join_key": "aggregate_column_use",
+		"order_statistic": "order_statistic",
+		"distinct_aggregate": "distinct_aggregate",
+		"aggregate_expression": "aggregate_expression",
 	},
 	"join_key": {
 		"output": "join_key_use",
@@ -391,13 +408,31 @@ forbidden := {
 		"group": "join_key_use",
 		"order": "join_key_use",
 		"aggregate": "join_key_use",
+		"distinct_aggregate": "join_key_use",
+		"order_statistic": "join_key_use",
+		"aggregate_expression": "join_key_use",
 	},
 }
+
+usable_releases := {"plain", "masked", "aggregate", "join_key"}
 
 deny contains r if {
 	some [d, col, u, rel] in checked
 	rule := forbidden[rel][u]
 	r := reason(rule, d, col, column_message(rule, d, col, u))
+}
+
+# [d, col, u]: a column-level rule above (the forbidden table, or a hidden
+# column) already refuses this usage, so the release-wide rules below stay
+# silent about it and every refusal is explained once.
+level_refused contains [d, col, u] if {
+	some [d, col, u, rel] in checked
+	forbidden[rel][u]
+}
+
+level_refused contains [d, col, u] if {
+	some [d, col, u, rel] in checked
+	not rel in usable_releases
 }
 
 # A join key leaves its agent only blinded, through a private set
@@ -433,11 +468,12 @@ deny contains r if {
 
 deny contains r if {
 	not input.aggregate
-	some [d, col, "aggregate", "aggregate"] in checked
+	some [d, col, u, "aggregate"] in checked
+	u in in_aggregate_usages
 	not [d, col, "output", "aggregate"] in checked
 	r := reason("aggregate_row_output", d, col, sprintf(
-		"column %s may be released only inside %s over groups of at least %d rows, but this query also releases row-level values; make every output column an aggregate or a GROUP BY key",
-		[col_label(d, col), aggregate_functions, default_k],
+		"column %s may be released only inside %s over groups of at least %d persons, but this query also releases row-level values; make every output column an aggregate or a GROUP BY key",
+		[col_label(d, col), aggregate_functions, dataset_k(d)],
 	))
 }
 
@@ -453,7 +489,7 @@ deny contains r if {
 	some d in level_checked
 	some col in cols_used[d]
 	rel := column(d, col).release
-	not rel in {"plain", "masked", "aggregate", "join_key"}
+	not rel in usable_releases
 	msg := sprintf("column %s is hidden from other departments and cannot be used in any way; remove it from the query", [col_label(d, col)])
 	r := reason("hidden_column", d, col, msg)
 }
@@ -464,13 +500,28 @@ column_message("masked_join_key", d, col, _) := sprintf(
 )
 
 column_message("aggregate_row_output", d, col, _) := sprintf(
-	"column %s may be released only inside %s over groups of at least %d rows, never as row values; use it inside an aggregate, e.g. AVG(%s), with GROUP BY",
-	[col_label(d, col), aggregate_functions, default_k, col_name(d, col)],
+	"column %s may be released only inside %s over groups of at least %d persons, never as row values; use it inside an aggregate, e.g. AVG(%s), with GROUP BY",
+	[col_label(d, col), aggregate_functions, dataset_k(d), col_name(d, col)],
 )
 
 column_message("aggregate_column_use", d, col, u) := sprintf(
-	"column %s is aggregate-only: it cannot be used as a %s key, only inside %s over groups of at least %d rows",
-	[col_label(d, col), usage_word(u), aggregate_functions, default_k],
+	"column %s is aggregate-only: it cannot be used as a %s key, only as the bare argument of %s over groups of at least %d persons",
+	[col_label(d, col), usage_word(u), aggregate_functions, dataset_k(d)],
+)
+
+column_message("order_statistic", d, col, _) := sprintf(
+	"column %s is aggregate-only: MIN and MAX release one person's exact value, so they are refused on it; allowed are COUNT, SUM and AVG of the bare column, e.g. SUM(%s), over groups of at least %d persons. %s",
+	[col_label(d, col), col_name(d, col), dataset_k(d), order_statistic_advice],
+)
+
+column_message("distinct_aggregate", d, col, _) := sprintf(
+	"column %s is aggregate-only: DISTINCT inside an aggregate counts or sums values instead of persons, so a value only one person has weighs as much as a value shared by many and can be read back; use COUNT, SUM or AVG of the bare column without DISTINCT, e.g. SUM(%s), over groups of at least %d persons",
+	[col_label(d, col), col_name(d, col), dataset_k(d)],
+)
+
+column_message("aggregate_expression", d, col, _) := sprintf(
+	"column %s is aggregate-only: inside an aggregate it may appear only as the bare argument, e.g. SUM(%s) or AVG(%s); a CASE, condition or arithmetic inside the aggregate can single out one person within a large group. Move conditions to WHERE and compute on the released aggregates instead",
+	[col_label(d, col), col_name(d, col), col_name(d, col)],
 )
 
 column_message("join_key_use", d, col, u) := sprintf(
@@ -492,9 +543,142 @@ usage_noun("group") := "a GROUP BY key"
 
 usage_noun("order") := "an ORDER BY key"
 
-usage_noun("aggregate") := "an aggregate argument (including COUNT(DISTINCT))"
+usage_noun("aggregate") := "an aggregate argument"
 
-usage_noun(u) := sprintf("%v usage", [u]) if not u in {"output", "predicate", "group", "order", "aggregate"}
+usage_noun("distinct_aggregate") := "a DISTINCT aggregate argument, e.g. COUNT(DISTINCT ...)"
+
+usage_noun("order_statistic") := "the argument of MIN or MAX"
+
+usage_noun("aggregate_expression") := "part of an expression inside an aggregate"
+
+usage_noun(u) := sprintf("%v usage", [u]) if not u in {
+	"output", "predicate", "group", "order",
+	"aggregate", "distinct_aggregate", "order_statistic", "aggregate_expression",
+}
+
+# What to use instead of MIN/MAX, depending on whether the query relies on
+# a differential-privacy budget.
+order_statistic_advice := "This query relies on a differential-privacy budget, under which only COUNT and SUM are released, with noise: use those." if {
+	count(dp) > 0
+} else := "Order statistics are released only under a differential-privacy budget, which no grant this query relies on carries."
+
+# ---------------------------------------------------------------------------
+# Protected releases: where k applies.
+#
+# A dataset is protected when a non-owner uses one of its aggregate-level
+# columns (k = the default k) or relies on an aggregate-only grant for it
+# (k = the grant's k, the smallest among several); with both, the larger.
+dataset_ks contains [d, default_k] if some [d, _, _, "aggregate"] in checked
+
+dataset_ks contains [d, k] if some d, k in aggregate_grant_k
+
+protected_k[d] := max({k | some [d2, k] in dataset_ks; d2 == d}) if some [d, _] in dataset_ks
+
+dataset_k(d) := object.get(protected_k, d, default_k)
+
+protected_release if count(protected_k) > 0
+
+protected_text := concat(", ", sort([sprintf("%s with k = %d", [ds_name(d), k]) | some d, k in protected_k]))
+
+# Every column of every dataset the query may read (the principal's own
+# department's included), with each of its usages.
+readable contains d if some d in owned
+
+readable contains d if some d in level_checked
+
+used_column_usages contains [d, col, u] if {
+	some c in input.columns
+	d := lower(c.dataset)
+	d in readable
+	col := lower(c.column)
+	column(d, col)
+	some u in c.usages
+}
+
+# In a protected release no aggregate may isolate one person, whoever owns
+# the column: SUM(CASE WHEN r.phone = '...' THEN i.annual_claims END) picks
+# one person out of a large group through the owner's own phone column, and
+# MAX(r.monthly_allowance) per insurance type reveals the group of the person
+# with the largest allowance. An aggregate's argument must be a bare column
+# or *, and MIN/MAX are refused.
+release_rules := {"aggregate_expression": "aggregate_expression", "order_statistic": "order_statistic"}
+
+deny contains r if {
+	protected_release
+	some [d, col, u] in used_column_usages
+	rule := release_rules[u]
+	not [d, col, u] in level_refused
+	r := reason(rule, d, col, release_message(rule, d, col))
+}
+
+release_message("aggregate_expression", d, col) := sprintf(
+	"this release is aggregate-only (%s): in an aggregate-only release an aggregate's argument must be a bare column or *, e.g. COUNT(*) or SUM(x), but column %s appears inside an expression (a CASE, condition, arithmetic or function) within an aggregate, which can single out one person within a large group%s. Move conditions to WHERE and compute on the released aggregates instead",
+	[protected_text, col_label(d, col), own_column_note(d)],
+)
+
+release_message("order_statistic", d, col) := sprintf(
+	"this release is aggregate-only (%s): MIN and MAX release one person's exact value, and MIN or MAX of column %s would reveal which group that person belongs to%s; allowed are COUNT, SUM and AVG of bare columns over groups of at least %d persons. %s",
+	[protected_text, col_label(d, col), own_column_note(d), min_group_size, order_statistic_advice],
+)
+
+own_column_note(d) := ", even though the column is your own department's" if d in owned else := ""
+
+# Counting in persons needs to know who each row is about: a protected
+# dataset must declare a privacy unit, a join_key column with unique: true.
+has_privacy_unit(d) if {
+	some c in data.catalog.datasets[d].columns
+	c.release == "join_key"
+	object.get(c, "unique", false) == true
+}
+
+deny contains r if {
+	some d, k in protected_k
+	not has_privacy_unit(d)
+	msg := sprintf(
+		"aggregate-only releases of %s are counted in persons (at least %d distinct persons per group), but it declares no unique person key; its data admin (department %s) must mark the column that identifies each row's person as join_key with unique: true (one row per person)",
+		[ds_name(d), k, data.catalog.datasets[d].department],
+	)
+	r := dataset_reason("no_privacy_unit", d, msg, "")
+}
+
+# ---------------------------------------------------------------------------
+# Differential privacy where the data demands it: a column flagged
+# dp_required in the catalog, or graded in settings.dp_grades, reaches
+# other departments only under a grant with a budget.
+dp_grades := {g | some g in data.settings.dp_grades}
+
+dp_required_why(d, col) := "its catalog entry marks it dp_required" if {
+	object.get(column(d, col), "dp_required", false) == true
+} else := sprintf("the policy requires a differential-privacy budget for every column graded %s (settings dp_grades)", [column(d, col).grade]) if {
+	column(d, col).grade in dp_grades
+}
+
+has_dp_grant(d) if {
+	some [d2, i] in relied
+	d2 == d
+	object.get(data.grants[i], "epsilon", 0) > 0
+}
+
+# A join key is never released (it leaves only blinded, for a private
+# join), so it needs no budget however it is graded.
+deny contains r if {
+	some d in level_checked
+	some col in cols_used[d]
+	column(d, col).release != "join_key"
+	why := dp_required_why(d, col)
+	not has_dp_grant(d)
+	r := reason("dp_required", d, col, dp_required_message(d, col, why))
+}
+
+dp_required_message(d, col, why) := sprintf(
+	"column %s (grade %s) may be used by other departments only under a differential-privacy budget, because %s: a minimum group size alone does not protect it against several queries combined, and no grant this query relies on for %s carries a budget. Apply for a grant on %s with a differential-privacy budget for purpose %s; under it only noisy COUNT and SUM of the bare column are released",
+	[col_label(d, col), column(d, col).grade, why, ds_name(d), ds_name(d), input.purpose],
+) if {
+	share_class(d) == "conditional"
+} else := sprintf(
+	"column %s (grade %s) may be used by other departments only under a differential-privacy budget, because %s: a minimum group size alone does not protect it against several queries combined. A budget comes only with an approved grant, and %s is shared unconditionally, without grants; ask the %s department's data admin to share it conditionally so that you can apply for a grant with a differential-privacy budget; under it only noisy COUNT and SUM of the bare column are released",
+	[col_label(d, col), column(d, col).grade, why, ds_name(d), data.catalog.datasets[d].department],
+)
 
 # ---------------------------------------------------------------------------
 # Security-team additions: every set named deny under data.sluice.custom.
@@ -589,6 +773,8 @@ ks contains k if some _, k in aggregate_grant_k
 
 min_group_size := max(ks) if count(ks) > 0 else := 0
 
+protected := {ds_name(d): k | some d, k in protected_k}
+
 grant_ids := sort({data.grants[i].id | some [_, i] in relied})
 
 # A row cap applies when any grant relied on sets one; the smallest wins.
@@ -630,6 +816,7 @@ decision := {
 	"reasons": sorted_reasons(ground),
 	"masks": masks,
 	"min_group_size": min_group_size,
+	"protected": protected,
 	"grants": grant_ids,
 	"row_cap": row_cap,
 	"dp": dp,
@@ -640,6 +827,7 @@ decision := {
 	"reasons": sorted_reasons(denials),
 	"masks": {},
 	"min_group_size": 0,
+	"protected": {},
 	"grants": [],
 	"row_cap": 0,
 	"dp": [],
@@ -650,6 +838,7 @@ decision := {
 	"reasons": fallback_reasons,
 	"masks": {},
 	"min_group_size": 0,
+	"protected": {},
 	"grants": [],
 	"row_cap": 0,
 	"dp": [],

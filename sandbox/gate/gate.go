@@ -82,6 +82,9 @@ type Obligations struct {
 	// RowCountColumn is the per-group source-row count the sandbox added
 	// (e.g. "__rows"). It is read for the k check and never released.
 	RowCountColumn string
+	// Units are the result's contributor sets: a row is released only if
+	// each holds at least its K distinct persons (see UnitColumn).
+	Units []UnitColumn
 }
 
 // Report says what the gate did. It is final once Next has returned
@@ -130,9 +133,11 @@ type Gate struct {
 	keep      []int // input column indices released, in order
 	noisy     map[int]*noisyCol
 	threshold int64 // minimum row count; 0 = no suppression
+	units     []*unitCol
 
 	mu     sync.Mutex
 	report Report
+	sets   []ReleasedSet
 	err    error // sticky: once set, Next returns it
 }
 
@@ -161,7 +166,12 @@ func New(in Stream, o Obligations, opts ...Option) (*Gate, error) {
 	}
 	fields := make([]arrow.Field, 0, len(g.keep))
 	for _, i := range g.keep {
-		fields = append(fields, s.Field(i))
+		f := s.Field(i)
+		if u := g.keptUnit(i); u != nil {
+			f = arrow.Field{Name: f.Name, Type: arrow.BinaryTypes.Binary, Nullable: true,
+				Metadata: arrow.NewMetadata([]string{"sluice.type"}, []string{string(sluice.TypeBinary)})}
+		}
+		fields = append(fields, f)
 	}
 	md := s.Metadata()
 	g.outSchema = arrow.NewSchemaWithEndian(fields, &md, s.Endianness())
@@ -253,9 +263,29 @@ func (g *Gate) check() error {
 		c.grid = snapGrid(c.scale)
 		g.noisy[i] = c
 	}
+	drop, err := g.checkUnits()
+	if err != nil {
+		return err
+	}
+	for _, u := range g.units {
+		if _, ok := g.noisy[u.idx]; ok || u.idx == g.countIdx {
+			return invalid("the unit column %q cannot also be a noisy or row-count column", u.Name)
+		}
+	}
 	for i := range s.NumFields() {
-		if i != g.countIdx {
+		if i != g.countIdx && !drop[i] {
 			g.keep = append(g.keep, i)
+		}
+	}
+	return nil
+}
+
+// keptUnit is the unit column the output keeps (as its sketch) at input
+// index i, or nil.
+func (g *Gate) keptUnit(i int) *unitCol {
+	for _, u := range g.units {
+		if u.idx == i && u.Keep {
+			return u
 		}
 	}
 	return nil
@@ -362,6 +392,10 @@ func (g *Gate) apply(rec arrow.Record) (arrow.Record, error) {
 	}
 	n := int(rec.NumRows())
 	keep, kept := g.selection(rec)
+	keep, kept, err := g.unitSelection(rec, keep, kept)
+	if err != nil {
+		return nil, err
+	}
 	suppressed := int64(n - kept)
 	if kept == 0 {
 		g.mu.Lock()
@@ -384,6 +418,10 @@ func (g *Gate) apply(rec arrow.Record) (arrow.Record, error) {
 	}()
 	noised := false
 	for _, i := range g.keep {
+		if u := g.keptUnit(i); u != nil {
+			cols = append(cols, g.sketchArray(u, keep))
+			continue
+		}
 		c, err := filter(rec.Column(i), keep, kept, g.mem)
 		if err != nil {
 			return nil, err
@@ -401,6 +439,7 @@ func (g *Gate) apply(rec arrow.Record) (arrow.Record, error) {
 	}
 	out := array.NewRecord(g.outSchema, cols, int64(kept))
 	g.mu.Lock()
+	g.recordSets(keep, g.report.Rows)
 	g.report.Rows += int64(kept)
 	g.report.SuppressedGroups += suppressed
 	g.report.NoiseApplied = g.report.NoiseApplied || noised

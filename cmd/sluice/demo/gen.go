@@ -47,7 +47,12 @@ const (
 	streamMarket
 	streamPolice // reserved: household rows are fully determined by the people
 	streamCrime
+	streamMental // health.insured.severe_mental_illness, drawn apart so older columns keep their values
 )
+
+// severeMentalPermille is the share of insured people under the severe
+// mental disorder management register (about 0.6% in China's figures).
+const severeMentalPermille = 6
 
 type person struct {
 	id, name, phone string
@@ -343,10 +348,11 @@ func (g *generator) insuredRow(r *rand.Rand, p *person) []any {
 
 func (g *generator) health() error {
 	r := newRand(g.seed, streamHealth)
+	mental := newRand(g.seed, streamMental)
 	var rows [][]any
 	for _, p := range g.people {
 		if (p.resident && chance(r, insuredPermille)) || p.inHealthExtra {
-			rows = append(rows, g.insuredRow(r, p))
+			rows = append(rows, append(g.insuredRow(r, p), boolInt(chance(mental, severeMentalPermille))))
 		}
 	}
 	g.out["health.insured"] = rows

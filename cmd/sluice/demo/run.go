@@ -229,7 +229,7 @@ func (r *Running) writeConfigs(opt RunOptions, host string) error {
 			}
 		}
 		// Defaults (beside the file) for the agent's own log and key.
-		dept.Agent.AuditLog, dept.Agent.SigningKey = "", ""
+		dept.Agent.AuditLog, dept.Agent.SigningKey, dept.Agent.UnitKey = "", "", ""
 		// Demo agents accept datasets their admin registers on the platform.
 		dept.Agent.Registry = d + "-agent-registry.json"
 		dept.Agent.Address = r.AgentAddrs[d]

@@ -198,7 +198,7 @@ func demoGrants(now time.Time) []sluice.Grant {
 			// Differential privacy: counts only, with Laplace noise, from a
 			// budget of ε = 1 spent 0.25 per query, at most 50 groups a result.
 			ID: "alice-health-dp", Grantee: "alice", Dataset: "health.insured",
-			Columns: []string{"insurance_type", "chronic_disease", "hospital_visits"},
+			Columns: []string{"insurance_type", "chronic_disease", "hospital_visits", "severe_mental_illness"},
 			Purpose: "public-health-planning", ValidFrom: now.Add(-7 * day), ValidUntil: now.Add(60 * day),
 			Mode: sluice.ModeAggregate, K: 10, Epsilon: 1, EpsilonPerQuery: 0.25, RowCap: 50,
 		},

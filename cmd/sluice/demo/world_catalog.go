@@ -67,6 +67,14 @@ func unique(c *sluice.Column) *sluice.Column {
 	return c
 }
 
+// dpRequired releases the column to other departments only under a
+// differential-privacy budget: the k of an aggregate-only grant alone does
+// not protect it against several queries combined.
+func dpRequired(c *sluice.Column) *sluice.Column {
+	c.DPRequired = true
+	return c
+}
+
 // demoDepartments is the data resource catalog of the demo world. Release
 // levels follow the brief's table exactly; grades follow 分级分类 practice
 // (identity numbers, health and criminal data L4).
@@ -130,7 +138,7 @@ func demoDepartments(addrs map[string]string) []*sluice.Department {
 			Description:     "在本市参加职工或城乡居民基本医疗保险人员的参保类型、慢性病认定及年度医疗费用结算汇总。(People insured in the city: insurance type, chronic disease status and yearly claims.)",
 			ShareClass:      sluice.ShareConditional,
 			LegalBasis:      lawHealth,
-			ShareConditions: "健康信息属敏感个人信息：仅在批准的用途和时限内提供不少于 10 人分组的统计结果，不提供个人明细；身份证号仅作为隐私求交连接键。(Health data is sensitive personal information: only aggregates over groups of at least 10 people, never individual rows; id_card only as a private join key.)",
+			ShareConditions: "健康信息属敏感个人信息：仅在批准的用途和时限内提供不少于 10 人分组的统计结果，不提供个人明细；身份证号仅作为隐私求交连接键；严重精神障碍标识仅在差分隐私预算内提供加噪统计。(Health data is sensitive personal information: only aggregates over groups of at least 10 people, never individual rows; id_card only as a private join key; the severe mental disorder flag only as noisy counts under a differential-privacy budget.)",
 			UpdateFrequency: "每月 (monthly)",
 			Columns: []*sluice.Column{
 				unique(joinKey(col("id_card", T, sluice.GradeL4, plain, "公民身份号码 (resident ID number)"), "person")),
@@ -138,6 +146,7 @@ func demoDepartments(addrs map[string]string) []*sluice.Department {
 				col("chronic_disease", I, sluice.GradeL4, agg, "是否认定门诊慢特病：1 是，0 否 (recognised chronic disease, 0/1)"),
 				col("annual_claims", D, sluice.GradeL3, agg, "上年度医疗费用结算总额（元）(medical claims last year, yuan)"),
 				col("hospital_visits", I, sluice.GradeL3, agg, "上年度就诊次数 (visits last year)"),
+				dpRequired(col("severe_mental_illness", I, sluice.GradeL4, agg, "是否纳入严重精神障碍患者管理：1 是，0 否 (under severe mental disorder care, 0/1)")),
 			},
 		})},
 	}

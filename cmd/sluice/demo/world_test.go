@@ -412,7 +412,7 @@ func TestDepartmentFiles(t *testing.T) {
 		"civil.residents": {"id_card": "join_key/person", "name": "masked/surname", "gender": "plain", "birth_date": "masked/year",
 			"district": "plain", "phone": "masked/phone", "low_income": "plain", "monthly_allowance": "aggregate"},
 		"health.insured": {"id_card": "join_key/person", "insurance_type": "plain", "chronic_disease": "aggregate",
-			"annual_claims": "aggregate", "hospital_visits": "aggregate"},
+			"annual_claims": "aggregate", "hospital_visits": "aggregate", "severe_mental_illness": "aggregate"},
 		"market.enterprises": {"credit_code": "plain", "name": "plain", "legal_rep_name": "plain", "industry": "plain", "district": "plain",
 			"registered_capital": "plain", "status": "plain", "established": "plain", "legal_rep_id_card": "join_key/person"},
 		"police.household":        {"id_card": "join_key/person", "name": "masked/surname", "household_district": "plain", "migrant": "plain"},
