@@ -24,6 +24,9 @@ const ctxCheckEvery = 1024
 // batchRows does not allocate for rows a small result never has.
 const maxReserve = 8192
 
+// firstReserve is the rows reserved before the first batch.
+const firstReserve = 256
+
 // Scan runs sqlText with args and calls emit with record batches of at most
 // batchRows rows (DefaultBatchRows when batchRows <= 0) whose schema is
 // Schema(fields). A result without rows produces no batch.
@@ -88,8 +91,11 @@ func (db *DB) Scan(ctx context.Context, sqlText string, args []any, fields []pla
 			texts = append(texts, sb)
 		}
 	}
+	// The first batch starts small: an aggregate answers in a few rows,
+	// and reserving a whole batch for each of its columns would cost more
+	// than the rows. A full batch reserves the full size for the next.
 	reserve := min(batchRows, maxReserve)
-	rb.Reserve(reserve)
+	rb.Reserve(min(reserve, firstReserve))
 	textBytes := make([]int, len(texts))
 
 	flush := func() error {

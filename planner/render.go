@@ -45,7 +45,9 @@ func Render(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (string, []a
 // last output columns, the list of the set's unit values per group (the
 // dataset's privacy unit, comma-separated: UnitSetPrefix+i, text) and
 // their number (UnitCountPrefix+i, integer), which the agent checks the
-// parsed list against. Nothing about k is rendered: the agent drops the
+// parsed list against. A set after the first that holds every row of its
+// group (its count equals the group's) is sent as NULL: it is the first
+// set again. Nothing about k is rendered: the agent drops the
 // groups under k. LIMIT and OFFSET are left out too, because the database
 // would apply them before the agent drops groups: the agent applies them
 // to the groups it keeps. The caller must drop the unit columns (turning
@@ -155,21 +157,28 @@ func (r *renderer) fragment() {
 		r.expr(it.Expr, "")
 		r.w(" AS ", r.ident(it.Alias))
 	}
+	unit := r.ident(cmp.Or(r.unitRef, r.unit))
 	for i, u := range r.units {
 		n := strconv.Itoa(i)
-		v := r.ident(cmp.Or(r.unitRef, r.unit))
+		v := unit
 		if u.Of != "" {
-			v = "CASE WHEN " + r.ident(r.ds.Column(u.Of).Name) + " IS NOT NULL THEN " + v + " END"
+			v = "CASE WHEN " + r.ident(r.ds.Column(u.Of).Name) + " IS NOT NULL THEN " + unit + " END"
 		}
+		var list string
 		switch r.d {
 		case sluice.DriverSQLite:
-			r.w(", group_concat(", v, ", ',')")
+			list = "group_concat(" + v + ", ',')"
 		case sluice.DriverPostgres:
-			r.w(", string_agg(CAST(", v, " AS TEXT), ',')")
+			list = "string_agg(CAST(" + v + " AS TEXT), ',')"
 		default:
-			r.w(", GROUP_CONCAT(", v, " SEPARATOR ',')")
+			list = "GROUP_CONCAT(" + v + " SEPARATOR ',')"
 		}
-		r.w(" AS ", r.ident(UnitSetPrefix+n), ", COUNT(", v, ") AS ", r.ident(UnitCountPrefix+n))
+		if i > 0 {
+			// Usually every row of the group reaches the aggregate too:
+			// then the set is the group's, and is not listed twice.
+			list = "CASE WHEN COUNT(" + v + ") = COUNT(" + unit + ") THEN NULL ELSE " + list + " END"
+		}
+		r.w(", ", list, " AS ", r.ident(UnitSetPrefix+n), ", COUNT(", v, ") AS ", r.ident(UnitCountPrefix+n))
 	}
 	r.w(" FROM ", from)
 	if f.Where != nil {

@@ -51,7 +51,7 @@ func TestRenderUnits(t *testing.T) {
 		want []string
 	}{
 		{sluice.DriverSQLite, []string{`group_concat("id_card", ',') AS "__sluice_units_0", COUNT("id_card") AS "__sluice_unitn_0"`,
-			`group_concat(CASE WHEN "annual_claims" IS NOT NULL THEN "id_card" END, ',') AS "__sluice_units_1"`}},
+			`CASE WHEN COUNT(CASE WHEN "annual_claims" IS NOT NULL THEN "id_card" END) = COUNT("id_card") THEN NULL ELSE group_concat(CASE WHEN "annual_claims" IS NOT NULL THEN "id_card" END, ',') END AS "__sluice_units_1"`}},
 		{sluice.DriverPostgres, []string{`string_agg(CAST("id_card" AS TEXT), ',') AS "__sluice_units_0"`}},
 		{sluice.DriverMySQL, []string{"GROUP_CONCAT(`id_card` SEPARATOR ',') AS `__sluice_units_0`, COUNT(`id_card`) AS `__sluice_unitn_0`"}},
 	}

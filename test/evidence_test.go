@@ -178,18 +178,21 @@ func TestSignedCheckpointsVerify(t *testing.T) {
 
 // policeAgent connects to the police agent as the broker (its pinned
 // certificate), the way `sluice audit reconcile` does.
-func policeAgent(t *testing.T) *agent.Client {
+func policeAgent(t *testing.T) *agent.Client { return deptAgent(t, "police") }
+
+// deptAgent connects to a department's agent as the broker does.
+func deptAgent(t testing.TB, dept string) *agent.Client {
 	t.Helper()
 	dir := world.World.Dir
 	cert, err := tlsutil.LoadKeyPair(filepath.Join(dir, "tls", "broker.crt"), filepath.Join(dir, "tls", "broker.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pin, err := tlsutil.FingerprintFile(filepath.Join(dir, "tls", "police.crt"))
+	pin, err := tlsutil.FingerprintFile(filepath.Join(dir, "tls", dept+".crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := agent.Dial(context.Background(), "police", world.AgentAddrs["police"], pin, cert)
+	c, err := agent.Dial(context.Background(), dept, world.AgentAddrs[dept], pin, cert)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,9 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
+	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker"
+	"github.com/sluice-gov/sluice/planner"
 )
 
 // BenchmarkTourAggregates measures what counting persons and the
@@ -44,6 +46,7 @@ func BenchmarkTourAggregates(b *testing.B) {
 			ctx, cl := flightClient(b, c.user)
 			ctx = metadata.AppendToOutgoingContext(ctx, broker.PurposeHeader, c.purpose)
 			for b.Loop() {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 				info, err := cl.Execute(ctx, c.sql)
 				if err != nil {
 					b.Fatal(err)
@@ -60,6 +63,7 @@ func BenchmarkTourAggregates(b *testing.B) {
 					b.Fatal(err)
 				}
 				rd.Release()
+				cancel()
 				if rows == 0 {
 					b.Fatal("no rows")
 				}
@@ -88,13 +92,72 @@ func erinRowsGrant(b *testing.B) string {
 		}
 	}
 	step(201, "POST", "/v1/applications", "erin", fmt.Sprintf(`{"items":[{"dataset":"civil.residents","columns":["id_card","district","low_income"]}],
-		"purpose":"public-health-planning","justification":"benchmark","valid_from":%q,"valid_until":%q,"mode":"rows"}`, from, until))
+		"purpose":"public-health-planning","justification":"clinic planning benchmark","valid_from":%q,"valid_until":%q,"mode":"rows"}`, from, until))
 	id := a.ID
 	step(200, "POST", "/v1/applications/"+id+"/forward", "dave", `{"note":"ok"}`)
 	step(200, "POST", "/v1/applications/"+id+"/approve", "cheng", `{"note":"benchmark"}`)
 	if a.Status != "approved" || len(a.GrantIDs) != 1 {
 		b.Fatalf("approval: %+v", a)
 	}
-	_ = context.Background
 	return a.GrantIDs[0]
+}
+
+// BenchmarkTourUnitsAtTheAgent isolates what counting persons costs the
+// health agent on the README's single-dataset question: the same fragment
+// fetched over Flight as the broker would send it for erin (her own
+// department's data: no minimum group size) and for alice (k = 10: the
+// database lists each group's persons per contributor set, the agent
+// hashes them into sketches and drops groups under k).
+//
+//	go test -run xxx -bench TourUnitsAtTheAgent -benchtime 500x ./test/
+func BenchmarkTourUnitsAtTheAgent(b *testing.B) {
+	c := deptAgent(b, "health")
+	pl, err := planner.New(mustCatalog(b)).Plan("bench", "SELECT insurance_type, COUNT(*) AS insured, AVG(annual_claims) AS avg_claims FROM health.insured WHERE chronic_disease = 1 GROUP BY insurance_type")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c2 := range []struct {
+		name string
+		p    sluice.Principal
+		k    int
+	}{
+		{"owner", sluice.Principal{Name: "erin", Role: sluice.RoleAnalyst, Department: "health"}, 0},
+		{"persons-counted", sluice.Principal{Name: "alice", Role: sluice.RoleAnalyst, Department: "civil"}, 10},
+	} {
+		b.Run(c2.name, func(b *testing.B) {
+			f := *pl.Fragment
+			f.Requester, f.Purpose, f.MinGroupSize = c2.p, "subsidy-review", c2.k
+			for b.Loop() {
+				s, err := c.Fetch(context.Background(), &f)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows := 0
+				for s.Next() {
+					rows += int(s.Record().NumRows())
+				}
+				if err := s.Err(); err != nil {
+					b.Fatal(err)
+				}
+				s.Release()
+				if rows != 2 {
+					b.Fatalf("%d groups", rows)
+				}
+			}
+		})
+	}
+}
+
+// mustCatalog is the demo broker's catalog.
+func mustCatalog(b *testing.B) *sluice.Catalog {
+	b.Helper()
+	cfg, err := broker.LoadConfig(world.BrokerConfig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	parts, err := broker.LoadParts(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return parts.Catalog
 }

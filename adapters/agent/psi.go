@@ -453,7 +453,7 @@ func (s *Server) psiBlind(ctx context.Context, cmd *psiCommand, onStart func(psi
 		return 0, err
 	}
 	rendered := p.f
-	var hash func([]byte) uint64
+	var hash func(string) uint64
 	if p.f.UnitAlias != "" {
 		rendered = withUnitItem(p.f, p.unit)
 		scope, err := unitScope(p.f, p.ds)

@@ -61,6 +61,9 @@ func (s *Server) newGroupFilter(p *prepared, emit func(arrow.Record) error) (str
 	for i, u := range sets {
 		units[i] = gate.UnitColumn{Name: u.Column, Dataset: u.Dataset, K: u.K, Format: gate.UnitList,
 			CountColumn: planner.UnitCountPrefix + strconv.Itoa(i), Hash: hash, Keep: true}
+		if i > 0 {
+			units[i].SameAs = sets[0].Column
+		}
 	}
 	g, err := gate.NewFilter(adapters.Schema(p.scanFields), gate.Obligations{Units: units})
 	if err != nil {

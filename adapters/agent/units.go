@@ -66,8 +66,8 @@ func unitScope(f *planner.Fragment, ds *sluice.Dataset) (string, error) {
 }
 
 // unitHash is the pseudonym of one person key, in canonical text form.
-func unitHash(h *pseudonym.Hasher) func([]byte) uint64 {
-	return func(v []byte) uint64 { return h.Unit([]byte(psi.Normalize(string(v)))) }
+func unitHash(h *pseudonym.Hasher) func(string) uint64 {
+	return func(v string) uint64 { return h.UnitString(psi.Normalize(v)) }
 }
 
 // unitField is the scanned column holding the raw person key of a
@@ -90,7 +90,7 @@ func withUnitItem(f *planner.Fragment, unit *sluice.Column) *planner.Fragment {
 
 // pseudonymise replaces the last column of rec (the raw person key) by
 // its 8-byte pseudonyms, under schema. NULL keys stay NULL: no person.
-func pseudonymise(rec arrow.Record, schema *arrow.Schema, hash func([]byte) uint64) (arrow.Record, error) {
+func pseudonymise(rec arrow.Record, schema *arrow.Schema, hash func(string) uint64) (arrow.Record, error) {
 	n := int(rec.NumRows())
 	last := int(rec.NumCols()) - 1
 	b := array.NewBinaryBuilder(memory.DefaultAllocator, arrow.BinaryTypes.Binary)
@@ -110,7 +110,7 @@ func pseudonymise(rec arrow.Record, schema *arrow.Schema, hash func([]byte) uint
 			if col.IsNull(i) {
 				b.AppendNull()
 			} else {
-				put(hash([]byte(col.Value(i))))
+				put(hash(col.Value(i)))
 			}
 		}
 	case *array.Int64:
@@ -118,7 +118,7 @@ func pseudonymise(rec arrow.Record, schema *arrow.Schema, hash func([]byte) uint
 			if col.IsNull(i) {
 				b.AppendNull()
 			} else {
-				put(hash([]byte(strconv.FormatInt(col.Value(i), 10))))
+				put(hash(strconv.FormatInt(col.Value(i), 10)))
 			}
 		}
 	default:

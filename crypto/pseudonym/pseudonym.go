@@ -6,10 +6,12 @@
 // requesting department and the protected dataset, "civil|health.insured")
 // it derives a scope key
 //
-//	scopeKey = HMAC-SHA256(secret, "sluice-unit-v1\x00" + scope)
+//	scopeKey = first 16 bytes of HMAC-SHA256(secret, "sluice-unit-v2\x00" + scope)
 //
-// and a person's pseudonym in that scope is the first 8 bytes, read little
-// endian, of HMAC-SHA256(scopeKey, id). Without the secret the pseudonyms
+// and a person's pseudonym in that scope is SipHash-2-4(scopeKey, id): a
+// pseudorandom function made for short inputs, ten times faster than an
+// HMAC on an 18-character identity number, which matters because an
+// aggregate release hashes every person behind it. Without the secret the pseudonyms
 // cannot be linked to identifiers (a dictionary of all identity numbers
 // does not help), and pseudonyms of different scopes cannot be linked to
 // each other.
@@ -42,7 +44,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"os"
 	"path/filepath"
 
@@ -54,7 +55,7 @@ const KeySize = 32
 
 // scopeLabel prefixes the scope in the derivation of a scope key; the NUL
 // separates it from the scope so no scope can imitate another label.
-const scopeLabel = "sluice-unit-v1\x00"
+const scopeLabel = "sluice-unit-v2\x00"
 
 // Key is an agent's pseudonym secret. It is safe for concurrent use; the
 // Hashers it makes are not.
@@ -180,32 +181,28 @@ func create(path string) ([]byte, error) {
 	}
 }
 
-// Scope returns a Hasher for the pseudonyms of one scope, keyed with
-// HMAC-SHA256(secret, "sluice-unit-v1\x00" + scope).
+// Scope returns a Hasher for the pseudonyms of one scope, keyed with the
+// first 16 bytes of HMAC-SHA256(secret, "sluice-unit-v2\x00" + scope).
 func (k *Key) Scope(scope string) *Hasher {
 	m := hmac.New(sha256.New, k.secret[:])
 	m.Write([]byte(scopeLabel))
 	m.Write([]byte(scope))
 	var sk [sha256.Size]byte
 	m.Sum(sk[:0])
-	return &Hasher{mac: hmac.New(sha256.New, sk[:])}
+	return &Hasher{k0: binary.LittleEndian.Uint64(sk[0:8]), k1: binary.LittleEndian.Uint64(sk[8:16])}
 }
 
-// Hasher computes the pseudonyms of one scope. It is not safe for
-// concurrent use: give each goroutine its own (Key.Scope is cheap).
+// Hasher computes the pseudonyms of one scope. It holds only its key, so
+// it is safe for concurrent use.
 type Hasher struct {
-	mac hash.Hash
-	sum [sha256.Size]byte
+	k0, k1 uint64
 }
 
-// Unit returns the pseudonym of the identifier value: the first 8 bytes,
-// little endian, of HMAC-SHA256(scopeKey, value). It does not allocate.
-// Callers should normalise identifiers first (one spelling per person,
-// e.g. upper-case check digits), since different bytes give unrelated
-// pseudonyms.
-func (h *Hasher) Unit(value []byte) uint64 {
-	h.mac.Reset()
-	h.mac.Write(value)
-	s := h.mac.Sum(h.sum[:0])
-	return binary.LittleEndian.Uint64(s)
-}
+// Unit returns the pseudonym of the identifier value: SipHash-2-4 under
+// the scope key. It does not allocate. Callers should normalise
+// identifiers first (one spelling per person, e.g. upper-case check
+// digits), since different bytes give unrelated pseudonyms.
+func (h *Hasher) Unit(value []byte) uint64 { return sipHash24(h.k0, h.k1, value) }
+
+// UnitString is Unit of a string, without copying it.
+func (h *Hasher) UnitString(value string) uint64 { return sipHash24String(h.k0, h.k1, value) }

@@ -3,6 +3,7 @@ package gate
 import (
 	"bytes"
 	"encoding/binary"
+	"strings"
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
@@ -42,7 +43,11 @@ type UnitColumn struct {
 	CountColumn string
 	// Hash (UnitList) turns one unit value into its keyed pseudonym. It is
 	// called from the goroutine that calls Next or Apply.
-	Hash func([]byte) uint64
+	Hash func(string) uint64
+	// SameAs (UnitList) names an earlier unit list whose set this one
+	// equals when the database sends NULL for it with the same count: the
+	// SQL lists a contributor set only when it differs from the group's.
+	SameAs string
 	// Keep outputs the set's sketch (binary) in place of the column, for a
 	// gate whose output goes on to another gate (an agent's, or the one
 	// right after the sandbox's aggregate). Otherwise the column is
@@ -66,7 +71,10 @@ type unitCol struct {
 	idx      int // the column in the input
 	countIdx int // UnitList: the count column, else -1
 	builder  *sketch.Builder
+	sameAs   *unitCol
 	sketches [][]byte // per input row of the batch being gated (nil: not computed)
+	units    []int    // per input row: distinct persons
+	counts   []int64  // per input row (UnitList): the database's count
 }
 
 // checkUnits resolves the unit columns; it returns the input columns the
@@ -116,6 +124,16 @@ func (g *Gate) checkUnits() (map[int]bool, error) {
 		default:
 			return nil, invalid("the unit column %q has no known format", u.Name)
 		}
+		if u.SameAs != "" {
+			for _, prev := range g.units {
+				if prev.Name == u.SameAs && prev.Format == UnitList {
+					c.sameAs = prev
+				}
+			}
+			if c.sameAs == nil || u.Format != UnitList {
+				return nil, invalid("the unit list %q is the same as %q, which is no earlier unit list", u.Name, u.SameAs)
+			}
+		}
 		if !u.Keep {
 			drop[i] = true
 		}
@@ -137,9 +155,9 @@ func (g *Gate) unitSelection(rec arrow.Record, keep []bool, kept int) ([]bool, i
 	}
 	for _, u := range g.units {
 		if cap(u.sketches) < n {
-			u.sketches = make([][]byte, n)
+			u.sketches, u.units, u.counts = make([][]byte, n), make([]int, n), make([]int64, n)
 		}
-		u.sketches = u.sketches[:n]
+		u.sketches, u.units, u.counts = u.sketches[:n], u.units[:n], u.counts[:n]
 		col := rec.Column(u.idx)
 		for r := range n {
 			u.sketches[r] = nil
@@ -150,6 +168,7 @@ func (g *Gate) unitSelection(rec arrow.Record, keep []bool, kept int) ([]bool, i
 			if err != nil {
 				return nil, 0, err
 			}
+			u.units[r] = units
 			if units < u.K {
 				ok[r] = false
 				continue
@@ -199,17 +218,23 @@ func (u *unitCol) set(rec arrow.Record, col arrow.Array, r int) (int, []byte, er
 		if c := rec.Column(u.countIdx); c.IsValid(r) {
 			want = rowCount(c, r)
 		}
+		u.counts[r] = want
+		if s := u.sameAs; s != nil && col.IsNull(r) && want == s.counts[r] && want > 0 {
+			// Every row of the group reaches this aggregate too: the
+			// same persons, the same sketch.
+			return s.units[r], s.sketches[r], nil
+		}
 		got := int64(0)
 		if col.IsValid(r) {
 			list := col.(*array.String).Value(r)
 			for list != "" {
 				v := list
-				if i := indexComma(list); i >= 0 {
+				if i := strings.IndexByte(list, ','); i >= 0 {
 					v, list = list[:i], list[i+1:]
 				} else {
 					list = ""
 				}
-				u.builder.Add(u.Hash([]byte(v)))
+				u.builder.Add(u.Hash(v))
 				got++
 			}
 		}
@@ -218,15 +243,6 @@ func (u *unitCol) set(rec arrow.Record, col arrow.Array, r int) (int, []byte, er
 		}
 	}
 	return u.builder.Units(), u.builder.AppendSketch(nil), nil
-}
-
-func indexComma(s string) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ',' {
-			return i
-		}
-	}
-	return -1
 }
 
 // sketchArray builds the kept rows' sketches of u as a binary column.

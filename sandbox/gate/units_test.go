@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -190,11 +191,11 @@ func TestUnitLists(t *testing.T) {
 		return b.NewRecord()
 	}
 	hashed := 0
-	hash := func(v []byte) uint64 {
+	hash := func(v string) uint64 {
 		hashed++
 		var h uint64 = 1469598103934665603
-		for _, c := range v {
-			h = (h ^ uint64(c)) * 1099511628211
+		for i := 0; i < len(v); i++ {
+			h = (h ^ uint64(v[i])) * 1099511628211
 		}
 		return h
 	}
@@ -242,6 +243,65 @@ func TestUnitLists(t *testing.T) {
 	}
 }
 
+// TestUnitListSameAs: a contributor set the database sends as NULL with
+// the group's count is the group's set; NULL with another count is an
+// empty set, which no group under k survives.
+func TestUnitListSameAs(t *testing.T) {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "l0", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "n0", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "l1", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "n1", Type: arrow.PrimitiveTypes.Int64},
+	}, nil)
+	var ids []string
+	for i := 0; i < 12; i++ {
+		ids = append(ids, fmt.Sprint(1000+i))
+	}
+	hash := func(v string) uint64 { n, _ := strconv.ParseUint(v, 10, 64); return n * 0x9E3779B97F4A7C15 }
+	o := Obligations{Units: []UnitColumn{
+		{Name: "l0", K: 10, Format: UnitList, CountColumn: "n0", Hash: hash, Keep: true},
+		{Name: "l1", K: 10, Format: UnitList, CountColumn: "n1", Hash: hash, Keep: true, SameAs: "l0"},
+	}}
+	g, err := NewFilter(schema, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := func(l1 *string, n1 int64) arrow.Record {
+		b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+		defer b.Release()
+		b.Field(0).(*array.StringBuilder).Append(strings.Join(ids, ","))
+		b.Field(1).(*array.Int64Builder).Append(12)
+		if l1 == nil {
+			b.Field(2).(*array.StringBuilder).AppendNull()
+		} else {
+			b.Field(2).(*array.StringBuilder).Append(*l1)
+		}
+		b.Field(3).(*array.Int64Builder).Append(n1)
+		return b.NewRecord()
+	}
+	same := row(nil, 12)
+	defer same.Release()
+	out, err := g.Apply(same)
+	if err != nil || out == nil {
+		t.Fatalf("the group's own set: %v %v", out, err)
+	}
+	if a, b := out.Column(0).(*array.Binary).Value(0), out.Column(1).(*array.Binary).Value(0); string(a) != string(b) {
+		t.Fatal("a set sent as the group's got another sketch")
+	}
+	out.Release()
+	empty := row(nil, 0)
+	defer empty.Release()
+	if out, err := g.Apply(empty); err != nil || out != nil {
+		t.Fatalf("an empty set under k: %v %v", out, err)
+	}
+	fewer := strings.Join(ids[:9], ",")
+	nine := row(&fewer, 9)
+	defer nine.Release()
+	if out, err := g.Apply(nine); err != nil || out != nil {
+		t.Fatalf("nine persons reach the aggregate: %v %v", out, err)
+	}
+}
+
 func TestUnitObligationErrors(t *testing.T) {
 	ok := UnitColumn{Name: "$units1", Dataset: "d.x", K: 10, Format: UnitPseudonyms}
 	cases := []struct {
@@ -251,7 +311,7 @@ func TestUnitObligationErrors(t *testing.T) {
 		{"k below 1", []UnitColumn{{Name: "$units1", K: 0, Format: UnitPseudonyms}}},
 		{"missing column", []UnitColumn{{Name: "nope", K: 10, Format: UnitPseudonyms}}},
 		{"twice", []UnitColumn{ok, ok}},
-		{"list of binary", []UnitColumn{{Name: "$units1", K: 10, Format: UnitList, CountColumn: "n", Hash: func([]byte) uint64 { return 0 }}}},
+		{"list of binary", []UnitColumn{{Name: "$units1", K: 10, Format: UnitList, CountColumn: "n", Hash: func(string) uint64 { return 0 }}}},
 		{"text as pseudonyms", []UnitColumn{{Name: "district", K: 10, Format: UnitPseudonyms}}},
 		{"no format", []UnitColumn{{Name: "$units1", K: 10}}},
 	}
