@@ -40,6 +40,8 @@ const (
 	MetaRelease         = "sluice.release"
 	MetaMask            = "sluice.mask"
 	MetaKeyDomain       = "sluice.key_domain"
+	MetaUnique          = "sluice.unique"      // "true": one row per value (a person key)
+	MetaDPRequired      = "sluice.dp_required" // "true": released only under a differential-privacy budget
 	MetaColumnDesc      = "sluice.description"
 )
 
@@ -171,6 +173,12 @@ func DatasetSchema(ds *sluice.Dataset, p sluice.Principal) *arrow.Schema {
 		}
 		if c.KeyDomain != "" {
 			kv[MetaKeyDomain] = c.KeyDomain
+		}
+		if c.Unique {
+			kv[MetaUnique] = "true"
+		}
+		if c.DPRequired {
+			kv[MetaDPRequired] = "true"
 		}
 		if c.Description != "" {
 			kv[MetaColumnDesc] = c.Description

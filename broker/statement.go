@@ -568,6 +568,10 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, src recordSource, c
 	if err != nil && !released {
 		s.refund(q.release)
 	}
+	if err != nil && q.guarded {
+		// Nothing was handed to the client: the record says so.
+		result = digest.NewStream(q.schema)
+	}
 	if ticket != nil {
 		// The sketches go on record before the rows leave: a release
 		// that is out must be in the guard's memory.
@@ -754,6 +758,10 @@ func obligations(d *policy.Decision) map[string]any {
 	}
 	if d.MinGroupSize > 0 {
 		o["min_group_size"] = d.MinGroupSize
+	}
+	if len(d.Protected) > 0 {
+		// k in persons, per protected dataset.
+		o["protected"] = d.Protected
 	}
 	if d.RowCap > 0 {
 		o["row_cap"] = d.RowCap

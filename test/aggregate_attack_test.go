@@ -1,12 +1,15 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-gov/sluice/broker/audit"
 )
 
 // The attack corpus of aggregate-only releases: attempts to read one
@@ -337,6 +340,26 @@ func TestDifferencingAttacks(t *testing.T) {
 		{"groups", "per insurance type, chronic disease only", groupsLab, byType + " WHERE chronic_disease = 1 GROUP BY insurance_type", groups(1)},
 	})
 
+	// The refusal is on the record: a denied result that released nothing.
+	l := openAudit(t)
+	es, err := l.Search(context.Background(), audit.Filter{Principal: pair, Kind: audit.KindResult, Limit: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	denials := 0
+	for _, e := range es {
+		if e.Decision != audit.DecisionDeny {
+			continue
+		}
+		denials++
+		if e.Rows != 0 || len(e.Reasons) == 0 || !strings.HasPrefix(e.Reasons[0], "differencing_guard: health.insured") {
+			t.Fatalf("a refused release on record: rows %d, reasons %v", e.Rows, e.Reasons)
+		}
+	}
+	if denials != 2 {
+		t.Fatalf("want the 2 refusals of %s on record, got %d", pair, denials)
+	}
+
 	// A tracker on the analyst's own columns, across departments: the
 	// persons of one district and gender, then the same without the
 	// target. Colleagues in her department and her other purposes share
@@ -349,10 +372,25 @@ func TestDifferencingAttacks(t *testing.T) {
 		{"tracker", "the same without the target", "", base + fmt.Sprintf(" AND r.phone <> '%s' GROUP BY i.insurance_type", tg.phone), differencing},
 		{"tracker", "a colleague in the same department", colleague, base + fmt.Sprintf(" AND r.phone <> '%s' GROUP BY i.insurance_type", tg.phone), differencing},
 	})
-	_, _, err := query(t, "alice", "public-health-planning", base+fmt.Sprintf(" AND r.phone <> '%s' GROUP BY i.insurance_type", tg.phone))
-	if err == nil {
-		t.Fatal("the tracker went through under another purpose")
+	// Her own second grant, for another purpose: the same department and
+	// dataset, so the same memory.
+	from, until := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), time.Now().AddDate(0, 1, 0).UTC().Format(time.RFC3339)
+	var a struct {
+		ID       string   `json:"id"`
+		Status   string   `json:"status"`
+		GrantIDs []string `json:"grant_ids"`
 	}
+	decodeJSON(t, mustAPI(t, 201, "POST", "/v1/applications", "alice", fmt.Sprintf(`{"items":[{"dataset":"health.insured","columns":["id_card","insurance_type","annual_claims"]}],
+		"purpose":"enterprise-credit","justification":"claims of legal representatives, in aggregate","valid_from":%q,"valid_until":%q,"mode":"aggregate","k":10}`, from, until)), &a)
+	mustAPI(t, 200, "POST", "/v1/applications/"+a.ID+"/forward", "dave", `{"note":"ok"}`)
+	decodeJSON(t, mustAPI(t, 200, "POST", "/v1/applications/"+a.ID+"/approve", "hana", `{"note":"aggregates only"}`), &a)
+	if a.Status != "approved" || len(a.GrantIDs) != 1 {
+		t.Fatalf("approval: %+v", a)
+	}
+	// Other tests rely on alice holding no grant for this purpose.
+	defer mustAPI(t, 200, "POST", "/v1/grants/"+a.GrantIDs[0]+"/revoke", "hana", `{"reason":"test over"}`)
+	_, rows, err := query(t, "alice", "enterprise-credit", base+fmt.Sprintf(" AND r.phone <> '%s' GROUP BY i.insurance_type", tg.phone))
+	differencing(t, rows, err)
 }
 
 // civilColleague is a second civil affairs analyst with her own grant on

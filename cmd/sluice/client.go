@@ -119,6 +119,14 @@ func rpcError(err error) error {
 
 // fetch runs a FlightInfo's endpoints and hands each record to emit.
 func fetch(ctx context.Context, cl *flightsql.Client, info *flight.FlightInfo, emit func(*arrow.Schema, arrow.Record) error) (*arrow.Schema, error) {
+	schema, _, err := fetchReport(ctx, cl, info, emit)
+	return schema, err
+}
+
+// fetchReport is fetch that also returns the broker's release report (the
+// last batch's app metadata: suppressed groups, noise), when it sent one.
+func fetchReport(ctx context.Context, cl *flightsql.Client, info *flight.FlightInfo, emit func(*arrow.Schema, arrow.Record) error) (*arrow.Schema, map[string]any, error) {
+	var report map[string]any
 	var schema *arrow.Schema
 	if s, err := flight.DeserializeSchema(info.Schema, nil); err == nil {
 		schema = s
@@ -126,22 +134,28 @@ func fetch(ctx context.Context, cl *flightsql.Client, info *flight.FlightInfo, e
 	for _, ep := range info.Endpoint {
 		rd, err := cl.DoGet(ctx, ep.Ticket)
 		if err != nil {
-			return schema, rpcError(err)
+			return schema, nil, rpcError(err)
 		}
 		schema = rd.Schema()
 		for rd.Next() {
+			if meta := rd.LatestAppMetadata(); len(meta) > 0 {
+				var r map[string]any
+				if json.Unmarshal(meta, &r) == nil {
+					report = r
+				}
+			}
 			if err := emit(schema, rd.Record()); err != nil {
 				rd.Release()
-				return schema, err
+				return schema, nil, err
 			}
 		}
 		err = rd.Err()
 		rd.Release()
 		if err != nil && !errors.Is(err, io.EOF) {
-			return schema, rpcError(err)
+			return schema, nil, rpcError(err)
 		}
 	}
-	return schema, nil
+	return schema, report, nil
 }
 
 func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -177,11 +191,18 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return rpcError(err)
 	}
 	out := newPrinter(*format, stdout, *maxRows)
-	schema, err := fetch(ctx, cl, info, out.add)
+	schema, report, err := fetchReport(ctx, cl, info, out.add)
 	if err != nil {
 		return err
 	}
-	return out.finish(schema)
+	if err := out.finish(schema); err != nil {
+		return err
+	}
+	// On stderr, so CSV and JSON output stay data only.
+	if n, ok := report["suppressed_groups"].(float64); ok && n > 0 {
+		fmt.Fprintf(stderr, "note: %s suppressed: fewer persons than the release's minimum group size k\n", plural(int(n), "group", "groups"))
+	}
+	return nil
 }
 
 // printer renders records as a table, CSV or JSON.
@@ -473,6 +494,12 @@ func cmdCatalog(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		if k := meta(f.Metadata, broker.MetaKeyDomain); k != "" {
 			rel += " [" + k + "]"
+		}
+		if meta(f.Metadata, broker.MetaUnique) == "true" {
+			rel += ", unique"
+		}
+		if meta(f.Metadata, broker.MetaDPRequired) == "true" {
+			rel += ", DP only"
 		}
 		typ := meta(f.Metadata, adapters.MetaType)
 		if typ == "" {

@@ -176,7 +176,10 @@ func demoGrants(now time.Time) []sluice.Grant {
 	return []sluice.Grant{
 		{
 			ID: "alice-health-insured", Grantee: "alice", Dataset: "health.insured",
-			Columns: []string{"id_card", "insurance_type", "chronic_disease", "annual_claims", "hospital_visits"},
+			// The provider approved the severe mental disorder flag too, but
+			// the catalog releases it only under a differential-privacy
+			// budget, which this grant does not carry: the tour shows both.
+			Columns: []string{"id_card", "insurance_type", "chronic_disease", "annual_claims", "hospital_visits", "severe_mental_illness"},
 			Purpose: "subsidy-review", ValidFrom: now.Add(-30 * day), ValidUntil: now.Add(180 * day),
 			Mode: sluice.ModeAggregate, K: 10,
 		},
