@@ -39,21 +39,6 @@ type Agg struct {
 	Alias string
 }
 
-// GroupRowsColumn is the column WithGroupRowCount adds: the number of input
-// rows of each group, which the release gate checks against k.
-const GroupRowsColumn = "__rows"
-
-type aggConfig struct {
-	rowCount bool
-}
-
-// AggOption tunes HashAggregate.
-type AggOption func(*aggConfig)
-
-// WithGroupRowCount adds GroupRowsColumn (int64, never NULL) after the
-// aggregates.
-func WithGroupRowCount() AggOption { return func(c *aggConfig) { c.rowCount = true } }
-
 // bytes reserved per group and per aggregate state, beyond its key.
 const (
 	groupEntryBytes = 64
@@ -112,7 +97,6 @@ func (s *aggState) grow() {
 type aggOp struct {
 	q       *Query
 	in      Operator
-	cfg     aggConfig
 	schema  *arrow.Schema
 	gcols   []int
 	gtypes  []vtype
@@ -124,7 +108,6 @@ type aggOp struct {
 	nullG   int32
 	groupsS map[string]int32
 	ngroups int
-	rows    []int64 // input rows per group
 
 	out    arrow.Record
 	off    int64
@@ -134,23 +117,20 @@ type aggOp struct {
 
 // HashAggregate groups in by the groupBy columns (NULLs form one group)
 // and computes aggs per group. The output has the group columns (as in the
-// input), then one column per Agg, then GroupRowsColumn if requested;
-// groups come out in order of first appearance. Without groupBy an empty
-// input still gives one row (counts 0, other aggregates NULL).
+// input), then one column per Agg; groups come out in order of first
+// appearance. Without groupBy an empty input still gives one row (counts
+// 0, other aggregates NULL). The persons behind each group, for the
+// release gate's minimum group size, are an aggregate like the others:
+// AggUnits over a pseudonym column.
 //
 // Types: COUNT* → int64; SUM of integers → int64 (EInvalid on overflow), of
 // floats → float64, of decimals → decimal(38,4); AVG → float64; MIN/MAX
 // keep the input's type. NULLs are ignored.
-func (q *Query) HashAggregate(in Operator, groupBy []string, aggs []Agg, opts ...AggOption) (Operator, error) {
+func (q *Query) HashAggregate(in Operator, groupBy []string, aggs []Agg) (Operator, error) {
 	if in == nil {
 		return nil, invalidf("aggregation needs an input")
 	}
 	a := &aggOp{q: q, in: in, nullG: -1, res: reservation{b: q.budget}}
-	for _, o := range opts {
-		if o != nil {
-			o(&a.cfg)
-		}
-	}
 	sc := in.Schema()
 	var fields []arrow.Field
 	var gfields []arrow.Field
@@ -235,13 +215,6 @@ func (q *Query) HashAggregate(in Operator, groupBy []string, aggs []Agg, opts ..
 		fields = append(fields, s.field)
 		a.aggs = append(a.aggs, s)
 	}
-	if a.cfg.rowCount {
-		if err := addName(GroupRowsColumn); err != nil {
-			return nil, err
-		}
-		fields = append(fields, arrow.Field{Name: GroupRowsColumn, Type: arrow.PrimitiveTypes.Int64,
-			Metadata: arrow.NewMetadata([]string{metaType}, []string{string(sluice.TypeInteger)})})
-	}
 	a.schema = arrow.NewSchema(fields, nil)
 	a.keys = newMaterializer(q, arrow.NewSchema(gfields, nil))
 	if a.intKey {
@@ -263,7 +236,6 @@ func (a *aggOp) newGroup(keyBytes int) (int32, error) {
 	}
 	g := int32(a.ngroups)
 	a.ngroups++
-	a.rows = append(a.rows, 0)
 	for _, s := range a.aggs {
 		s.grow()
 	}
@@ -319,7 +291,6 @@ func (a *aggOp) consume(rec arrow.Record) error {
 			}
 		}
 		gid[r] = g
-		a.rows[g]++
 	}
 	if len(fresh) > 0 {
 		for i, c := range a.gcols {
@@ -495,12 +466,6 @@ func (a *aggOp) finish() error {
 			return err
 		}
 		cols = append(cols, c)
-	}
-	if a.cfg.rowCount {
-		b := array.NewInt64Builder(a.q.budget)
-		b.AppendValues(a.rows, nil)
-		cols = append(cols, b.NewArray())
-		b.Release()
 	}
 	a.out = array.NewRecord(a.schema, cols, int64(a.ngroups))
 	// The hash table is no longer needed.

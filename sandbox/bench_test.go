@@ -165,7 +165,7 @@ func BenchmarkGroupBy1M(b *testing.B) {
 			{Func: AggCountStar, Alias: "n"},
 			{Func: AggSum, Column: "a", Alias: "sum_a"},
 			{Func: AggAvg, Column: "b", Alias: "avg_b"},
-		}, WithGroupRowCount())
+		})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -42,7 +42,7 @@
 //	q.Filter(in, pred)              // rows where pred is TRUE
 //	q.Project(in, items)            // []planner.SelectItem: expressions with aliases
 //	q.HashJoin(left, right, lk, rk, sandbox.InnerJoin|sandbox.LeftJoin, sandbox.JoinOptions{...})
-//	q.HashAggregate(in, groupBy, []sandbox.Agg{...}, sandbox.WithGroupRowCount())
+//	q.HashAggregate(in, groupBy, []sandbox.Agg{...})
 //	q.Sort(in, []sandbox.SortKey{{Column: "x", Desc: true, NullsFirst: false}})
 //	q.Limit(in, n, offset)          // n < 0: no limit; stops pulling once n rows are out
 //	q.Distinct(in)
@@ -97,13 +97,19 @@
 //
 // HashAggregate groups by columns (NULLs form one group; groups come out in
 // order of first appearance) with Agg{Func, Column, Alias}: count,
-// count_star, count_distinct, sum, avg, min, max. SUM of integers is int64
-// (accumulated in 128 bits; a total beyond int64 is EInvalid "integer
-// overflow in SUM"), of floats float64, of decimals decimal(38,4); AVG is
-// float64; MIN/MAX keep the input type; NULLs are ignored; without
+// count_star, count_distinct, sum, avg, min, max, units. SUM of integers is
+// int64 (accumulated in 128 bits; a total beyond int64 is EInvalid
+// "integer overflow in SUM"), of floats float64, of decimals decimal(38,4);
+// AVG is float64; MIN/MAX keep the input type; NULLs are ignored; without
 // group-by an empty input gives one row (counts 0, others NULL).
-// WithGroupRowCount adds "__rows" (GroupRowsColumn), the number of input
-// rows per group, for the release gate's minimum group size.
+//
+// The minimum group size counts persons, not rows: units (AggUnits)
+// collects a group's non-NULL 8-byte pseudonyms of a protected dataset's
+// persons into one binary value, one such column per contributor set, and
+// the release gate (sandbox/gate, format UnitPseudonyms) right after the
+// aggregate suppresses every group in which one of them holds fewer than k
+// distinct persons, then replaces each by its sketch. A group's number of
+// rows plays no part in it.
 //
 // # Sort, limit, distinct
 //

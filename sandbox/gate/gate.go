@@ -1,21 +1,30 @@
-// Package gate is the release gate: the last step every sandbox result
-// passes before any row leaves the broker. It applies the policy's release
-// obligations batch by batch: minimum group size (groups aggregating fewer
-// than k source rows are suppressed and counted), differential-privacy
-// noise on COUNT and SUM outputs, and the grant's row cap.
+// Package gate is the release gate: the step a result with release
+// obligations passes before its rows move on. It runs at a department's
+// agent (NewFilter, over the groups its database computed), right after
+// the sandbox's aggregate, and last before the rows leave the broker. It
+// applies the policy's release obligations batch by batch: minimum group
+// size counted in distinct persons (a row is suppressed, and counted, when
+// one of its contributor sets, the unit columns, holds fewer than its k
+// persons, however many source rows reach it), differential-privacy noise
+// on COUNT and SUM outputs, and the grant's row cap. The sketches of the
+// released rows' contributor sets travel on to the next gate or are kept
+// for the differencing guard (Sets).
 //
-// The gate trusts the plan for two facts it cannot see: that the row-count
-// column really is the number of source rows behind each output row, and
-// that each noisy column's sensitivity bounds what one individual can
-// change it by (1 for a COUNT in which each individual contributes one row;
-// max(|lo|, |hi|) for a SUM whose inputs were clamped to [lo, hi], at the
-// source or in the sandbox). If one individual can contribute several rows
-// (a one-to-many join), the planner must scale the sensitivity accordingly.
+// The gate trusts the plan for two facts it cannot see: that each unit
+// column holds the persons whose rows reach its aggregate in that output
+// row (the pseudonyms the sandbox's "units" aggregate collected, the
+// person keys a department's database listed, or the sketch an earlier
+// gate built from either), and that each noisy column's sensitivity bounds
+// what one person can change it by (1 for a COUNT in which each person
+// contributes one row; max(|lo|, |hi|) for a SUM whose inputs were clamped
+// to [lo, hi], at the source or in the sandbox). If one person can
+// contribute several rows (a one-to-many join), the planner must scale the
+// sensitivity accordingly.
 //
-// Caveat: groups are suppressed on their true row count, not a noisy one,
-// so whether a group appears at all is not covered by the differential
-// privacy guarantee; the noise protects the released values. The k
-// threshold is what protects small groups.
+// Caveat: groups are suppressed on their true number of persons, not a
+// noisy one, so whether a group appears at all is not covered by the
+// differential privacy guarantee; the noise protects the released values.
+// The k threshold is what protects small groups.
 package gate
 
 import (
@@ -55,7 +64,7 @@ const (
 type NoisyColumn struct {
 	Name string
 	Kind NoiseKind
-	// Sensitivity is how much one individual can change the column's
+	// Sensitivity is how much one person can change the column's
 	// value: 1 for a COUNT (0 means 1 for Count), the clamp bound for a
 	// SUM (required).
 	Sensitivity float64
@@ -63,12 +72,12 @@ type NoisyColumn struct {
 
 // Obligations are what the policy requires of a result before release.
 type Obligations struct {
-	// AggregateOnly: every output row must be an aggregate over at least K
-	// source rows (at least 1 when K is 0). Requires RowCountColumn.
-	AggregateOnly bool
-	// K is the minimum number of source rows behind an output row. K > 0
-	// requires RowCountColumn even when AggregateOnly is false.
-	K int
+	// Units are the result's contributor sets: a row is released only if
+	// each holds at least its K distinct persons (see UnitColumn); a row
+	// with a set under k is suppressed and counted in
+	// Report.SuppressedGroups. This is the minimum group size: without
+	// Units no row is suppressed.
+	Units []UnitColumn
 	// RowCap is the most rows the result may have; 0 means no cap. A
 	// result with more rows is refused with EResource, never truncated.
 	RowCap int64
@@ -79,19 +88,13 @@ type Obligations struct {
 	// (parallel composition) the number of rows does not multiply it.
 	Epsilon float64
 	Noisy   []NoisyColumn
-	// RowCountColumn is the per-group source-row count the sandbox added
-	// (e.g. "__rows"). It is read for the k check and never released.
-	RowCountColumn string
-	// Units are the result's contributor sets: a row is released only if
-	// each holds at least its K distinct persons (see UnitColumn).
-	Units []UnitColumn
 }
 
 // Report says what the gate did. It is final once Next has returned
 // io.EOF; before that it holds running totals.
 type Report struct {
 	Rows             int64   // rows released
-	SuppressedGroups int64   // output rows dropped for having fewer than k source rows
+	SuppressedGroups int64   // output rows dropped because one of their contributor sets (Units) held fewer than its K persons
 	NoiseApplied     bool    // noise was added to at least one released value
 	EpsilonSpent     float64 // the epsilon the release consumes (Obligations.Epsilon when there are noisy columns, else 0)
 }
@@ -120,8 +123,11 @@ type noisyCol struct {
 	grid  float64 // snap grid for float columns
 }
 
-// Gate applies Obligations to a Stream. It is itself a Stream; Next must
-// be called from one goroutine at a time, Report from any.
+// Gate applies Obligations to a Stream: it suppresses the rows whose
+// contributor sets hold fewer than k persons, adds the noise, enforces the
+// row cap and replaces each unit column by its sketch or drops it. It is
+// itself a Stream; Next must be called from one goroutine at a time,
+// Report and Sets from any.
 type Gate struct {
 	in        Stream
 	o         Obligations
@@ -129,10 +135,8 @@ type Gate struct {
 	noise     *laplace
 	inSchema  *arrow.Schema
 	outSchema *arrow.Schema
-	countIdx  int   // index of RowCountColumn in the input, or -1
 	keep      []int // input column indices released, in order
 	noisy     map[int]*noisyCol
-	threshold int64 // minimum row count; 0 = no suppression
 	units     []*unitCol
 
 	mu     sync.Mutex
@@ -142,8 +146,9 @@ type Gate struct {
 }
 
 // New returns a gate over in. Obligations that cannot be applied to in's
-// schema (a missing or non-numeric noisy column, a missing row-count
-// column, negative k, a bad epsilon) are EInvalid.
+// schema (a missing or non-numeric noisy column, a missing or mistyped unit
+// column or unit count column, a unit column with k < 1, a bad epsilon)
+// are EInvalid.
 func New(in Stream, o Obligations, opts ...Option) (*Gate, error) {
 	if in == nil {
 		return nil, sluice.Errorf(sluice.EInternal, "release gate: no input stream")
@@ -152,7 +157,7 @@ func New(in Stream, o Obligations, opts ...Option) (*Gate, error) {
 	if s == nil {
 		return nil, sluice.Errorf(sluice.EInternal, "release gate: the input stream has no schema")
 	}
-	g := &Gate{in: in, o: o, mem: memory.DefaultAllocator, inSchema: s, countIdx: -1, noisy: map[int]*noisyCol{}}
+	g := &Gate{in: in, o: o, mem: memory.DefaultAllocator, inSchema: s, noisy: map[int]*noisyCol{}}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(g)
@@ -200,9 +205,6 @@ func column(s *arrow.Schema, name, what string) (int, error) {
 
 func (g *Gate) check() error {
 	o, s := g.o, g.inSchema
-	if o.K < 0 {
-		return invalid("k must be at least 0; got %d", o.K)
-	}
 	if o.RowCap < 0 {
 		return invalid("the row cap must be at least 0 (0 = none); got %d", o.RowCap)
 	}
@@ -212,29 +214,10 @@ func (g *Gate) check() error {
 	if len(o.Noisy) > 0 && o.Epsilon == 0 {
 		return invalid("%d noisy columns but no epsilon; give the grant's per-query epsilon", len(o.Noisy))
 	}
-	g.threshold = int64(o.K)
-	if o.AggregateOnly && g.threshold < 1 {
-		g.threshold = 1
-	}
-	if o.RowCountColumn != "" {
-		i, err := column(s, o.RowCountColumn, "row-count column")
-		if err != nil {
-			return err
-		}
-		if !isInteger(s.Field(i).Type) {
-			return invalid("the row-count column %q has type %s; it must be an integer", o.RowCountColumn, s.Field(i).Type)
-		}
-		g.countIdx = i
-	} else if g.threshold > 0 {
-		return invalid("aggregate-only or k = %d needs the sandbox's row-count column to check group sizes; the plan gave none", o.K)
-	}
 	for _, n := range o.Noisy {
 		i, err := column(s, n.Name, "noisy column")
 		if err != nil {
 			return err
-		}
-		if i == g.countIdx {
-			return invalid("the row-count column %q cannot be a noisy column: it is never released", n.Name)
 		}
 		if _, dup := g.noisy[i]; dup {
 			return invalid("the noisy column %q is listed twice", n.Name)
@@ -268,12 +251,15 @@ func (g *Gate) check() error {
 		return err
 	}
 	for _, u := range g.units {
-		if _, ok := g.noisy[u.idx]; ok || u.idx == g.countIdx {
-			return invalid("the unit column %q cannot also be a noisy or row-count column", u.Name)
+		if _, ok := g.noisy[u.idx]; ok {
+			return invalid("the unit column %q cannot also be a noisy column", u.Name)
+		}
+		if _, ok := g.noisy[u.countIdx]; ok && u.countIdx >= 0 {
+			return invalid("the unit count column %q cannot be a noisy column: it is never released", u.CountColumn)
 		}
 	}
 	for i := range s.NumFields() {
-		if i != g.countIdx && !drop[i] {
+		if !drop[i] {
 			g.keep = append(g.keep, i)
 		}
 	}
@@ -303,7 +289,36 @@ func isFloat(t arrow.DataType) bool {
 	return t.ID() == arrow.FLOAT32 || t.ID() == arrow.FLOAT64
 }
 
-// Schema is the released schema: the input's without the row-count column.
+// intValue reads row r of an integer column (isInteger) as int64,
+// saturating uint64; a unit list's count column is read with it.
+func intValue(a arrow.Array, r int) int64 {
+	switch a := a.(type) {
+	case *array.Int8:
+		return int64(a.Value(r))
+	case *array.Int16:
+		return int64(a.Value(r))
+	case *array.Int32:
+		return int64(a.Value(r))
+	case *array.Int64:
+		return a.Value(r)
+	case *array.Uint8:
+		return int64(a.Value(r))
+	case *array.Uint16:
+		return int64(a.Value(r))
+	case *array.Uint32:
+		return int64(a.Value(r))
+	case *array.Uint64:
+		if v := a.Value(r); v <= math.MaxInt64 {
+			return int64(v)
+		}
+		return math.MaxInt64
+	}
+	return -1 // unreachable: the type was checked in New
+}
+
+// Schema is the released schema: the input's without the unit columns the
+// gate drops and the unit lists' count columns; a kept unit column
+// (UnitColumn.Keep) becomes the binary sketch of its set.
 func (g *Gate) Schema() *arrow.Schema { return g.outSchema }
 
 // Report returns what the gate has done so far; final after io.EOF.
@@ -391,8 +406,7 @@ func (g *Gate) apply(rec arrow.Record) (arrow.Record, error) {
 		return nil, sluice.Errorf(sluice.EInternal, "release gate: a batch's schema %s differs from the stream's %s", rec.Schema(), g.inSchema)
 	}
 	n := int(rec.NumRows())
-	keep, kept := g.selection(rec)
-	keep, kept, err := g.unitSelection(rec, keep, kept)
+	keep, kept, err := g.unitSelection(rec)
 	if err != nil {
 		return nil, err
 	}
@@ -445,54 +459,6 @@ func (g *Gate) apply(rec arrow.Record) (arrow.Record, error) {
 	g.report.NoiseApplied = g.report.NoiseApplied || noised
 	g.mu.Unlock()
 	return out, nil
-}
-
-// selection returns which rows pass the k check (nil = all) and how many.
-// A null or negative count never passes.
-func (g *Gate) selection(rec arrow.Record) ([]bool, int) {
-	n := int(rec.NumRows())
-	if g.threshold <= 0 {
-		return nil, n
-	}
-	counts := rec.Column(g.countIdx)
-	keep := make([]bool, n)
-	kept := 0
-	for r := range n {
-		if counts.IsValid(r) && rowCount(counts, r) >= g.threshold {
-			keep[r] = true
-			kept++
-		}
-	}
-	if kept == n {
-		return nil, n
-	}
-	return keep, kept
-}
-
-// rowCount reads an integer column as int64, saturating uint64.
-func rowCount(a arrow.Array, r int) int64 {
-	switch a := a.(type) {
-	case *array.Int8:
-		return int64(a.Value(r))
-	case *array.Int16:
-		return int64(a.Value(r))
-	case *array.Int32:
-		return int64(a.Value(r))
-	case *array.Int64:
-		return a.Value(r)
-	case *array.Uint8:
-		return int64(a.Value(r))
-	case *array.Uint16:
-		return int64(a.Value(r))
-	case *array.Uint32:
-		return int64(a.Value(r))
-	case *array.Uint64:
-		if v := a.Value(r); v <= math.MaxInt64 {
-			return int64(v)
-		}
-		return math.MaxInt64
-	}
-	return -1 // unreachable: the type was checked in New
 }
 
 // filter returns the rows of a where keep is true (all when keep is nil),

@@ -1,8 +1,11 @@
 package gate
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -17,6 +20,7 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/memory"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/sandbox/sketch"
 )
 
 // sliceStream replays records; it releases what it still holds on drain.
@@ -47,19 +51,21 @@ func (s *sliceStream) release() {
 	s.recs = nil
 }
 
+// groupSchema is a grouped result as the sandbox's aggregate gives it to
+// the gate: the group key, two aggregates and the pseudonyms of the
+// persons behind the group (its "units" aggregate).
 var groupSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "district", Type: arrow.BinaryTypes.String},
 	{Name: "n", Type: arrow.PrimitiveTypes.Int64},
 	{Name: "total", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
-	{Name: "__rows", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "$units", Type: arrow.BinaryTypes.Binary, Nullable: true},
 }, nil)
 
 type groupRow struct {
 	district string
 	n        int64
 	total    float64
-	rows     int64
-	nullRows bool
+	units    []byte // 8-byte pseudonyms (see pseudonyms); nil is NULL
 }
 
 func groupBatch(mem memory.Allocator, rows ...groupRow) arrow.Record {
@@ -69,13 +75,19 @@ func groupBatch(mem memory.Allocator, rows ...groupRow) arrow.Record {
 		b.Field(0).(*array.StringBuilder).Append(r.district)
 		b.Field(1).(*array.Int64Builder).Append(r.n)
 		b.Field(2).(*array.Float64Builder).Append(r.total)
-		if r.nullRows {
-			b.Field(3).(*array.Int64Builder).AppendNull()
+		if r.units == nil {
+			b.Field(3).(*array.BinaryBuilder).AppendNull()
 		} else {
-			b.Field(3).(*array.Int64Builder).Append(r.rows)
+			b.Field(3).(*array.BinaryBuilder).Append(r.units)
 		}
 	}
 	return b.NewRecord()
+}
+
+// personsK is the obligation that every group of groupSchema rests on at
+// least k persons.
+func personsK(k int) []UnitColumn {
+	return []UnitColumn{{Name: "$units", Dataset: "health.insured", K: k, Format: UnitPseudonyms}}
 }
 
 // drain reads g to the end, returning the released rows' columns by name.
@@ -103,7 +115,11 @@ func drain(t *testing.T, g *Gate) (map[string][]any, error) {
 					out[f.Name] = append(out[f.Name], nil)
 					continue
 				}
-				out[f.Name] = append(out[f.Name], c.GetOneForMarshal(r))
+				v := c.GetOneForMarshal(r)
+				if b, ok := v.([]byte); ok {
+					v = bytes.Clone(b) // the record is released below
+				}
+				out[f.Name] = append(out[f.Name], v)
 			}
 		}
 		rec.Release()
@@ -112,22 +128,42 @@ func drain(t *testing.T, g *Gate) (map[string][]any, error) {
 
 func code(err error) string { return sluice.ErrorCode(err) }
 
-func TestSuppressionExactAndRowCountRemoved(t *testing.T) {
+// setsOf renders the gate's recorded sets as row/column/dataset/k/persons.
+func setsOf(t *testing.T, g *Gate) []string {
+	t.Helper()
+	var out []string
+	for _, s := range g.Sets() {
+		sk, err := sketch.Parse(s.Sketch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%d/%s/%s/%d/%d", s.Row, s.Column, s.Dataset, s.K, sk.Units()))
+	}
+	return out
+}
+
+// TestSuppressionExactAndUnitsRemoved: across batches, exactly the groups
+// of at least k distinct persons are released, however many rows the
+// others have; a group no person reaches (NULL, or no pseudonym at all)
+// fails closed; a batch may be suppressed whole; the report counts every
+// suppressed group; the pseudonyms never leave, and the released groups'
+// sets are kept for the guard.
+func TestSuppressionExactAndUnitsRemoved(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
 	in := &sliceStream{schema: groupSchema, recs: []arrow.Record{
 		groupBatch(mem,
-			groupRow{"城东区", 12, 1.5, 12, false},
-			groupRow{"城中区", 3, 2.5, 3, false},   // under k
-			groupRow{"城西区", 10, 3.5, 10, false}, // exactly k
-			groupRow{"城北区", 9, 4.5, 9, false},   // under k
-			groupRow{"湟中区", 50, 5.5, 0, true},   // null count: fail closed
+			groupRow{"城东区", 12, 1.5, pseudonyms(0, 12, 0)},
+			groupRow{"城中区", 30, 2.5, pseudonyms(100, 3, 27)}, // 30 rows, 3 persons: under k
+			groupRow{"城西区", 10, 3.5, pseudonyms(200, 10, 0)}, // exactly k
+			groupRow{"城北区", 40, 4.5, pseudonyms(300, 9, 31)}, // 40 rows, 9 persons: under k
+			groupRow{"湟中区", 50, 5.5, nil},                    // NULL: no person, fail closed
 		),
-		groupBatch(mem, groupRow{"a", 1, 0, 1, false}, groupRow{"b", 2, 0, 2, false}), // all suppressed
-		groupBatch(mem, groupRow{"c", 11, 7, 11, false}, groupRow{"d", -5, 7, -5, false}),
+		groupBatch(mem, groupRow{"a", 1, 0, pseudonyms(400, 1, 0)}, groupRow{"b", 20, 0, pseudonyms(500, 2, 18)}), // all suppressed
+		groupBatch(mem, groupRow{"c", 16, 7, pseudonyms(600, 11, 5)}, groupRow{"d", 25, 7, []byte{}}),             // d: rows but no person
 	}}
 	defer in.release()
-	g, err := New(in, Obligations{AggregateOnly: true, K: 10, RowCountColumn: "__rows"}, WithAllocator(mem))
+	g, err := New(in, Obligations{Units: personsK(10)}, WithAllocator(mem))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,13 +178,13 @@ func TestSuppressionExactAndRowCountRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := got["__rows"]; ok {
-		t.Fatal("the row-count column was released")
+	if _, ok := got["$units"]; ok {
+		t.Fatal("the unit column was released")
 	}
 	if want := []any{"城东区", "城西区", "c"}; !slices.Equal(got["district"], want) {
 		t.Fatalf("districts %v, want %v", got["district"], want)
 	}
-	if want := []any{int64(12), int64(10), int64(11)}; !slices.Equal(got["n"], want) {
+	if want := []any{int64(12), int64(10), int64(16)}; !slices.Equal(got["n"], want) {
 		t.Fatalf("n %v, want %v", got["n"], want)
 	}
 	if want := []any{1.5, 3.5, 7.0}; !slices.Equal(got["total"], want) {
@@ -158,20 +194,27 @@ func TestSuppressionExactAndRowCountRemoved(t *testing.T) {
 	if rep != (Report{Rows: 3, SuppressedGroups: 6}) {
 		t.Fatalf("report %+v, want 3 rows, 6 suppressed, no noise", rep)
 	}
+	want := []string{"0/$units/health.insured/10/12", "1/$units/health.insured/10/10", "2/$units/health.insured/10/11"}
+	if sets := setsOf(t, g); !slices.Equal(sets, want) {
+		t.Fatalf("sets %v, want %v", sets, want)
+	}
 	// After EOF the gate keeps saying EOF.
 	if _, err := g.Next(context.Background()); !errors.Is(err, io.EOF) {
 		t.Fatalf("after EOF: %v", err)
 	}
 }
 
-func TestAggregateOnlyWithKZeroSuppressesEmptyGroups(t *testing.T) {
+// TestKOneSuppressesGroupsWithoutPersons: even at the smallest k a group
+// that no person reaches (no pseudonym, or NULL) is suppressed, whatever
+// its row count; one person is enough.
+func TestKOneSuppressesGroupsWithoutPersons(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
 	in := &sliceStream{schema: groupSchema, recs: []arrow.Record{
-		groupBatch(mem, groupRow{"empty", 0, 0, 0, false}, groupRow{"one", 1, 0, 1, false}),
+		groupBatch(mem, groupRow{"empty", 0, 0, nil}, groupRow{"unmatched", 3, 0, []byte{}}, groupRow{"one", 4, 0, pseudonyms(0, 1, 3)}),
 	}}
 	defer in.release()
-	g, err := New(in, Obligations{AggregateOnly: true, RowCountColumn: "__rows"}, WithAllocator(mem))
+	g, err := New(in, Obligations{Units: personsK(1)}, WithAllocator(mem))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,20 +225,23 @@ func TestAggregateOnlyWithKZeroSuppressesEmptyGroups(t *testing.T) {
 	if want := []any{"one"}; !slices.Equal(got["district"], want) {
 		t.Fatalf("districts %v, want %v", got["district"], want)
 	}
-	if g.Report().SuppressedGroups != 1 {
-		t.Fatalf("report %+v", g.Report())
+	if r := g.Report(); r.SuppressedGroups != 2 || r.Rows != 1 {
+		t.Fatalf("report %+v", r)
 	}
 }
 
-func TestRowCountColumnDroppedWithoutK(t *testing.T) {
+// TestUnitColumnDroppedWithoutSuppression: the unit column never leaves,
+// also when every group passes; without unit columns nothing is
+// suppressed, not even a group without persons.
+func TestUnitColumnDroppedWithoutSuppression(t *testing.T) {
 	in := &sliceStream{schema: groupSchema, recs: []arrow.Record{
-		groupBatch(memory.DefaultAllocator, groupRow{"x", 1, 1, 1, false}),
+		groupBatch(memory.DefaultAllocator, groupRow{"x", 1, 1, pseudonyms(0, 1, 0)}),
 	}}
-	g, err := New(in, Obligations{RowCountColumn: "__rows"})
+	g, err := New(in, Obligations{Units: personsK(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Schema().NumFields() != 3 || len(g.Schema().FieldIndices("__rows")) != 0 {
+	if g.Schema().NumFields() != 3 || len(g.Schema().FieldIndices("$units")) != 0 {
 		t.Fatalf("schema %s", g.Schema())
 	}
 	got, err := drain(t, g)
@@ -205,73 +251,147 @@ func TestRowCountColumnDroppedWithoutK(t *testing.T) {
 	if len(got["district"]) != 1 || g.Report().SuppressedGroups != 0 {
 		t.Fatalf("got %v, report %+v", got, g.Report())
 	}
+
+	in = &sliceStream{schema: groupSchema, recs: []arrow.Record{
+		groupBatch(memory.DefaultAllocator, groupRow{"x", 1, 1, nil}, groupRow{"y", 2, 1, []byte{}}),
+	}}
+	g, err = New(in, Obligations{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = drain(t, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got["district"]) != 2 || g.Report() != (Report{Rows: 2}) || len(g.Sets()) != 0 {
+		t.Fatalf("without unit columns: got %v, report %+v", got, g.Report())
+	}
 }
 
-// TestNoRowUnderKPasses feeds random batches (random sizes, counts, nulls,
-// count column types and k) and checks that exactly the rows with at least
-// k source rows come out, in order, and the suppressed count is exact.
+// randomSet is a random contributor set: persons distinct pseudonyms
+// (from a pool shared by the groups), some of them with several rows, or
+// NULL. Half the sets hold k-2 to k+2 persons, the others up to
+// maxPersons-1.
+type randomSet struct {
+	null    bool
+	persons int
+	raw     []byte // the pseudonyms, in row order
+}
+
+func newRandomSet(rng *rand.Rand, k, maxPersons int, nullable bool) randomSet {
+	if nullable && rng.IntN(20) == 0 {
+		return randomSet{null: true}
+	}
+	p := rng.IntN(maxPersons)
+	if rng.IntN(2) == 0 {
+		p = max(0, k-2+rng.IntN(5))
+	}
+	from := rng.IntN(500)
+	var raw []byte
+	for i := range p {
+		u := binary.LittleEndian.AppendUint64(nil, uint64(from+i)*0x9E3779B97F4A7C15)
+		for range 1 + rng.IntN(3)*rng.IntN(2) { // a third of the persons have 2 or 3 rows
+			raw = append(raw, u...)
+		}
+	}
+	rng.Shuffle(len(raw)/8, func(i, j int) {
+		var tmp [8]byte
+		copy(tmp[:], raw[i*8:])
+		copy(raw[i*8:i*8+8], raw[j*8:j*8+8])
+		copy(raw[j*8:j*8+8], tmp[:])
+	})
+	return randomSet{persons: p, raw: raw}
+}
+
+// encode is the set as a unit column of format f holds it; b builds the
+// sketch (a sketch.Builder for the set's k).
+func (s randomSet) encode(f UnitFormat, b *sketch.Builder) []byte {
+	if s.null {
+		return nil
+	}
+	if f == UnitPseudonyms {
+		return append([]byte{}, s.raw...)
+	}
+	b.Reset()
+	for i := 0; i < len(s.raw); i += 8 {
+		b.Add(binary.LittleEndian.Uint64(s.raw[i:]))
+	}
+	return b.AppendSketch(nil)
+}
+
+// TestNoRowUnderKPasses feeds random batches (random sizes, persons with
+// one or several rows, NULL sets, zero, one or two unit columns of either
+// binary format, kept as sketches or dropped, each with its own k) and
+// checks that exactly the rows whose every set holds at least its k
+// distinct persons come out, in order, with their sets; the suppressed
+// count is exact and nothing leaks.
 func TestNoRowUnderKPasses(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	types := []arrow.DataType{arrow.PrimitiveTypes.Int64, arrow.PrimitiveTypes.Int32, arrow.PrimitiveTypes.Uint32, arrow.PrimitiveTypes.Uint64, arrow.PrimitiveTypes.Int8}
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "label", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "$u0", Type: arrow.BinaryTypes.Binary, Nullable: true},
+		{Name: "$u1", Type: arrow.BinaryTypes.Binary, Nullable: true},
+	}, nil)
+	formats := []UnitFormat{UnitPseudonyms, UnitSketch}
+	builders := map[int]*sketch.Builder{}
+	builder := func(k int) *sketch.Builder {
+		if builders[k] == nil {
+			builders[k] = sketch.NewBuilder(k)
+		}
+		return builders[k]
+	}
 	for iter := range 300 {
 		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-		ct := types[iter%len(types)]
-		schema := arrow.NewSchema([]arrow.Field{
-			{Name: "__rows", Type: ct, Nullable: true},
-			{Name: "id", Type: arrow.PrimitiveTypes.Int64},
-			{Name: "label", Type: arrow.BinaryTypes.String, Nullable: true},
-		}, nil)
-		k := rng.IntN(30)
-		agg := rng.IntN(2) == 0
-		threshold := int64(k)
-		if agg && threshold < 1 {
-			threshold = 1
+		var units []UnitColumn
+		for c := range iter % 3 {
+			units = append(units, UnitColumn{Name: fmt.Sprintf("$u%d", c), Dataset: fmt.Sprintf("d.%d", c),
+				K: 1 + rng.IntN(30), Format: formats[rng.IntN(2)], Keep: rng.IntN(2) == 0})
 		}
-		count := map[int64]int64{} // -1 = null
+		persons := map[int64][2]int{} // id → persons per set
 		var want []int64
 		var recs []arrow.Record
 		id := int64(0)
 		for range rng.IntN(6) {
 			b := array.NewRecordBuilder(mem, schema)
 			for range rng.IntN(200) {
-				c := int64(rng.IntN(60)) - 5
-				if ct.ID() != arrow.INT64 && ct.ID() != arrow.INT32 && ct.ID() != arrow.INT8 && c < 0 {
-					c = -c
-				}
-				null := rng.IntN(20) == 0
-				switch bb := b.Field(0).(type) {
-				case *array.Int64Builder:
-					bb.Append(c)
-				case *array.Int32Builder:
-					bb.Append(int32(c))
-				case *array.Uint32Builder:
-					bb.Append(uint32(c))
-				case *array.Uint64Builder:
-					bb.Append(uint64(c))
-				case *array.Int8Builder:
-					bb.Append(int8(c))
-				}
-				if null {
-					c = -1 // withNulls replaces the value by a null
-				}
-				count[id] = c
-				b.Field(1).(*array.Int64Builder).Append(id)
+				b.Field(0).(*array.Int64Builder).Append(id)
 				if rng.IntN(3) == 0 {
-					b.Field(2).(*array.StringBuilder).AppendNull()
+					b.Field(1).(*array.StringBuilder).AppendNull()
 				} else {
-					b.Field(2).(*array.StringBuilder).Append("g")
+					b.Field(1).(*array.StringBuilder).Append("g")
 				}
-				if threshold == 0 || c >= threshold {
+				pass := true
+				var ps [2]int
+				for c := range 2 {
+					// A column no obligation names is passed on as it is.
+					f, k, most := UnitPseudonyms, 2, 5
+					if c < len(units) {
+						f, k, most = units[c].Format, units[c].K, 45
+					}
+					// A sketch is never NULL (the gate refuses one).
+					s := newRandomSet(rng, k, most, f == UnitPseudonyms)
+					ps[c] = s.persons
+					if c < len(units) && s.persons < k {
+						pass = false
+					}
+					if raw := s.encode(f, builder(k)); raw == nil {
+						b.Field(2 + c).(*array.BinaryBuilder).AppendNull()
+					} else {
+						b.Field(2 + c).(*array.BinaryBuilder).Append(raw)
+					}
+				}
+				persons[id] = ps
+				if pass {
 					want = append(want, id)
 				}
 				id++
 			}
-			rec := b.NewRecord()
+			recs = append(recs, b.NewRecord())
 			b.Release()
-			recs = append(recs, withNulls(t, mem, rec, count))
 		}
 		in := &sliceStream{schema: schema, recs: recs}
-		g, err := New(in, Obligations{AggregateOnly: agg, K: k, RowCountColumn: "__rows"}, WithAllocator(mem))
+		g, err := New(in, Obligations{Units: units}, WithAllocator(mem))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,9 +403,21 @@ func TestNoRowUnderKPasses(t *testing.T) {
 		for _, v := range got["id"] {
 			ids = append(ids, v.(int64))
 		}
-		for _, v := range ids {
-			if c := count[v]; threshold > 0 && c < threshold {
-				t.Fatalf("iter %d: row %d with count %d passed k = %d", iter, v, c, threshold)
+		for i, v := range ids {
+			for c, u := range units {
+				if p := persons[v][c]; p < u.K {
+					t.Fatalf("iter %d: row %d with %d persons in %s passed k = %d", iter, v, p, u.Name, u.K)
+				}
+				if !u.Keep {
+					if _, ok := got[u.Name]; ok {
+						t.Fatalf("iter %d: the dropped unit column %s was released", iter, u.Name)
+					}
+					continue
+				}
+				sk, err := sketch.Parse(got[u.Name][i].([]byte))
+				if err != nil || sk.Units() != persons[v][c] {
+					t.Fatalf("iter %d: row %d's kept sketch of %s: %v, %d persons, want %d", iter, v, u.Name, err, sk.Units(), persons[v][c])
+				}
 			}
 		}
 		if !slices.Equal(ids, want) {
@@ -295,52 +427,48 @@ func TestNoRowUnderKPasses(t *testing.T) {
 		if rep.Rows != int64(len(want)) || rep.SuppressedGroups != id-int64(len(want)) {
 			t.Fatalf("iter %d: report %+v, want rows %d suppressed %d", iter, rep, len(want), id-int64(len(want)))
 		}
+		var wantSets []string
+		for c, u := range units {
+			if u.Keep {
+				continue
+			}
+			for row, v := range want {
+				wantSets = append(wantSets, fmt.Sprintf("%d/%s/%s/%d/%d", row, u.Name, u.Dataset, u.K, persons[v][c]))
+			}
+		}
+		if sets := setsOf(t, g); !sameSets(sets, wantSets) {
+			t.Fatalf("iter %d: sets %v\nwant %v", iter, sets, wantSets)
+		}
 		in.release()
 		mem.AssertSize(t, 0)
 	}
 }
 
-// withNulls rebuilds rec's first column with nulls where count says -1
-// (for the ids in rec), keeping the other columns.
-func withNulls(t *testing.T, mem memory.Allocator, rec arrow.Record, count map[int64]int64) arrow.Record {
-	t.Helper()
-	defer rec.Release()
-	ids := rec.Column(1).(*array.Int64)
-	b := array.NewBuilder(mem, rec.Schema().Field(0).Type)
-	defer b.Release()
-	src := rec.Column(0)
-	for r := range src.Len() {
-		if count[ids.Value(r)] == -1 {
-			b.AppendNull()
-			continue
-		}
-		switch a := src.(type) {
-		case *array.Int64:
-			b.(*array.Int64Builder).Append(a.Value(r))
-		case *array.Int32:
-			b.(*array.Int32Builder).Append(a.Value(r))
-		case *array.Uint32:
-			b.(*array.Uint32Builder).Append(a.Value(r))
-		case *array.Uint64:
-			b.(*array.Uint64Builder).Append(a.Value(r))
-		case *array.Int8:
-			b.(*array.Int8Builder).Append(a.Value(r))
-		}
-	}
-	c0 := b.NewArray()
-	defer c0.Release()
-	cols := []arrow.Array{c0, rec.Column(1), rec.Column(2)}
-	return array.NewRecord(rec.Schema(), cols, rec.NumRows())
+// sameSets compares rendered sets regardless of the order of the columns.
+func sameSets(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
-// noiseRun releases nRows copies of one group through a gate and returns
-// the released values of column col minus the true value.
+// noiseRun releases nRows copies of one group of 10 persons through a
+// gate that also requires k = 10 persons (o.Units), with a group of 9
+// persons and many rows after every fourth, which must be suppressed
+// without noise mattering; it returns the released values of column col
+// minus the true value.
 func noiseRun(t *testing.T, o Obligations, nRows int, n int64, total float64, col string) []float64 {
 	t.Helper()
-	rows := make([]groupRow, nRows)
-	for i := range rows {
-		rows[i] = groupRow{"g", n, total, 100, false}
+	rows := make([]groupRow, 0, nRows+nRows/4+1)
+	small := 0
+	for i := range nRows {
+		rows = append(rows, groupRow{"g", n, total, pseudonyms(i*20, 10, 10)})
+		if i%4 == 0 {
+			rows = append(rows, groupRow{"small", n, total, pseudonyms(i*20+10, 9, 30)})
+			small++
+		}
 	}
+	o.Units = personsK(10)
 	in := &sliceStream{schema: groupSchema, recs: []arrow.Record{groupBatch(memory.DefaultAllocator, rows...)}}
 	g, err := New(in, o)
 	if err != nil {
@@ -351,8 +479,11 @@ func noiseRun(t *testing.T, o Obligations, nRows int, n int64, total float64, co
 		t.Fatal(err)
 	}
 	rep := g.Report()
-	if !rep.NoiseApplied || rep.EpsilonSpent != o.Epsilon || rep.Rows != int64(nRows) {
-		t.Fatalf("report %+v", rep)
+	if !rep.NoiseApplied || rep.EpsilonSpent != o.Epsilon || rep.Rows != int64(nRows) || rep.SuppressedGroups != int64(small) {
+		t.Fatalf("report %+v, want %d rows and %d suppressed", rep, nRows, small)
+	}
+	if slices.Contains(got["district"], any("small")) || len(got["district"]) != nRows {
+		t.Fatalf("released %d groups, some of them under k persons", len(got["district"]))
 	}
 	var d []float64
 	for _, v := range got[col] {
@@ -392,7 +523,7 @@ func TestNoiseCountMatchesLaplace(t *testing.T) {
 	const eps, runs = 0.1, 40
 	var d []float64
 	for range runs { // many gates, each with fresh randomness
-		d = append(d, noiseRun(t, Obligations{Epsilon: eps, Noisy: []NoisyColumn{{Name: "n", Kind: Count}}, RowCountColumn: "__rows"}, 500, 1000, 0, "n")...)
+		d = append(d, noiseRun(t, Obligations{Epsilon: eps, Noisy: []NoisyColumn{{Name: "n", Kind: Count}}}, 500, 1000, 0, "n")...)
 	}
 	checkLaplace(t, d, 1/eps, 1)
 }
@@ -400,7 +531,7 @@ func TestNoiseCountMatchesLaplace(t *testing.T) {
 func TestNoiseSumFloatSnappedAndMatchesLaplace(t *testing.T) {
 	const eps, sens = 0.5, 3.0
 	b := sens / eps // 6 → grid 8
-	d := noiseRun(t, Obligations{Epsilon: eps, Noisy: []NoisyColumn{{Name: "total", Kind: Sum, Sensitivity: sens}}, RowCountColumn: "__rows"}, 20000, 0, 4096, "total")
+	d := noiseRun(t, Obligations{Epsilon: eps, Noisy: []NoisyColumn{{Name: "total", Kind: Sum, Sensitivity: sens}}}, 20000, 0, 4096, "total")
 	for _, x := range d {
 		if math.Mod(x+4096, 8) != 0 {
 			t.Fatalf("float output %v is not on the grid of 8", x+4096)
@@ -411,7 +542,7 @@ func TestNoiseSumFloatSnappedAndMatchesLaplace(t *testing.T) {
 
 func TestNoiseBudgetSplitOverColumns(t *testing.T) {
 	const eps = 0.2
-	o := Obligations{Epsilon: eps, RowCountColumn: "__rows", Noisy: []NoisyColumn{
+	o := Obligations{Epsilon: eps, Noisy: []NoisyColumn{
 		{Name: "n", Kind: Count},
 		{Name: "total", Kind: Sum, Sensitivity: 1},
 	}}
@@ -524,15 +655,15 @@ type failingReader struct{}
 func (failingReader) Read([]byte) (int, error) { return 0, errors.New("no entropy") }
 
 func TestRandomFailureEndsTheStream(t *testing.T) {
-	in := &sliceStream{schema: groupSchema, recs: []arrow.Record{groupBatch(memory.DefaultAllocator, groupRow{"g", 20, 1, 20, false})}}
-	g, err := New(in, Obligations{Epsilon: 1, Noisy: []NoisyColumn{{Name: "n", Kind: Count}}, RowCountColumn: "__rows"}, withRandom(failingReader{}))
+	in := &sliceStream{schema: groupSchema, recs: []arrow.Record{groupBatch(memory.DefaultAllocator, groupRow{"g", 20, 1, pseudonyms(0, 20, 0)})}}
+	g, err := New(in, Obligations{Epsilon: 1, Noisy: []NoisyColumn{{Name: "n", Kind: Count}}, Units: personsK(10)}, withRandom(failingReader{}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := g.Next(context.Background()); code(err) != sluice.EInternal {
 		t.Fatalf("got %v", err)
 	}
-	if g.Report().Rows != 0 {
+	if g.Report().Rows != 0 || len(g.Sets()) != 0 {
 		t.Fatal("rows released without noise")
 	}
 }
@@ -607,16 +738,18 @@ func (c constReader) Read(p []byte) (int, error) {
 func TestRowCapRefuses(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
+	from := 0
 	mk := func(n int) arrow.Record {
 		rows := make([]groupRow, n)
 		for i := range rows {
-			rows[i] = groupRow{"g", 1, 1, 50, false}
+			rows[i] = groupRow{"g", 1, 1, pseudonyms(from, 50, 0)}
+			from += 50
 		}
 		return groupBatch(mem, rows...)
 	}
 	in := &sliceStream{schema: groupSchema, recs: []arrow.Record{mk(3), mk(2), mk(1)}}
 	defer in.release()
-	g, err := New(in, Obligations{RowCap: 5, RowCountColumn: "__rows"}, WithAllocator(mem))
+	g, err := New(in, Obligations{RowCap: 5, Units: personsK(5)}, WithAllocator(mem))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -624,16 +757,19 @@ func TestRowCapRefuses(t *testing.T) {
 	if code(err) != sluice.EResource || !strings.Contains(err.Error(), "more than 5 rows, the grant's row cap") {
 		t.Fatalf("got %v", err)
 	}
-	if len(got["district"]) != 5 || g.Report().Rows != 5 {
-		t.Fatalf("released %d rows, report %+v; want exactly the cap", len(got["district"]), g.Report())
+	if len(got["district"]) != 5 || g.Report().Rows != 5 || len(g.Sets()) != 5 {
+		t.Fatalf("released %d rows, report %+v, %d sets; want exactly the cap", len(got["district"]), g.Report(), len(g.Sets()))
 	}
 	if _, err2 := g.Next(context.Background()); err2 != err {
 		t.Fatalf("error not sticky: %v", err2)
 	}
 
-	// Exactly at the cap is fine; suppressed rows do not count.
-	in2 := &sliceStream{schema: groupSchema, recs: []arrow.Record{mk(3), groupBatch(mem, groupRow{"small", 1, 1, 1, false}, groupRow{"ok", 1, 1, 9, false})}}
-	g2, err := New(in2, Obligations{RowCap: 4, K: 5, RowCountColumn: "__rows"}, WithAllocator(mem))
+	// Exactly at the cap is fine; groups suppressed for too few persons
+	// do not count, however many rows they have.
+	in2 := &sliceStream{schema: groupSchema, recs: []arrow.Record{mk(3), groupBatch(mem,
+		groupRow{"small", 40, 1, pseudonyms(1000, 4, 36)}, groupRow{"ok", 5, 1, pseudonyms(2000, 5, 0)})}}
+	defer in2.release()
+	g2, err := New(in2, Obligations{RowCap: 4, Units: personsK(5)}, WithAllocator(mem))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -682,8 +818,21 @@ func TestBadObligations(t *testing.T) {
 		{Name: "n", Type: arrow.PrimitiveTypes.Int64},
 		{Name: "n", Type: arrow.PrimitiveTypes.Int64},
 		{Name: "s", Type: arrow.BinaryTypes.String},
-		{Name: "__rows", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "$u", Type: arrow.BinaryTypes.Binary},
+		{Name: "$u", Type: arrow.BinaryTypes.Binary},
 	}, nil)
+	// A department's unit list: the persons' keys and the database's count.
+	lists := arrow.NewSchema([]arrow.Field{
+		{Name: "district", Type: arrow.BinaryTypes.String},
+		{Name: "n", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "total", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "$list", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "$count", Type: arrow.PrimitiveTypes.Int64},
+	}, nil)
+	hash := func(string) uint64 { return 0 }
+	list := func(count string) []UnitColumn {
+		return []UnitColumn{{Name: "$list", K: 10, Format: UnitList, CountColumn: count, Hash: hash}}
+	}
 	cnt := []NoisyColumn{{Name: "n", Kind: Count}}
 	for _, c := range []struct {
 		name   string
@@ -691,7 +840,8 @@ func TestBadObligations(t *testing.T) {
 		o      Obligations
 		want   string
 	}{
-		{"negative k", groupSchema, Obligations{K: -1, RowCountColumn: "__rows"}, "k must be at least 0"},
+		{"negative k", groupSchema, Obligations{Units: personsK(-1)}, "needs k >= 1; got -1"},
+		{"k 0", groupSchema, Obligations{Units: personsK(0)}, "needs k >= 1; got 0"},
 		{"negative row cap", groupSchema, Obligations{RowCap: -1}, "row cap"},
 		{"NaN epsilon", groupSchema, Obligations{Epsilon: math.NaN(), Noisy: cnt}, "epsilon"},
 		{"negative epsilon", groupSchema, Obligations{Epsilon: -1, Noisy: cnt}, "epsilon"},
@@ -700,17 +850,26 @@ func TestBadObligations(t *testing.T) {
 		{"noisy column missing", groupSchema, Obligations{Epsilon: 1, Noisy: []NoisyColumn{{Name: "avg", Kind: Count}}}, `"avg" is not in the result`},
 		{"noisy column twice", groupSchema, Obligations{Epsilon: 1, Noisy: []NoisyColumn{{Name: "n", Kind: Count}, {Name: "n", Kind: Sum, Sensitivity: 1}}}, "twice"},
 		{"noisy string column", groupSchema, Obligations{Epsilon: 1, Noisy: []NoisyColumn{{Name: "district", Kind: Count}}}, "type utf8"},
+		{"noisy unit column", groupSchema, Obligations{Epsilon: 1, Noisy: []NoisyColumn{{Name: "$units", Kind: Count}}, Units: personsK(10)}, "type binary"},
 		{"noisy kind", groupSchema, Obligations{Epsilon: 1, Noisy: []NoisyColumn{{Name: "n", Kind: "avg"}}}, "kind"},
 		{"sum without sensitivity", groupSchema, Obligations{Epsilon: 1, Noisy: []NoisyColumn{{Name: "total", Kind: Sum}}}, "sensitivity"},
 		{"NaN sensitivity", groupSchema, Obligations{Epsilon: 1, Noisy: []NoisyColumn{{Name: "total", Kind: Sum, Sensitivity: math.NaN()}}}, "sensitivity"},
 		{"negative sensitivity", groupSchema, Obligations{Epsilon: 1, Noisy: []NoisyColumn{{Name: "n", Kind: Count, Sensitivity: -1}}}, "sensitivity"},
 		{"tiny epsilon", groupSchema, Obligations{Epsilon: 1e-320, Noisy: []NoisyColumn{{Name: "total", Kind: Sum, Sensitivity: 1e10}}}, "noise scale"},
-		{"row count is noisy", groupSchema, Obligations{Epsilon: 1, Noisy: []NoisyColumn{{Name: "__rows", Kind: Count}}, RowCountColumn: "__rows"}, "never released"},
-		{"aggregate-only without row count", groupSchema, Obligations{AggregateOnly: true}, "row-count column"},
-		{"k without row count", groupSchema, Obligations{K: 5}, "row-count column"},
-		{"row count missing", groupSchema, Obligations{K: 5, RowCountColumn: "__n"}, `"__n" is not in the result`},
-		{"row count not integer", dup, Obligations{K: 5, RowCountColumn: "__rows"}, "must be an integer"},
+		{"unit count is noisy", lists, Obligations{Epsilon: 1, Noisy: []NoisyColumn{{Name: "$count", Kind: Count}}, Units: list("$count")}, "never released"},
+		{"unit list without count column", lists, Obligations{Units: list("")}, `unit count column "" is not in the result`},
+		{"unit list without pseudonym function", lists, Obligations{Units: []UnitColumn{{Name: "$list", K: 10, Format: UnitList, CountColumn: "$count"}}}, "pseudonym function"},
+		{"unit column missing", groupSchema, Obligations{Units: []UnitColumn{{Name: "$nope", K: 10, Format: UnitPseudonyms}}}, `unit column "$nope" is not in the result`},
+		{"unit count missing", lists, Obligations{Units: list("$n")}, `unit count column "$n" is not in the result`},
+		{"unit column twice", groupSchema, Obligations{Units: append(personsK(10), personsK(5)...)}, "listed twice"},
+		{"unit column not binary", groupSchema, Obligations{Units: []UnitColumn{{Name: "n", K: 10, Format: UnitPseudonyms}}}, "must be binary"},
+		{"unit sketch not binary", groupSchema, Obligations{Units: []UnitColumn{{Name: "district", K: 10, Format: UnitSketch}}}, "must be binary"},
+		{"unit list not text", groupSchema, Obligations{Units: []UnitColumn{{Name: "$units", K: 10, Format: UnitList, CountColumn: "n", Hash: hash}}}, "must be text"},
+		{"unit count not integer", lists, Obligations{Units: list("total")}, "must be an integer"},
+		{"unit column without format", groupSchema, Obligations{Units: []UnitColumn{{Name: "$units", K: 10}}}, "no known format"},
+		{"unit list same as nothing", lists, Obligations{Units: []UnitColumn{{Name: "$list", K: 10, Format: UnitList, CountColumn: "$count", Hash: hash, SameAs: "$other"}}}, "no earlier unit list"},
 		{"ambiguous noisy column", dup, Obligations{Epsilon: 1, Noisy: cnt}, "names 2 columns"},
+		{"ambiguous unit column", dup, Obligations{Units: []UnitColumn{{Name: "$u", K: 10, Format: UnitPseudonyms}}}, "names 2 columns"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := New(&sliceStream{schema: c.schema}, c.o)
@@ -721,6 +880,58 @@ func TestBadObligations(t *testing.T) {
 	}
 	if _, err := New(nil, Obligations{}); code(err) != sluice.EInternal {
 		t.Fatalf("nil stream: %v", err)
+	}
+}
+
+// TestBadUnitsEndTheStream: a unit column whose content the gate cannot
+// count (pseudonyms that are not 8-byte values, a NULL or damaged sketch)
+// ends the stream with EInternal, for good, before the batch's rows are
+// released: the gate fails closed rather than guess.
+func TestBadUnitsEndTheStream(t *testing.T) {
+	sk := sketch.NewBuilder(10)
+	for i := range 12 {
+		sk.Add(uint64(i))
+	}
+	good := sk.AppendSketch(nil)
+	for _, c := range []struct {
+		name   string
+		format UnitFormat
+		units  []byte
+		want   string
+	}{
+		{"pseudonyms not 8-byte", UnitPseudonyms, append(pseudonyms(0, 12, 0), 1, 2, 3), "not 8-byte values"},
+		{"NULL sketch", UnitSketch, nil, "no sketch of its persons"},
+		{"damaged sketch", UnitSketch, good[:len(good)-1], "damaged"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+			defer mem.AssertSize(t, 0)
+			first := pseudonyms(100, 12, 0)
+			if c.format == UnitSketch {
+				first = good
+			}
+			in := &sliceStream{schema: groupSchema, recs: []arrow.Record{
+				groupBatch(mem, groupRow{"ok", 12, 1, first}),
+				groupBatch(mem, groupRow{"ok too", 12, 1, first}, groupRow{"bad", 12, 1, c.units}),
+				groupBatch(mem, groupRow{"after", 12, 1, first}),
+			}}
+			defer in.release()
+			units := []UnitColumn{{Name: "$units", Dataset: "health.insured", K: 10, Format: c.format}}
+			g, err := New(in, Obligations{Units: units}, WithAllocator(mem))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := drain(t, g)
+			if code(err) != sluice.EInternal || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want EInternal containing %q", err, c.want)
+			}
+			if !slices.Equal(got["district"], []any{"ok"}) || g.Report().Rows != 1 || len(g.Sets()) != 1 {
+				t.Fatalf("released %v, report %+v: want only the batch before the bad one", got["district"], g.Report())
+			}
+			if _, err2 := g.Next(context.Background()); err2 != err {
+				t.Fatalf("error not sticky: %v", err2)
+			}
+		})
 	}
 }
 

@@ -143,15 +143,15 @@ func (g *Gate) checkUnits() (map[int]bool, error) {
 }
 
 // unitSelection computes every row's sets and reports which rows hold at
-// least k persons in each (nil keep: all of them) and how many.
-func (g *Gate) unitSelection(rec arrow.Record, keep []bool, kept int) ([]bool, int, error) {
+// least k persons in each (nil: all of them) and how many.
+func (g *Gate) unitSelection(rec arrow.Record) ([]bool, int, error) {
 	n := int(rec.NumRows())
 	if len(g.units) == 0 {
-		return keep, kept, nil
+		return nil, n, nil
 	}
 	ok := make([]bool, n)
 	for r := range n {
-		ok[r] = keep == nil || keep[r]
+		ok[r] = true
 	}
 	for _, u := range g.units {
 		if cap(u.sketches) < n {
@@ -176,7 +176,7 @@ func (g *Gate) unitSelection(rec arrow.Record, keep []bool, kept int) ([]bool, i
 			u.sketches[r] = sk
 		}
 	}
-	kept = 0
+	kept := 0
 	for _, v := range ok {
 		if v {
 			kept++
@@ -216,7 +216,7 @@ func (u *unitCol) set(rec arrow.Record, col arrow.Array, r int) (int, []byte, er
 		u.builder.Reset()
 		want := int64(0)
 		if c := rec.Column(u.countIdx); c.IsValid(r) {
-			want = rowCount(c, r)
+			want = intValue(c, r)
 		}
 		u.counts[r] = want
 		if s := u.sameAs; s != nil && col.IsNull(r) && want == s.counts[r] && want > 0 {
