@@ -48,6 +48,7 @@ type Running struct {
 	mu      sync.Mutex
 	errs    []error
 	agents  map[string]context.CancelFunc
+	starts  map[string]func(net.Listener) error // starts a department's agent on a listener
 	closeFn func() error
 }
 
@@ -108,7 +109,8 @@ func Start(ctx context.Context, opt RunOptions) (*Running, error) {
 		closeListeners()
 		return nil, err
 	}
-	r := &Running{World: world, BrokerAddr: brokerLis.Addr().String(), AdminAddr: adminLis.Addr().String(), AgentAddrs: addrs, agents: map[string]context.CancelFunc{}}
+	r := &Running{World: world, BrokerAddr: brokerLis.Addr().String(), AdminAddr: adminLis.Addr().String(), AgentAddrs: addrs,
+		agents: map[string]context.CancelFunc{}, starts: map[string]func(net.Listener) error{}}
 	if err := r.writeConfigs(opt, host); err != nil {
 		closeListeners()
 		return nil, err
@@ -126,15 +128,24 @@ func Start(ctx context.Context, opt RunOptions) (*Running, error) {
 		if dept.Agent.Registry != "" {
 			aopts = append(aopts, agent.WithRegistry(dept.Agent.Registry))
 		}
-		srv, err := agent.New(rctx, dept, aopts...)
-		if err != nil {
+		start := func(lis net.Listener) error {
+			srv, err := agent.New(rctx, dept, aopts...)
+			if err != nil {
+				return err
+			}
+			actx, acancel := context.WithCancel(rctx)
+			r.mu.Lock()
+			r.agents[d] = acancel
+			r.mu.Unlock()
+			r.serve(func() error { defer srv.Close(); return srv.Serve(actx, lis) })
+			return nil
+		}
+		r.starts[d] = start
+		if err := start(listeners[d]); err != nil {
 			cancel()
 			closeListeners()
 			return nil, err
 		}
-		actx, acancel := context.WithCancel(rctx)
-		r.agents[d] = acancel
-		r.serve(func() error { defer srv.Close(); return srv.Serve(actx, listeners[d]) })
 	}
 	cfg, err := broker.LoadConfig(r.BrokerConfig)
 	if err != nil {
@@ -168,9 +179,37 @@ func (r *Running) serve(f func() error) {
 
 // KillAgent stops one department's agent at once (for failure tests).
 func (r *Running) KillAgent(dept string) {
-	if c, ok := r.agents[dept]; ok {
+	r.mu.Lock()
+	c, ok := r.agents[dept]
+	r.mu.Unlock()
+	if ok {
 		c()
 	}
+}
+
+// RestartAgent starts a department's agent again on its address after
+// KillAgent, waiting up to 10 s for the old one to let the port go.
+func (r *Running) RestartAgent(dept string) error {
+	start, ok := r.starts[dept]
+	if !ok {
+		return fmt.Errorf("demo: no agent of department %q", dept)
+	}
+	var lis net.Listener
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if lis, err = net.Listen("tcp", r.AgentAddrs[dept]); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("demo: restart the %s agent: %w", dept, err)
+	}
+	if err := start(lis); err != nil {
+		lis.Close()
+		return err
+	}
+	return nil
 }
 
 // Stop shuts the broker and agents down and waits for them.
