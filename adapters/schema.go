@@ -7,23 +7,14 @@ import (
 	"github.com/sluice-gov/sluice/planner"
 )
 
-// DecimalPrecision and DecimalScale fix the Arrow type of every decimal
-// column. The catalog declares "decimal" without precision or scale and the
-// same logical column may be NUMERIC(18,2) in one department and
-// DECIMAL(12,4) in another, so one wide type lets batches from different
-// sources be joined and aggregated without rescaling: 38 digits is the most
-// Decimal128 holds, and 4 fractional digits cover money (分) and the rates
-// and ratios government datasets carry. Values with more fractional digits
-// are rounded half away from zero.
+// DecimalPrecision, DecimalScale and MetaType are the shared wire
+// conventions (sluice.DecimalPrecision, sluice.DecimalScale,
+// sluice.MetaType), under the names this package has always exported.
 const (
-	DecimalPrecision = 38
-	DecimalScale     = 4
+	DecimalPrecision = sluice.DecimalPrecision
+	DecimalScale     = sluice.DecimalScale
+	MetaType         = sluice.MetaType
 )
-
-// MetaType is the field metadata key carrying the catalog type, so a
-// consumer can tell e.g. a decimal from a float without guessing from the
-// Arrow type.
-const MetaType = "sluice.type"
 
 var (
 	decimalType   = &arrow.Decimal128Type{Precision: DecimalPrecision, Scale: DecimalScale}

@@ -12,15 +12,14 @@ import (
 	sluice "github.com/sluice-gov/sluice"
 )
 
-// metaType is the field metadata key carrying the catalog type (the same
-// key adapters.MetaType names).
-const metaType = "sluice.type"
+// metaType is the field metadata key carrying the catalog type.
+const metaType = sluice.MetaType
 
-// decScale is the scale every decimal is computed at (adapters.DecimalScale).
-const decScale = 4
+// decScale is the scale every decimal is computed at.
+const decScale = sluice.DecimalScale
 
 var (
-	decType = &arrow.Decimal128Type{Precision: 38, Scale: decScale}
+	decType = &arrow.Decimal128Type{Precision: sluice.DecimalPrecision, Scale: decScale}
 	tsType  = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 	// maxDec is the largest magnitude of a decimal(38, 4).
 	maxDec = decimal128.GetMaxValue(38)

@@ -174,7 +174,7 @@ func New(in Stream, o Obligations, opts ...Option) (*Gate, error) {
 		f := s.Field(i)
 		if u := g.keptUnit(i); u != nil {
 			f = arrow.Field{Name: f.Name, Type: arrow.BinaryTypes.Binary, Nullable: true,
-				Metadata: arrow.NewMetadata([]string{"sluice.type"}, []string{string(sluice.TypeBinary)})}
+				Metadata: arrow.NewMetadata([]string{sluice.MetaType}, []string{string(sluice.TypeBinary)})}
 		}
 		fields = append(fields, f)
 	}
