@@ -462,7 +462,3 @@ func rowFilters(st *state, grantIDs []string) map[string][]*sluice.RowFilter {
 	}
 	return out
 }
-
-func describeFilter(f *sluice.RowFilter) string {
-	return fmt.Sprintf("%s in (%s)", f.Column, strings.Join(f.Values, ", "))
-}

@@ -12,4 +12,3 @@ func WithPrincipal(ctx context.Context, p sluice.Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
-var CheckPrivacyUnits = checkPrivacyUnits

@@ -118,21 +118,16 @@ func dpBounds(dec *policy.Decision) planner.BoundsFunc {
 	}
 }
 
-// checkPrivacyUnits refuses a release under a budget on a dataset that
-// does not say one row is one person: the noise covers one row, and a
-// person with several rows would stand out by more than it hides.
-func checkPrivacyUnits(cat *sluice.Catalog, dec *policy.Decision) error {
-	for _, d := range dec.DP {
-		ds := cat.Dataset(splitDataset(d.Dataset))
-		if ds == nil {
-			return sluice.Errorf(sluice.EInternal, "the policy relied on grant %s on dataset %s, which the catalog does not have", d.Grant, d.Dataset)
-		}
-		if ds.PrivacyUnit() == nil {
-			return sluice.Errorf(sluice.ENotSupported, "under the differential-privacy budget of grant %s: %s declares no unique person identifier (a join_key column with unique: true), so one row is not known to be one person and the noise could not cover a person with several rows; not supported yet, ask the provider's data admin", d.Grant, ds.FullName())
-		}
+// dpBudgets are the differential-privacy budgets a decision spends from,
+// as the planner's clamps pass checks them.
+func dpBudgets(dec *policy.Decision) []planner.Budget {
+	out := make([]planner.Budget, len(dec.DP))
+	for i, d := range dec.DP {
+		out[i] = planner.Budget{Grant: d.Grant, Dataset: d.Dataset}
 	}
-	return nil
+	return out
 }
+
 
 // reserve spends each DP budget the decision names, before the query runs;
 // all or nothing.

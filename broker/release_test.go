@@ -11,7 +11,7 @@ import (
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker"
 	"github.com/sluice-gov/sluice/cmd/sluice/demo"
-	"github.com/sluice-gov/sluice/policy"
+	"github.com/sluice-gov/sluice/planner"
 )
 
 // dpParts loads the demo world's configuration with one more grant: bob's
@@ -134,7 +134,7 @@ func TestDPNeedsAPrivacyUnit(t *testing.T) {
 		t.Fatalf("want a denial no_privacy_unit, got %+v", dec)
 	}
 	// And the broker's own check, should a policy ever let it through.
-	if err := broker.CheckPrivacyUnits(parts.Catalog, &policy.Decision{DP: []policy.DPBudget{{Grant: "g", Dataset: "health.insured"}}}); sluice.ErrorCode(err) != sluice.ENotSupported || !strings.Contains(err.Error(), "health.insured declares no unique person identifier") {
+	if err := planner.CheckPrivacyUnits(parts.Catalog, []planner.Budget{{Grant: "g", Dataset: "health.insured"}}); sluice.ErrorCode(err) != sluice.ENotSupported || !strings.Contains(err.Error(), "health.insured declares no unique person identifier") {
 		t.Fatalf("want ENotSupported about the person identifier, got %v", err)
 	}
 }

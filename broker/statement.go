@@ -90,95 +90,36 @@ func decide(ctx context.Context, st *state, now time.Time, p sluice.Principal, p
 		return plan, nil, err
 	}
 	if dec.Allow {
-		if plan.Fragment != nil {
-			applyObligations(plan.Fragment, dec, p, purpose)
+		// One call: the planner runs its passes (obligations, row filters,
+		// persons, clamps, verify) in the order planner.Passes declares.
+		err := plan.Apply(st.catalog, planObligations(st, dec, p, purpose))
+		if len(plan.RowFilters) > 0 {
+			dec.RowFilters = plan.RowFilters
 		}
-		for _, f := range plan.Fragments {
-			applyObligations(f, dec, p, purpose)
-			// Across departments k is enforced in the sandbox after the
-			// join, over the persons of each protected dataset; the
-			// fragment itself is not grouped.
-			f.SandboxK, f.MinGroupSize = protectedK(dec, f.Dataset), 0
-		}
-		if err := restrictRows(st, plan, dec); err != nil {
+		if err != nil {
 			return plan, dec, err
-		}
-		if len(plan.Fragments) > 0 && len(dec.Protected) > 0 {
-			if err := plan.CountUnits(st.catalog, dec.Protected); err != nil {
-				return plan, dec, err
-			}
-		}
-		if len(dec.DP) > 0 {
-			// Before any budget is reserved: a query that cannot be
-			// released under the noise is refused for free.
-			if err := checkPrivacyUnits(st.catalog, dec); err != nil {
-				return plan, dec, err
-			}
-			if err := plan.ClampSums(st.catalog, dpBounds(dec)); err != nil {
-				return plan, dec, err
-			}
 		}
 	}
 	return plan, dec, nil
 }
 
-// protectedK is the minimum group size (in persons) the decision gives a
-// dataset; 0 when the dataset is not protected.
-func protectedK(dec *policy.Decision, dataset string) int {
-	for d, k := range dec.Protected {
-		if strings.EqualFold(d, dataset) {
-			return k
-		}
+// planObligations hands the planner what the decision obliges: masks and k,
+// the requester and purpose, the row filters of the grants it relies on and
+// its differential-privacy budgets with their clamp bounds.
+func planObligations(st *state, dec *policy.Decision, p sluice.Principal, purpose string) planner.Obligations {
+	o := planner.Obligations{
+		Requester:    p,
+		Purpose:      purpose,
+		Masks:        dec.Masks,
+		MinGroupSize: dec.MinGroupSize,
+		Protected:    dec.Protected,
+		RowFilters:   rowFilters(st, dec.Grants),
 	}
-	return 0
-}
-
-// restrictRows adds the row filters of the grants the decision relies on
-// to the fragments of their datasets, so rows outside a grant's scope never
-// leave the department.
-func restrictRows(st *state, plan *planner.Plan, dec *policy.Decision) error {
-	filters := rowFilters(st, dec.Grants)
-	if len(filters) == 0 {
-		return nil
+	if len(dec.DP) > 0 {
+		o.Budgets = dpBudgets(dec)
+		o.Bounds = dpBounds(dec)
 	}
-	frags := plan.Fragments
-	if plan.Fragment != nil {
-		frags = append([]*planner.Fragment{plan.Fragment}, frags...)
-	}
-	for _, f := range frags {
-		ds := st.catalog.Dataset(splitDataset(f.Dataset))
-		if ds == nil {
-			continue
-		}
-		for _, rf := range filters[f.Dataset] {
-			if err := f.Restrict(ds, rf.Column, rf.Values); err != nil {
-				return err
-			}
-		}
-	}
-	var shown []string
-	for ds, fs := range filters {
-		for _, f := range fs {
-			shown = append(shown, ds+": "+describeFilter(f))
-		}
-	}
-	sortStrings(shown)
-	dec.RowFilters = shown
-	return nil
-}
-
-// applyObligations copies the decision's masks and k into the fragment the
-// agent will run, so small groups and raw masked values never leave it.
-func applyObligations(f *planner.Fragment, dec *policy.Decision, p sluice.Principal, purpose string) {
-	if m := dec.Masks[f.Dataset]; len(m) > 0 {
-		f.Masks = map[string]sluice.MaskRule{}
-		for c, r := range m {
-			f.Masks[c] = r
-		}
-	}
-	f.MinGroupSize = dec.MinGroupSize
-	f.Requester = p
-	f.Purpose = purpose
+	return o
 }
 
 // GetFlightInfoStatement plans, decides and audits an ad-hoc statement and

@@ -296,33 +296,6 @@ func (m *mplan) verify(n *Node, frags []*Fragment) ([]string, error) {
 	return verifyNodes(n, frags, psiNames)
 }
 
-// Verify checks a finished multi-dataset plan again after the rewrites
-// that follow planning (row filters, units, clamps): every column an
-// operator refers to is an output of its input, and names never collide.
-func (p *Plan) Verify() error {
-	if p == nil || p.Sandbox == nil {
-		return nil
-	}
-	psiNames := map[string]bool{}
-	var walk func(n *Node, depth int)
-	walk = func(n *Node, depth int) {
-		if n == nil || depth > 4*maxExprDepth {
-			return
-		}
-		if n.Op == OpJoin && n.PSI {
-			for _, k := range n.Keys {
-				psiNames[k.Left], psiNames[k.Right] = true, true
-			}
-		}
-		for _, in := range n.Inputs {
-			walk(in, depth+1)
-		}
-	}
-	walk(p.Sandbox, 0)
-	_, err := verifyNodes(p.Sandbox, p.Fragments, psiNames)
-	return err
-}
-
 func verifyNodes(n *Node, frags []*Fragment, psiNames map[string]bool) ([]string, error) {
 	lost := func() error {
 		return sluice.Errorf(sluice.EInternal, "the planner built an inconsistent sandbox plan; please report it with the query text")

@@ -4,124 +4,133 @@
 // render fragment SQL for each target dialect with literals as bind
 // parameters.
 //
-// The types in this file are the contract between the broker (which plans)
-// and the department agents (which render and run fragments): a Fragment is
-// serialised as JSON into the Flight ticket the broker sends to an agent.
+// A query goes through the planner in two steps:
+//
+//   - Planner.Plan plans it before the policy has decided: one fragment
+//     for a single dataset (resolve.go, lineage.go), or one per dataset
+//     occurrence plus the sandbox plan across datasets (multi.go). The
+//     policy decides on the plan's datasets, column usages and join pairs.
+//   - Plan.Apply then rewrites the allowed plan with what the policy
+//     decided (Obligations), running the passes of passes.go in the order
+//     that list declares; each pass is in its own pass_*.go file.
+//
+// Fragments (fragment.go) are what the department agents receive and
+// render for their own database (render.go).
 package planner
 
 import (
+	"regexp"
+	"strings"
+
 	sluice "github.com/sluice-gov/sluice"
 )
 
-// ExprKind tells which fields of an Expr are meaningful.
-type ExprKind string
+// Planner plans analyst SQL against a catalog. It holds no mutable state,
+// so one Planner serves concurrent queries.
+type Planner struct {
+	cat *sluice.Catalog
+}
 
-const (
-	KindColumn    ExprKind = "column"    // Column
-	KindLiteral   ExprKind = "literal"   // Literal
-	KindStar      ExprKind = "star"      // the * of COUNT(*)
-	KindUnary     ExprKind = "unary"     // Op ("-", "NOT") applied to Args[0]
-	KindBinary    ExprKind = "binary"    // Args[0] Op Args[1]; Op is + - * / % = <> < <= > >= AND OR
-	KindFunc      ExprKind = "func"      // scalar function Func(Args...)
-	KindAggregate ExprKind = "aggregate" // Func is count|sum|avg|min|max; Distinct; Args[0] (star for COUNT(*))
-	KindIsNull    ExprKind = "is_null"   // Args[0] IS [NOT] NULL (Negate)
-	KindIn        ExprKind = "in"        // Args[0] [NOT] IN (Args[1:]...)
-	KindBetween   ExprKind = "between"   // Args[0] [NOT] BETWEEN Args[1] AND Args[2]
-	KindLike      ExprKind = "like"      // Args[0] [NOT] LIKE Args[1]
-	KindCase      ExprKind = "case"      // CASE [Args[0] if HasOperand] WHEN/THEN pairs [ELSE last]
+// New builds a planner over a catalog. Safe for concurrent use.
+func New(cat *sluice.Catalog) *Planner { return &Planner{cat: cat} }
+
+// Plan is a planned query. A query over one dataset is one fragment,
+// pushed down whole to that dataset's agent (Fragment). A query over
+// several datasets (joins, subqueries) is one fragment per table
+// occurrence (Fragments) plus the residual plan the sandbox runs over
+// their outputs (Sandbox); Fragment is then nil.
+type Plan struct {
+	SQL       string               // as the analyst wrote it
+	Fragment  *Fragment            // single-dataset queries only: the whole query, pushed down to the one dataset's agent
+	Datasets  []string             // department.dataset, sorted
+	Usages    []sluice.ColumnUsage // one entry per source column used, across every fragment and the sandbox plan
+	Aggregate bool                 // the result releases only aggregates over groups
+
+	// RowFilters are the grants' row filters the row_filters pass added
+	// to the fragments ("department.dataset: column in (v, ...)", sorted),
+	// for the audit entry. Set by Apply.
+	RowFilters []string
+
+	// Multi-dataset queries only.
+
+	// Fragments has one fragment per dataset occurrence (table alias), with
+	// everything pushable pushed down: only the columns the sandbox needs
+	// (output names "<alias>.<column>"; a PSI key is the first item) and
+	// the conditions on that dataset alone.
+	Fragments []*Fragment
+	// Sandbox is the residual plan over the fragments' outputs.
+	Sandbox *Node
+	// JoinPairs lists every equality join key pair by source column, for
+	// the policy's join_key rule (see JoinPair).
+	JoinPairs []JoinPair
+	// UnitSets are the contributor sets the sandbox plan carries to its
+	// top for a protected release (the privacy_units pass, CountUnits);
+	// the broker's gate checks and strips them.
+	UnitSets []UnitSet
+}
+
+// The parser reports these constructs as plain syntax errors; spotting
+// them gives the analyst the real reason instead.
+var (
+	windowRE = regexp.MustCompile(`(?i)\)\s*over\s*\(`)
+	withRE   = regexp.MustCompile(`(?i)^\s*with\s`)
 )
 
-// LiteralType is the type of a literal constant.
-type LiteralType string
-
-const (
-	LitInt    LiteralType = "int"
-	LitFloat  LiteralType = "float"
-	LitString LiteralType = "string"
-	LitBool   LiteralType = "bool"
-	LitNull   LiteralType = "null"
-)
-
-// Literal is a constant from the query. It is always rendered as a bind
-// parameter, never spliced into SQL text.
-type Literal struct {
-	Type LiteralType `json:"type"`
-	// Text is the value in canonical text form: decimal digits for int,
-	// strconv 'g' form for float, the raw string, "true"/"false".
-	Text string `json:"text"`
-}
-
-// Expr is a resolved expression over the columns of one dataset.
-type Expr struct {
-	Kind     ExprKind `json:"kind"`
-	Op       string   `json:"op,omitempty"`
-	Column   string   `json:"column,omitempty"` // catalog column name, as declared
-	Literal  *Literal `json:"literal,omitempty"`
-	Func     string   `json:"func,omitempty"` // lower case
-	Distinct bool     `json:"distinct,omitempty"`
-	Negate   bool     `json:"negate,omitempty"`
-	// HasOperand and HasElse shape a CASE: Args = [operand] when/then... [else].
-	HasOperand bool    `json:"has_operand,omitempty"`
-	HasElse    bool    `json:"has_else,omitempty"`
-	Args       []*Expr `json:"args,omitempty"`
-}
-
-// SelectItem is one output column of a fragment.
-type SelectItem struct {
-	Expr  *Expr  `json:"expr"`
-	Alias string `json:"alias"` // the output column name, always set
-}
-
-// OrderItem is one ORDER BY key.
-type OrderItem struct {
-	Expr *Expr `json:"expr"`
-	Desc bool  `json:"desc,omitempty"`
-}
-
-// Fragment is the part of a query one department's agent runs against one
-// dataset. Everything in it refers to the dataset's catalog columns by name;
-// the agent renders it to SQL for its own database.
-type Fragment struct {
-	QueryID  string       `json:"query_id"`
-	Dataset  string       `json:"dataset"` // department.dataset
-	Distinct bool         `json:"distinct,omitempty"`
-	Select   []SelectItem `json:"select"`
-	Where    *Expr        `json:"where,omitempty"`
-	GroupBy  []*Expr      `json:"group_by,omitempty"`
-	Having   *Expr        `json:"having,omitempty"`
-	OrderBy  []OrderItem  `json:"order_by,omitempty"`
-	Limit    *int64       `json:"limit,omitempty"`
-	Offset   int64        `json:"offset,omitempty"`
-
-	// Obligations from the policy decision.
-
-	// Masks maps a column to the mask applied at the source: every use of the
-	// column in the fragment (output, predicate, group, order) sees only the
-	// masked value.
-	Masks map[string]sluice.MaskRule `json:"masks,omitempty"`
-	// MinGroupSize, when > 0, makes the agent keep only groups of at least
-	// this many source rows (rendered as HAVING COUNT(*) >= k).
-	MinGroupSize int `json:"min_group_size,omitempty"`
-	// SandboxK, when > 0, says the fragment's rows go to the broker's
-	// sandbox to meet another department's rows, not to the analyst: the
-	// sandbox releases only aggregates over groups of at least SandboxK
-	// source rows. An agent may then send values of aggregate-level
-	// columns, which never leave the sandbox as rows.
-	SandboxK int `json:"sandbox_k,omitempty"`
-	// UnitAlias, when set, asks the agent for one more output column under
-	// this name: each row's privacy unit (the dataset's unique person key)
-	// as a keyed pseudonym, so the sandbox can count the persons behind
-	// each group (see units.go). Never the key itself.
-	UnitAlias string `json:"unit_alias,omitempty"`
-
-	// Requester is who asked, under which purpose: the agent decides the
-	// masks it enforces itself from it, and records it.
-	Requester sluice.Principal `json:"requester"`
-	Purpose   string           `json:"purpose"`
-}
-
-// Field is one output column of a fragment or plan with its logical type.
-type Field struct {
-	Name string            `json:"name"`
-	Type sluice.ColumnType `json:"type"`
+// Plan parses and plans one SELECT: over one dataset here, over several in
+// planMulti (multi.go). queryID is copied into every fragment. The plan
+// carries no obligations yet: once the policy has allowed it, Plan.Apply
+// fills masks, minimum group size, requester and purpose and runs the
+// other rewrites (passes.go).
+func (p *Planner) Plan(queryID, sql string) (plan *Plan, err error) {
+	defer func() {
+		// A planner bug must fail the one query, never the broker.
+		if r := recover(); r != nil {
+			plan, err = nil, sluice.Errorf(sluice.EInternal, "the planner failed on this query; please report it with the query text")
+		}
+	}()
+	if p == nil || p.cat == nil {
+		return nil, sluice.Errorf(sluice.EInternal, "planner has no catalog")
+	}
+	sel, err := parseSelect(sql)
+	if err != nil {
+		if sluice.ErrorCode(err) == sluice.EInvalid && strings.HasPrefix(sluice.ErrorMessage(err), "SQL syntax error") {
+			switch {
+			case windowRE.MatchString(sql):
+				return nil, notSupported("window functions (OVER) are not supported yet; use GROUP BY")
+			case withRE.MatchString(sql):
+				return nil, notSupported("WITH (common table expressions) is not supported yet; write one SELECT")
+			}
+		}
+		return nil, err
+	}
+	if needsMulti(sel) {
+		return p.planMulti(queryID, sql, sel)
+	}
+	if err := checkNoSubquery(sel); err != nil {
+		return nil, err
+	}
+	tn, alias, err := sourceTable(sel)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := resolveDataset(p.cat, tn)
+	if err != nil {
+		return nil, err
+	}
+	r := &resolver{ds: ds, alias: alias}
+	frag, err := r.build(sel)
+	if err != nil {
+		return nil, err
+	}
+	frag.QueryID = queryID
+	if err := checkShape(frag, ds, true); err != nil {
+		return nil, err
+	}
+	return &Plan{
+		SQL:       sql,
+		Fragment:  frag,
+		Datasets:  []string{ds.FullName()},
+		Usages:    Usages(frag, ds),
+		Aggregate: aggregateOnly(frag),
+	}, nil
 }

@@ -1,11 +1,50 @@
 package planner
 
 import (
+	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
 	sluice "github.com/sluice-gov/sluice"
 )
+
+// applyRowFilters is the pass "row_filters": the row filters of the grants
+// the decision relies on go into the fragments of their datasets
+// (Restrict), so rows outside a grant's scope never leave the department.
+// It records every filter, "dataset: column in (v, ...)" sorted, in
+// Plan.RowFilters for the audit entry.
+func applyRowFilters(p *Plan, cat *sluice.Catalog, o *Obligations) error {
+	if len(o.RowFilters) == 0 {
+		return nil
+	}
+	for _, f := range p.fragments() {
+		ds := cat.Dataset(splitName(f.Dataset))
+		if ds == nil {
+			continue
+		}
+		for _, rf := range o.RowFilters[f.Dataset] {
+			if err := f.Restrict(ds, rf.Column, rf.Values); err != nil {
+				return err
+			}
+		}
+	}
+	var shown []string
+	for ds, fs := range o.RowFilters {
+		for _, f := range fs {
+			shown = append(shown, ds+": "+describeRowFilter(f))
+		}
+	}
+	sort.Strings(shown)
+	p.RowFilters = shown
+	return nil
+}
+
+// describeRowFilter is a row filter as the audit entry shows it:
+// "column in (v1, v2)".
+func describeRowFilter(f *sluice.RowFilter) string {
+	return fmt.Sprintf("%s in (%s)", f.Column, strings.Join(f.Values, ", "))
+}
 
 // Restrict narrows the fragment to the rows whose column holds one of the
 // values: a grant's row filter (e.g. one district). It is ANDed with the

@@ -27,6 +27,37 @@ import (
 // expression, an expression over an aggregate, an aggregate in HAVING or
 // ORDER BY, which would be decided on exact values) is refused.
 
+// clampUnderBudget is the pass "clamps": under a differential-privacy
+// budget, before any budget is reserved (a query that cannot be released
+// under the noise is refused for free), every budgeted dataset must
+// declare its privacy unit (CheckPrivacyUnits) and every SUM is clamped to
+// the bounds its grants state (ClampSums).
+func clampUnderBudget(p *Plan, cat *sluice.Catalog, o *Obligations) error {
+	if len(o.Budgets) == 0 {
+		return nil
+	}
+	if err := CheckPrivacyUnits(cat, o.Budgets); err != nil {
+		return err
+	}
+	return p.ClampSums(cat, o.Bounds)
+}
+
+// CheckPrivacyUnits refuses a release under a budget on a dataset that
+// does not say one row is one person: the noise covers one row, and a
+// person with several rows would stand out by more than it hides.
+func CheckPrivacyUnits(cat *sluice.Catalog, budgets []Budget) error {
+	for _, d := range budgets {
+		ds := cat.Dataset(splitName(d.Dataset))
+		if ds == nil {
+			return sluice.Errorf(sluice.EInternal, "the policy relied on grant %s on dataset %s, which the catalog does not have", d.Grant, d.Dataset)
+		}
+		if ds.PrivacyUnit() == nil {
+			return sluice.Errorf(sluice.ENotSupported, "under the differential-privacy budget of grant %s: %s declares no unique person identifier (a join_key column with unique: true), so one row is not known to be one person and the noise could not cover a person with several rows; not supported yet, ask the provider's data admin", d.Grant, ds.FullName())
+		}
+	}
+	return nil
+}
+
 // BoundsFunc returns the clamp bounds the grants give a column of a
 // dataset, or the error explaining why a SUM over it cannot be released.
 type BoundsFunc func(dataset, column string) (sluice.Bounds, error)
