@@ -18,11 +18,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	sluice "github.com/sluice-gov/sluice"
-)
-
-const (
-	postgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	mariadbDSN  = "root@tcp(127.0.0.1:3306)/test"
+	"github.com/sluice-gov/sluice/test/dbtest"
 )
 
 func TestMain(m *testing.M) {
@@ -32,19 +28,15 @@ func TestMain(m *testing.M) {
 }
 
 // openServer opens a database server the tests need. A server that does
-// not answer fails the test under CI (where the servers are part of the job)
-// and skips it elsewhere, saying how to start one.
-func openServer(t testing.TB, what string, driver sluice.Driver, dsn, howToStart string) *DB {
+// not answer skips the test, or fails it under CI=true (dbtest).
+func openServer(t testing.TB, what string, driver sluice.Driver, dsn string) *DB {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	db, err := Open(ctx, sluice.Source{Name: what, Driver: driver, DSN: dsn})
 	if err != nil {
 		if sluice.ErrorCode(err) == sluice.EUnavailable {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not reachable at %s (required under CI): %v", what, dsn, err)
-			}
-			t.Skipf("%s is not reachable at %s, skipping; start one with: %s (%v)", what, dsn, howToStart, err)
+			dbtest.NotReachable(t, what, dsn, err)
 		}
 		t.Fatalf("open %s: %v", what, err)
 	}
@@ -53,13 +45,11 @@ func openServer(t testing.TB, what string, driver sluice.Driver, dsn, howToStart
 }
 
 func openPostgres(t testing.TB) *DB {
-	return openServer(t, "PostgreSQL", sluice.DriverPostgres, postgresDSN,
-		"docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test postgres:16")
+	return openServer(t, "PostgreSQL", sluice.DriverPostgres, dbtest.PostgresURL(t))
 }
 
 func openMariaDB(t testing.TB) *DB {
-	return openServer(t, "MariaDB", sluice.DriverMySQL, mariadbDSN,
-		"docker run -d -p 3306:3306 -e MARIADB_ALLOW_EMPTY_ROOT_PASSWORD=1 -e MARIADB_DATABASE=test mariadb:10.11")
+	return openServer(t, "MariaDB", sluice.DriverMySQL, dbtest.MariaDB)
 }
 
 // newSQLiteFile creates an SQLite database in a temp dir with the given

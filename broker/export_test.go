@@ -11,4 +11,3 @@ import (
 func WithPrincipal(ctx context.Context, p sluice.Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, p)
 }
-

@@ -128,7 +128,6 @@ func dpBudgets(dec *policy.Decision) []planner.Budget {
 	return out
 }
 
-
 // reserve spends each DP budget the decision names, before the query runs;
 // all or nothing.
 func (s *Server) reserve(ctx context.Context, st *state, queryID string, dec *policy.Decision) (*release, error) {

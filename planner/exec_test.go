@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/test/dbtest"
 )
 
 // execRows are synthetic residents: Chinese names, identity numbers,
@@ -251,22 +251,11 @@ func TestExecSQLite(t *testing.T) {
 	runExecCases(t, db, sluice.DriverSQLite)
 }
 
+// openOrSkip opens a database server the test needs; one that does not
+// answer skips the test, or fails it under CI=true (dbtest).
 func openOrSkip(t *testing.T, driver, dsn string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open(driver, dsn)
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		err = db.PingContext(ctx)
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s unreachable in CI: %v", driver, err)
-		}
-		t.Skipf("%s not reachable (%v); set up the server or run with CI=true to require it", driver, err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	return dbtest.Open(t, driver, dsn)
 }
 
 func TestExecPostgres(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/sluice-gov/sluice/broker"
-	"github.com/sluice-gov/sluice/broker/audit/dialect/pgtest"
 	"github.com/sluice-gov/sluice/cmd/sluice/demo"
+	"github.com/sluice-gov/sluice/test/dbtest"
 )
 
 // TestDifferencingGuardSurvivesRestart: the broker's memory of what it
@@ -27,7 +27,7 @@ func TestDifferencingGuardSurvivesRestart(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			store := ""
 			if backend == "postgres" {
-				store = pgtest.URL(t)
+				store = dbtest.PostgresSchema(t)
 			}
 			dir := t.TempDir()
 			start := func() *demo.Running {

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/sluice-gov/sluice/broker"
-	"github.com/sluice-gov/sluice/broker/audit/dialect/pgtest"
 	"github.com/sluice-gov/sluice/cmd/sluice/demo"
+	"github.com/sluice-gov/sluice/test/dbtest"
 )
 
 // TestBrokerOnPostgres runs a second demo broker whose whole state —
@@ -21,7 +21,7 @@ import (
 // denied again; then the audit chain verifies. (The store packages run
 // their full suites on both backends; this checks the broker wired to it.)
 func TestBrokerOnPostgres(t *testing.T) {
-	pgURL := pgtest.URL(t)
+	pgURL := dbtest.PostgresSchema(t)
 	ctx := context.Background()
 	w, err := demo.Start(ctx, demo.RunOptions{Addr: "127.0.0.1:0", Dir: t.TempDir(), Scale: 1, Store: pgURL})
 	if err != nil {

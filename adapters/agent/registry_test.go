@@ -19,6 +19,7 @@ import (
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"
 	"github.com/sluice-gov/sluice/planner"
+	"github.com/sluice-gov/sluice/test/dbtest"
 )
 
 // extraTables is how many filler tables the registration database has, so
@@ -585,21 +586,16 @@ func TestRegistrationConcurrentWithFetches(t *testing.T) {
 
 // Real database servers: PostgreSQL and MariaDB.
 
-const (
-	testPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	testMariaDBDSN  = "root@tcp(127.0.0.1:3306)/test"
-)
-
 // openServerOrSkip opens a database server for setup; one that does not
-// answer skips the test, or fails it under CI.
+// answer skips the test, or fails it under CI=true (dbtest).
 func openServerOrSkip(t *testing.T, src sluice.Source) *adapters.DB {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	db, err := adapters.Open(ctx, src)
 	if err != nil {
-		if sluice.ErrorCode(err) == sluice.EUnavailable && os.Getenv("CI") != "true" {
-			t.Skipf("%s is not reachable at %s, skipping: %v", src.Driver, src.DSN, err)
+		if sluice.ErrorCode(err) == sluice.EUnavailable {
+			dbtest.NotReachable(t, string(src.Driver), src.DSN, err)
 		}
 		t.Fatalf("%s is not reachable at %s: %v", src.Driver, src.DSN, err)
 	}
@@ -611,13 +607,13 @@ func TestDescribeAndRegisterOnServers(t *testing.T) {
 	tests := []struct {
 		name   string
 		driver sluice.Driver
-		dsn    string
+		dsn    func(testing.TB) string
 		create string // %s is the table
 		insert string
 		want   []TableColumn // DBType is not compared
 	}{
 		{
-			name: "PostgreSQL", driver: sluice.DriverPostgres, dsn: testPostgresDSN,
+			name: "PostgreSQL", driver: sluice.DriverPostgres, dsn: dbtest.PostgresURL,
 			create: `CREATE TABLE %s (id bigint, name varchar(20), amount numeric(12,2), ratio double precision, r real, ok boolean,
 				born date, at timestamp, atz timestamptz, tags text[], u uuid, j jsonb, small smallint, "MixedCase" text, mood_t interval)`,
 			insert: `INSERT INTO %s (id, name, amount, born) VALUES (1, '张小明', 12.50, '1980-02-03'), (2, '李四', 7.25, '1990-04-05')`,
@@ -627,7 +623,7 @@ func TestDescribeAndRegisterOnServers(t *testing.T) {
 				{Name: "j", Type: "text"}, {Name: "small", Type: "integer"}, {Name: "MixedCase", Type: "text"}, {Name: "mood_t", Type: "text"}},
 		},
 		{
-			name: "MariaDB", driver: sluice.DriverMySQL, dsn: testMariaDBDSN,
+			name: "MariaDB", driver: sluice.DriverMySQL, dsn: func(testing.TB) string { return dbtest.MariaDB },
 			create: "CREATE TABLE %s (id bigint, name varchar(20), amount decimal(12,2), ratio double, r float, ok boolean, born date, " +
 				"at datetime, ts timestamp NULL, y year, e enum('a','b'), small smallint unsigned, bits bit(1), t text, n int(11) unsigned, MixedCase text)",
 			insert: `INSERT INTO %s (id, name, amount, born) VALUES (1, '张小明', 12.50, '1980-02-03'), (2, '李四', 7.25, '1990-04-05')`,
@@ -640,7 +636,7 @@ func TestDescribeAndRegisterOnServers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src := sluice.Source{Name: "srv", Driver: tt.driver, DSN: tt.dsn}
+			src := sluice.Source{Name: "srv", Driver: tt.driver, DSN: tt.dsn(t)}
 			setup := openServerOrSkip(t, src)
 			ctx := context.Background()
 			tbl := uniqueTable("sluice_reg")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/sqlstore"
 )
 
 // ArchiveInfo describes an archive file Archive wrote.
@@ -78,7 +79,7 @@ func loadArchiveRecords(ctx context.Context, q rowsQuerier) ([]archiveRecord, er
 
 // archiveBase is where the store's chain starts when entries were
 // archived: the last archive's last entry.
-func archiveBase(ctx context.Context, q querier) (head, bool, error) {
+func archiveBase(ctx context.Context, q sqlstore.Querier) (head, bool, error) {
 	var h head
 	err := q.QueryRowContext(ctx, `SELECT last_seq, last_hash FROM audit_archives ORDER BY first_seq DESC LIMIT 1`).Scan(&h.Seq, &h.Hash)
 	switch {

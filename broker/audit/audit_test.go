@@ -14,7 +14,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit/dialect/pgtest"
+	"github.com/sluice-gov/sluice/test/dbtest"
 )
 
 var principals = []string{"alice", "bob", "erin"}
@@ -428,7 +428,7 @@ func TestOpenErrorsPostgres(t *testing.T) {
 	tests := []struct {
 		name, url, code string
 	}{
-		{"no server", pgtest.Unreachable, sluice.EUnavailable},
+		{"no server", dbtest.UnreachablePostgres, sluice.EUnavailable},
 		{"bad port", "postgres://sluice:s3cr3t-pw@127.0.0.1:notaport/test", sluice.EInvalid},
 		{"password as a parameter", "postgresql://127.0.0.1:1/test?user=sluice&password=s3cr3t-pw&connect_timeout=2", sluice.EUnavailable},
 	}
@@ -717,7 +717,7 @@ func TestStoreSettingsPostgres(t *testing.T) {
 		{"WithBusyTimeout", url, "lock_timeout", "250ms", []Option{WithBusyTimeout(250 * time.Millisecond)}},
 		{"lock_timeout in the URL", url + "&lock_timeout=1500", "lock_timeout", "1500ms", nil},
 		{"application name", url, "application_name", "sluice", nil},
-		{"schema from the URL", url, "search_path", pgtest.Schema(url), nil},
+		{"schema from the URL", url, "search_path", dbtest.SchemaOf(url), nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,21 +6,21 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/sluice-gov/sluice/broker/audit/dialect"
-	"github.com/sluice-gov/sluice/broker/audit/dialect/pgtest"
+	"github.com/sluice-gov/sluice/broker/sqlstore"
+	"github.com/sluice-gov/sluice/test/dbtest"
 )
 
 // backend is a store the suite runs against: a SQLite temp file always,
-// PostgreSQL (a fresh schema per test) when a server answers; see pgtest
+// PostgreSQL (a fresh schema per test) when a server answers; see dbtest
 // for when it is skipped and when, with CI=true, it fails.
 type backend struct {
 	name string
-	d    dialect.Dialect
+	d    sqlstore.Dialect
 }
 
 var (
-	sqliteBackend   = backend{name: "sqlite", d: dialect.SQLite}
-	postgresBackend = backend{name: "postgres", d: dialect.Postgres}
+	sqliteBackend   = backend{name: "sqlite", d: sqlstore.SQLite}
+	postgresBackend = backend{name: "postgres", d: sqlstore.Postgres}
 	backends        = []backend{sqliteBackend, postgresBackend}
 )
 
@@ -38,7 +38,7 @@ func eachBackend(t *testing.T, f func(t *testing.T, b backend)) {
 func (b backend) target(t testing.TB) string {
 	t.Helper()
 	if b.pg() {
-		return pgtest.URL(t)
+		return dbtest.PostgresSchema(t)
 	}
 	return filepath.Join(t.TempDir(), "broker.db")
 }
@@ -60,7 +60,7 @@ func (b backend) newLog(t testing.TB, opts ...Option) (*Log, string) {
 // placeholders in either dialect.
 type rawStore struct {
 	*sql.DB
-	d dialect.Dialect
+	d sqlstore.Dialect
 }
 
 func (r *rawStore) Exec(q string, args ...any) (sql.Result, error) {
@@ -72,24 +72,10 @@ func (r *rawStore) QueryRow(q string, args ...any) *sql.Row {
 }
 
 // rawDB opens the store at target (a file path or a URL) the way an
-// attacker with access to it would. One connection, so that temporary
-// tables made by one statement are there for the next.
+// attacker with access to it would (dbtest.OpenStore: one connection).
 func rawDB(t testing.TB, target string) *rawStore {
 	t.Helper()
-	d := dialect.For(target)
-	var db *sql.DB
-	var err error
-	if d.IsPostgres() {
-		db, err = sql.Open("pgx", target)
-	} else {
-		db, err = sql.Open("sqlite", target+"?_pragma=busy_timeout(5000)")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	t.Cleanup(func() { db.Close() })
-	return &rawStore{DB: db, d: d}
+	return &rawStore{DB: dbtest.OpenStore(t, target), d: sqlstore.For(target)}
 }
 
 // holdWriteLock takes, on another connection, the lock an append needs

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit/dialect"
+	"github.com/sluice-gov/sluice/broker/sqlstore"
 )
 
 // Checkpoint is a signed statement of the chain head: "the log held Seq
@@ -124,7 +124,7 @@ func loadCheckpoints(ctx context.Context, q rowsQuerier) ([]Checkpoint, error) {
 // checkpointConsistent checks the last checkpoint against the chain at
 // open: a log cut below its last checkpoint, or rewritten up to it, must
 // not be extended. It returns the last checkpoint's seq and hash.
-func checkpointConsistent(ctx context.Context, q querier, d dialect.Dialect, h head) (head, error) {
+func checkpointConsistent(ctx context.Context, q sqlstore.Querier, d sqlstore.Dialect, h head) (head, error) {
 	var cp head
 	err := q.QueryRowContext(ctx, `SELECT seq, hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1`).Scan(&cp.Seq, &cp.Hash)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit/dialect"
+	"github.com/sluice-gov/sluice/broker/sqlstore"
 )
 
 // where builds the WHERE clause of a search, with ? placeholders. Fields
@@ -16,7 +16,7 @@ import (
 // side table, so there is no second copy that could be edited to hide an
 // entry. (Usage statistics do use the dataset index, which Verify checks
 // against the bodies.)
-func (f Filter) where(d dialect.Dialect) (string, []any) {
+func (f Filter) where(d sqlstore.Dialect) (string, []any) {
 	var where []string
 	var args []any
 	eq := func(col, v string) {

@@ -4,101 +4,168 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
-	"github.com/sluice-gov/sluice/broker/audit/dialect"
+	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/sqlstore"
 )
 
-// schemaVersion is recorded in audit_meta so a later migration can tell
-// which layout a store has. Version 2 added checkpoints, archives and
-// policy revisions; version 3 the dataset index (audit_entry_datasets).
-// Older stores are upgraded in place when opened: the new tables are
-// created and the index is filled from the entries' bodies. A binary that
-// knows an older version refuses a newer store: version 1 because early
-// entries may have moved to archives, version 2 because its appends would
-// not maintain the index, and Verify would then report the index as
-// edited.
+// The audit log's tables, as migrations of the store "audit" in
+// schema_migrations (see package sqlstore). Migration i brings them to
+// schema version i: version 2 added checkpoints, archives and policy
+// revisions; version 3 the dataset index (audit_entry_datasets), filled
+// from the entries' bodies when an older store is upgraded.
+//
+// Before schema_migrations the log recorded its version in audit_meta
+// (schema_version), creating every table with CREATE … IF NOT EXISTS on
+// each open. Such a store is adopted at the version it records (Legacy
+// below); one that records none runs every migration, which are therefore
+// idempotent. A sluice from before schema_migrations still reads
+// schema_version and refuses a version it does not know, so migration 3
+// keeps it: a later migration that such a sluice must not write through
+// sets it to its own version.
+//
+// The tables are prefixed audit_ because the audit log shares the
+// broker's store with the catalog, workflow and budget tables. {int} and
+// {blob} are filled in by the dialect.
+var migrations = []sqlstore.Migration{
+	sqlstore.Statements( // 1
+		`CREATE TABLE IF NOT EXISTS audit_meta (
+			key   TEXT PRIMARY KEY,
+			value TEXT NOT NULL
+		)`,
+		`CREATE TABLE IF NOT EXISTS audit_entries (
+			seq        {int} PRIMARY KEY,
+			time_us    {int} NOT NULL,
+			kind       TEXT NOT NULL,
+			query_id   TEXT NOT NULL,
+			principal  TEXT NOT NULL,
+			department TEXT NOT NULL,
+			purpose    TEXT NOT NULL,
+			decision   TEXT NOT NULL,
+			prev_hash  TEXT NOT NULL,
+			hash       TEXT NOT NULL,
+			body       TEXT NOT NULL
+		)`,
+		`CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries(time_us)`,
+		`CREATE INDEX IF NOT EXISTS audit_entries_principal ON audit_entries(principal)`,
+		`CREATE INDEX IF NOT EXISTS audit_entries_purpose ON audit_entries(purpose)`,
+		`CREATE INDEX IF NOT EXISTS audit_entries_query_id ON audit_entries(query_id)`,
+		`CREATE TABLE IF NOT EXISTS audit_head (
+			id   {int} PRIMARY KEY CHECK (id = 1),
+			seq  {int} NOT NULL,
+			hash TEXT NOT NULL
+		)`,
+	),
+	sqlstore.Statements( // 2
+		// Signed checkpoints of the head (see checkpoint.go). time is the
+		// exact string that was signed.
+		`CREATE TABLE IF NOT EXISTS audit_checkpoints (
+			seq        {int} PRIMARY KEY,
+			hash       TEXT NOT NULL,
+			time       TEXT NOT NULL,
+			signatures TEXT NOT NULL
+		)`,
+		// Archive files the entries before the store's first entry moved
+		// to.
+		`CREATE TABLE IF NOT EXISTS audit_archives (
+			first_seq  {int} PRIMARY KEY,
+			last_seq   {int} NOT NULL,
+			file       TEXT NOT NULL,
+			prev_hash  TEXT NOT NULL,
+			last_hash  TEXT NOT NULL,
+			sha256     TEXT NOT NULL,
+			entries    {int} NOT NULL,
+			created_us {int} NOT NULL
+		)`,
+		`CREATE TABLE IF NOT EXISTS audit_policy_revisions (
+			rev           TEXT PRIMARY KEY,
+			first_seen_us {int} NOT NULL,
+			modules       TEXT NOT NULL,
+			data          {blob}
+		)`,
+	),
+	// 3: the datasets each entry names (Entry.Datasets, lower-cased, each
+	// once), written in the append's transaction, so usage statistics are
+	// an indexed join rather than a scan of every body. It is a second
+	// copy of hashed content: Verify checks it against the bodies, so
+	// editing it to hide a use is detected like editing a search column.
+	func(ctx context.Context, tx *sql.Tx, d sqlstore.Dialect) error {
+		if err := sqlstore.Statements(
+			`CREATE TABLE IF NOT EXISTS audit_entry_datasets (
+				seq     {int} NOT NULL,
+				dataset TEXT NOT NULL,
+				PRIMARY KEY (seq, dataset)
+			)`,
+			`CREATE INDEX IF NOT EXISTS audit_entry_datasets_dataset ON audit_entry_datasets(dataset, seq)`,
+		)(ctx, tx, d); err != nil {
+			return err
+		}
+		if err := backfillDatasets(ctx, tx, d); err != nil {
+			return fmt.Errorf("the dataset index cannot be built: %w", err)
+		}
+		return setLegacyVersion(ctx, tx, d, "3")
+	},
+}
+
+// schemaVersion is the version the migrations bring the log to, as
+// audit_meta's schema_version records it; knownVersions are those a store
+// from before schema_migrations may record. A sluice that knows an older
+// version refuses a newer store: version 1 because early entries may have
+// moved to archives, version 2 because its appends would not maintain the
+// index, and Verify would then report the index as edited.
 const schemaVersion = "3"
 
-// knownVersions are the versions Open upgrades from (or finds current).
 var knownVersions = []string{"1", "2", schemaVersion}
 
-// The tables are prefixed audit_ because the audit log shares the broker's
-// store with the catalog, workflow and budget tables.
-//
+// setLegacyVersion records v as audit_meta's schema_version.
+func setLegacyVersion(ctx context.Context, tx *sql.Tx, d sqlstore.Dialect, v string) error {
+	_, err := tx.ExecContext(ctx, d.Rebind(`INSERT INTO audit_meta(key, value) VALUES ('schema_version', ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`), v)
+	return err
+}
+
+// schema is the log's entry in schema_migrations. name is the store as
+// messages show it.
+func schema(name string) sqlstore.Schema {
+	return sqlstore.Schema{
+		Store:      "audit",
+		Migrations: migrations,
+		// A store from before schema_migrations is at the version its
+		// audit_meta records; one without it is new, or older than the
+		// record, and runs every migration.
+		Legacy: func(ctx context.Context, tx *sql.Tx, d sqlstore.Dialect) ([]sqlstore.Applied, error) {
+			if ok, err := d.TableExists(ctx, tx, "audit_meta"); err != nil || !ok {
+				return nil, err
+			}
+			var v string
+			switch err := tx.QueryRowContext(ctx, `SELECT value FROM audit_meta WHERE key = 'schema_version'`).Scan(&v); {
+			case errors.Is(err, sql.ErrNoRows):
+				return nil, nil
+			case err != nil:
+				return nil, err
+			case !slices.Contains(knownVersions, v):
+				return nil, sluice.Errorf(sluice.EUnavailable, "audit store %s has schema version %s; this sluice understands version %s", name, v, schemaVersion)
+			}
+			n, _ := strconv.Atoi(v)
+			out := make([]sqlstore.Applied, n)
+			for i := range out {
+				out[i].Version = int64(i + 1)
+			}
+			return out, nil
+		},
+	}
+}
+
 // The guards (triggers) make the entries and checkpoints tables
 // append-only for anyone using the store casually. They are not a security
 // boundary (whoever can write the store can drop or disable them); the hash
 // chain and signed checkpoints are what detect that.
 //
-// {int} and {blob} are filled in by the dialect.
-var tables = []string{
-	`CREATE TABLE IF NOT EXISTS audit_meta (
-		key   TEXT PRIMARY KEY,
-		value TEXT NOT NULL
-	)`,
-	`CREATE TABLE IF NOT EXISTS audit_entries (
-		seq        {int} PRIMARY KEY,
-		time_us    {int} NOT NULL,
-		kind       TEXT NOT NULL,
-		query_id   TEXT NOT NULL,
-		principal  TEXT NOT NULL,
-		department TEXT NOT NULL,
-		purpose    TEXT NOT NULL,
-		decision   TEXT NOT NULL,
-		prev_hash  TEXT NOT NULL,
-		hash       TEXT NOT NULL,
-		body       TEXT NOT NULL
-	)`,
-	`CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries(time_us)`,
-	`CREATE INDEX IF NOT EXISTS audit_entries_principal ON audit_entries(principal)`,
-	`CREATE INDEX IF NOT EXISTS audit_entries_purpose ON audit_entries(purpose)`,
-	`CREATE INDEX IF NOT EXISTS audit_entries_query_id ON audit_entries(query_id)`,
-	`CREATE TABLE IF NOT EXISTS audit_head (
-		id   {int} PRIMARY KEY CHECK (id = 1),
-		seq  {int} NOT NULL,
-		hash TEXT NOT NULL
-	)`,
-	// Signed checkpoints of the head (see checkpoint.go). time is the exact
-	// string that was signed.
-	`CREATE TABLE IF NOT EXISTS audit_checkpoints (
-		seq        {int} PRIMARY KEY,
-		hash       TEXT NOT NULL,
-		time       TEXT NOT NULL,
-		signatures TEXT NOT NULL
-	)`,
-	// Archive files the entries before the store's first entry moved to.
-	`CREATE TABLE IF NOT EXISTS audit_archives (
-		first_seq  {int} PRIMARY KEY,
-		last_seq   {int} NOT NULL,
-		file       TEXT NOT NULL,
-		prev_hash  TEXT NOT NULL,
-		last_hash  TEXT NOT NULL,
-		sha256     TEXT NOT NULL,
-		entries    {int} NOT NULL,
-		created_us {int} NOT NULL
-	)`,
-	`CREATE TABLE IF NOT EXISTS audit_policy_revisions (
-		rev           TEXT PRIMARY KEY,
-		first_seen_us {int} NOT NULL,
-		modules       TEXT NOT NULL,
-		data          {blob}
-	)`,
-	// The datasets each entry names (Entry.Datasets, lower-cased, each
-	// once), written in the append's transaction, so usage statistics are
-	// an indexed join rather than a scan of every body. It is a second copy
-	// of hashed content: Verify checks it against the bodies, so editing
-	// it to hide a use is detected like editing a search column.
-	`CREATE TABLE IF NOT EXISTS audit_entry_datasets (
-		seq     {int} NOT NULL,
-		dataset TEXT NOT NULL,
-		PRIMARY KEY (seq, dataset)
-	)`,
-	`CREATE INDEX IF NOT EXISTS audit_entry_datasets_dataset ON audit_entry_datasets(dataset, seq)`,
-}
-
 // guarded are the append-only tables and their guards' names.
 var guarded = []struct{ table, prefix string }{
 	{"audit_entries", "audit_entries"},
@@ -142,12 +209,11 @@ END
 $do$`, table, name, name, op, table, level)
 }
 
-// schemaFor is the DDL Open runs, in order; every statement is idempotent.
-func schemaFor(d dialect.Dialect) []string {
-	out := make([]string, 0, len(tables)+8)
-	for _, s := range tables {
-		out = append(out, d.DDL(s))
-	}
+// guards is the DDL of the append-only guards, which Open runs every time
+// (each statement is idempotent), so a guard dropped meanwhile is back
+// once a broker has opened the store again.
+func guards(d sqlstore.Dialect) []string {
+	var out []string
 	if d.IsPostgres() {
 		out = append(out, pgGuardFunction)
 	}
@@ -170,14 +236,14 @@ func schemaFor(d dialect.Dialect) []string {
 // dropDeleteGuard and createDeleteGuard are run by Archive inside the
 // transaction that moves entries out, so the guard is never absent for
 // anyone else (PostgreSQL DDL is transactional too).
-func dropDeleteGuard(d dialect.Dialect) string {
+func dropDeleteGuard(d sqlstore.Dialect) string {
 	if d.IsPostgres() {
 		return `DROP TRIGGER IF EXISTS audit_entries_no_delete ON audit_entries`
 	}
 	return `DROP TRIGGER IF EXISTS audit_entries_no_delete`
 }
 
-func createDeleteGuard(d dialect.Dialect) string {
+func createDeleteGuard(d sqlstore.Dialect) string {
 	if d.IsPostgres() {
 		return pgGuard("audit_entries", "DELETE")
 	}
@@ -210,7 +276,7 @@ const insertEntriesChunk = 128
 // in turn) in as few statements as the chunk size allows: on PostgreSQL
 // every statement is a round trip inside the append's transaction, which
 // other appends wait for.
-func insertEntries(ctx context.Context, tx *sql.Tx, d dialect.Dialect, vals []any) error {
+func insertEntries(ctx context.Context, tx *sql.Tx, d sqlstore.Dialect, vals []any) error {
 	const cols = 11
 	for len(vals) > 0 {
 		n := min(len(vals)/cols, insertEntriesChunk)
@@ -242,7 +308,7 @@ const insertDatasetsChunk = 256
 // insertDatasets writes index rows in as few statements as the chunk size
 // allows: on PostgreSQL every statement is a round trip inside the
 // append's transaction.
-func insertDatasets(ctx context.Context, tx *sql.Tx, d dialect.Dialect, rows []datasetRow) error {
+func insertDatasets(ctx context.Context, tx *sql.Tx, d sqlstore.Dialect, rows []datasetRow) error {
 	for len(rows) > 0 {
 		n := min(len(rows), insertDatasetsChunk)
 		var b strings.Builder
@@ -268,7 +334,7 @@ func insertDatasets(ctx context.Context, tx *sql.Tx, d dialect.Dialect, rows []d
 // pages (a PostgreSQL connection cannot write while a result is open) so
 // memory stays bounded whatever the size of the log. A body that does not
 // decode is skipped: Verify reports that entry anyway.
-func backfillDatasets(ctx context.Context, tx *sql.Tx, d dialect.Dialect) error {
+func backfillDatasets(ctx context.Context, tx *sql.Tx, d sqlstore.Dialect) error {
 	const page = 1000
 	after := int64(0)
 	for {
@@ -311,7 +377,7 @@ func backfillDatasets(ctx context.Context, tx *sql.Tx, d dialect.Dialect) error 
 
 // datasetsColumn is the select expression Verify reads beside each entry:
 // the JSON array of its index rows (in no particular order).
-func datasetsColumn(d dialect.Dialect) string {
+func datasetsColumn(d sqlstore.Dialect) string {
 	if d.IsPostgres() {
 		return `COALESCE((SELECT json_agg(x.dataset)::text FROM audit_entry_datasets x WHERE x.seq = audit_entries.seq), '[]')`
 	}

@@ -5,19 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit/dialect"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/sluice-gov/sluice/broker/sqlstore"
 )
 
 const entryColumns = `seq, time_us, kind, query_id, principal, department, purpose, decision, prev_hash, hash, body`
@@ -44,9 +38,9 @@ type Log struct {
 	// underneath (recovery).
 	dbmu sync.RWMutex
 	db   *sql.DB
-	path string          // the store string as given: a file path or a URL
-	name string          // path as messages show it (a URL without its password)
-	d    dialect.Dialect // SQLite or PostgreSQL, from path
+	path string           // the store string as given: a file path or a URL
+	name string           // path as messages show it (a URL without its password)
+	d    sqlstore.Dialect // SQLite or PostgreSQL, from path
 	o    options
 
 	// wsem is the writer token: whoever holds it may write (append
@@ -83,34 +77,6 @@ type Log struct {
 	beforeCommit func() error
 }
 
-// dsn builds a file: URI so that any character in the path is escaped and
-// SQLite's own parameters (mode=ro) apply. mustExist opens without
-// creating, which is how a broken handle is reopened: a store file that
-// vanished must not be replaced by an empty one.
-func dsn(path string, o options, mustExist bool) (string, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", err
-	}
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}
-	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.busyTimeout.Milliseconds()))
-	if o.readOnly {
-		q.Set("mode", "ro")
-	} else {
-		if mustExist {
-			q.Set("mode", "rw")
-		}
-		q.Add("_pragma", "journal_mode(WAL)")
-		q.Add("_pragma", "synchronous(FULL)")
-		// BEGIN IMMEDIATE takes the write lock up front, so an append
-		// never fails half-way on a lock upgrade; read-only transactions
-		// stay deferred.
-		q.Set("_txlock", "immediate")
-	}
-	return u.String() + "?" + q.Encode(), nil
-}
-
 // Open opens the audit log in the broker's store and loads the chain head.
 // The store is a SQLite file path (the file and its tables are created if
 // needed) or a postgres:// or postgresql:// URL (the tables are created in
@@ -129,22 +95,14 @@ func Open(ctx context.Context, path string, opts ...Option) (*Log, error) {
 		}
 	}
 	if o.err != nil {
-		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: %v", dialect.Redact(path), o.err)
+		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: %v", sqlstore.Redact(path), o.err)
 	}
 	return open(ctx, path, o)
 }
 
 func open(ctx context.Context, path string, o options) (*Log, error) {
-	d := dialect.For(path)
-	name := dialect.Redact(path)
-	if !d.IsPostgres() {
-		if strings.TrimSpace(path) == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
-			return nil, sluice.Errorf(sluice.EInvalid, "audit store must be a file path or a postgres:// URL; got %q", path)
-		}
-		if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-			return nil, sluice.Errorf(sluice.EInvalid, "audit store %s is a directory; give a file path", path)
-		}
-	}
+	d := sqlstore.For(path)
+	name := sqlstore.Redact(path)
 	if o.busyTimeout <= 0 {
 		o.busyTimeout = DefaultBusyTimeout
 	}
@@ -172,28 +130,23 @@ func open(ctx context.Context, path string, o options) (*Log, error) {
 	return l, nil
 }
 
-// openDB opens a handle on the store. For SQLite, mustExist refuses to
-// create the file; a PostgreSQL database is never created, so it does not
-// apply there.
+// openDB opens a handle on the store (refusing a path that cannot be a
+// store). For SQLite, mustExist refuses to create the file; a PostgreSQL
+// database is never created, so it does not apply there.
 func openDB(path string, o options, mustExist bool) (*sql.DB, error) {
-	if dialect.IsPostgres(path) {
-		db, err := dialect.OpenPostgres(path, dialect.PGOptions{LockTimeout: o.busyTimeout, ReadOnly: o.readOnly, MaxConns: 8})
-		if err != nil {
-			return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: %v", dialect.Redact(path), err)
-		}
-		return db, nil
-	}
-	d, err := dsn(path, o, mustExist)
+	h, err := sqlstore.Open(path, sqlstore.Options{
+		What:         "audit store",
+		BusyTimeout:  o.busyTimeout,
+		MustExist:    mustExist,
+		SQLitePool:   sqlstore.Pool{MaxOpen: 8, MaxIdle: 4},
+		LockTimeout:  o.busyTimeout,
+		PostgresPool: sqlstore.Pool{MaxOpen: 8, MaxIdle: 8},
+		ReadOnly:     o.readOnly,
+	})
 	if err != nil {
-		return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: %v", path, err)
+		return nil, err
 	}
-	db, err := sql.Open("sqlite", d)
-	if err != nil {
-		return nil, storeErr(path, "cannot be opened", err)
-	}
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(4)
-	return db, nil
+	return h.DB, nil
 }
 
 // handle returns the current database handle.
@@ -241,38 +194,33 @@ func (l *Log) init(ctx context.Context) error {
 		return storeErr(l.name, "cannot be opened", err)
 	}
 	defer tx.Rollback()
-	// Brokers starting together on one PostgreSQL database would race on
-	// CREATE … IF NOT EXISTS (it is not atomic there); SQLite's BEGIN
-	// IMMEDIATE already serialises them.
-	if err := l.d.Lock(ctx, tx, "sluice_audit"); err != nil {
-		return storeErr(l.name, "cannot be opened", err)
+	// The migrations take a lock (PostgreSQL; SQLite's BEGIN IMMEDIATE
+	// serialises anyway) that the rest of the transaction keeps: brokers
+	// starting together take turns at the guards' DDL too.
+	if err := schema(l.name).Migrate(ctx, tx, l.d); err != nil {
+		var se *sluice.Error
+		var tooNew *sqlstore.TooNewError
+		switch {
+		case errors.As(err, &se):
+			return err
+		case errors.As(err, &tooNew):
+			return sluice.Errorf(sluice.EUnavailable, "audit store %s has schema version %d; this sluice understands version %s", l.name, tooNew.Version, schemaVersion)
+		}
+		return storeErr(l.name, "cannot be initialised", err)
 	}
-	var v string
-	switch ok, err := l.d.TableExists(ctx, tx, "audit_meta"); {
+	// The migrations create each table once: one missing now was dropped,
+	// and without its entries the chain cannot continue where the head
+	// says it ends.
+	switch ok, err := l.d.TableExists(ctx, tx, "audit_entries"); {
 	case err != nil:
 		return storeErr(l.name, "cannot be read", err)
-	case ok:
-		switch err := tx.QueryRowContext(ctx, `SELECT value FROM audit_meta WHERE key = 'schema_version'`).Scan(&v); {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
-			return storeErr(l.name, "cannot be read", err)
-		case !slices.Contains(knownVersions, v):
-			return sluice.Errorf(sluice.EUnavailable, "audit store %s has schema version %s; this sluice understands version %s", l.name, v, schemaVersion)
-		}
+	case !ok:
+		return sluice.Errorf(sluice.EUnavailable, "audit store %s has lost its entries table; the log was truncated or edited: run `sluice audit verify` and investigate before appending", l.name)
 	}
-	for _, s := range schemaFor(l.d) {
+	for _, s := range guards(l.d) {
 		if _, err := tx.ExecContext(ctx, s); err != nil {
 			return storeErr(l.name, "cannot be initialised", err)
 		}
-	}
-	if v != schemaVersion {
-		if err := backfillDatasets(ctx, tx, l.d); err != nil {
-			return storeErr(l.name, "cannot be upgraded (dataset index)", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, l.d.Rebind(`INSERT INTO audit_meta(key, value) VALUES ('schema_version', ?)
-		ON CONFLICT(key) DO UPDATE SET value = excluded.value`), schemaVersion); err != nil {
-		return storeErr(l.name, "cannot be initialised", err)
 	}
 	if _, err := tx.ExecContext(ctx, l.d.Rebind(l.d.InsertIgnore(`INSERT INTO audit_head(id, seq, hash) VALUES (1, 0, ?)`)), GenesisHash); err != nil {
 		return storeErr(l.name, "cannot be initialised", err)
@@ -303,17 +251,13 @@ func (l *Log) init(ctx context.Context) error {
 	return nil
 }
 
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 // consistentHead reads the recorded head and checks it against the last
 // stored entry, including that entry's hash. It is the cheap check done at
 // open and on every append; Verify is the full one. With lock, the head row
 // stays locked until the transaction ends (PostgreSQL; SQLite's write
 // transaction holds the whole file), so concurrent writers take turns and
 // each one's check sees the entries of the one before.
-func consistentHead(ctx context.Context, q querier, d dialect.Dialect, lock bool) (head, error) {
+func consistentHead(ctx context.Context, q sqlstore.Querier, d sqlstore.Dialect, lock bool) (head, error) {
 	var rec head
 	headQuery := `SELECT seq, hash FROM audit_head WHERE id = 1`
 	if lock {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit/dialect"
+	"github.com/sluice-gov/sluice/broker/sqlstore"
 )
 
 func exec(t *testing.T, db *rawStore, stmts ...string) {
@@ -277,7 +277,7 @@ func tamperCase(t *testing.T, b backend, n int, tamper func(*testing.T, *rawStor
 	l2, err := Open(ctx, path)
 	if !openOK {
 		wantCode(t, err, sluice.EUnavailable)
-		if !strings.Contains(err.Error(), dialect.Redact(path)) || !strings.Contains(err.Error(), "verify") {
+		if !strings.Contains(err.Error(), sqlstore.Redact(path)) || !strings.Contains(err.Error(), "verify") {
 			t.Fatalf("open error %q should name the store and point to verify", err)
 		}
 		return
@@ -551,8 +551,8 @@ func testDroppedEntriesTable(t *testing.T, b backend) {
 	exec(t, db, `DROP TABLE audit_entries`)
 	wantCode(t, l.Append(ctx, sample(0)), sluice.EUnavailable)
 	l.Close()
-	// Reopening recreates an empty table, but the head still records 3
-	// entries: the broker refuses rather than start a fresh chain.
+	// The head still records 3 entries: the broker refuses to reopen
+	// rather than start a fresh chain.
 	_, err := Open(ctx, path)
 	wantCode(t, err, sluice.EUnavailable)
 	if !strings.Contains(err.Error(), "truncated") {

@@ -3,11 +3,14 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/sqlstore"
 )
 
 var (
@@ -153,8 +156,9 @@ func must[T any](v T, err error) T {
 }
 
 // TestUpgradeBuildsDatasetIndex: a store written before the dataset index
-// (schema version 2) gets it, filled from the bodies, when opened; it
-// verifies before and after, and Usage sees the old entries.
+// (schema version 2, recorded in audit_meta as before schema_migrations)
+// gets it, filled from the bodies, when opened; it verifies before and
+// after, and Usage sees the old entries.
 func TestUpgradeBuildsDatasetIndex(t *testing.T) { eachBackend(t, testUpgradeBuildsDatasetIndex) }
 
 func testUpgradeBuildsDatasetIndex(t *testing.T, b backend) {
@@ -164,7 +168,7 @@ func testUpgradeBuildsDatasetIndex(t *testing.T, b backend) {
 	appendN(t, l, 1200) // more than one backfill page
 	l.Close()
 	db := rawDB(t, path)
-	exec(t, db, `DROP TABLE audit_entry_datasets`, `UPDATE audit_meta SET value = '2' WHERE key = 'schema_version'`)
+	exec(t, db, `DROP TABLE audit_entry_datasets`, `UPDATE audit_meta SET value = '2' WHERE key = 'schema_version'`, `DROP TABLE schema_migrations`)
 	// An old store verifies without the index (read-only, not upgraded).
 	if rep, err := VerifyFile(ctx, path); err != nil || !rep.OK {
 		t.Fatalf("VerifyFile of a version 2 store = %+v, %v", rep, err)
@@ -181,6 +185,9 @@ func testUpgradeBuildsDatasetIndex(t *testing.T, b backend) {
 	var v string
 	if err := db.QueryRow(`SELECT value FROM audit_meta WHERE key = 'schema_version'`).Scan(&v); err != nil || v != schemaVersion {
 		t.Fatalf("schema version after upgrade %q, %v; want %s", v, err, schemaVersion)
+	}
+	if got := auditVersions(t, db); got != "1 2 3" {
+		t.Fatalf("schema_migrations after upgrade %v; want 1, 2, 3", got)
 	}
 	got, err := l2.Usage(ctx, UsageFilter{Until: usageDay2.AddDate(0, 0, 1)})
 	if err != nil || !reflect.DeepEqual(got, usageAll) {
@@ -200,69 +207,41 @@ func testUpgradeBuildsDatasetIndex(t *testing.T, b backend) {
 func TestNewerSchemaRefused(t *testing.T) { eachBackend(t, testNewerSchemaRefused) }
 
 func testNewerSchemaRefused(t *testing.T, b backend) {
-	l, path := b.newLog(t)
-	l.Close()
-	exec(t, rawDB(t, path), `UPDATE audit_meta SET value = '9' WHERE key = 'schema_version'`)
-	_, err := Open(context.Background(), path)
-	wantCode(t, err, sluice.EUnavailable)
-}
-
-// TestConcurrentOpen: processes opening one store together (brokers
-// starting, the CLI beside a broker) all succeed. On PostgreSQL the schema
-// is new, so the tables are created by whichever comes first: CREATE … IF
-// NOT EXISTS is not atomic there. A new SQLite file is created first: its
-// switch to WAL mode is not covered by the busy timeout.
-func TestConcurrentOpen(t *testing.T) { eachBackend(t, testConcurrentOpen) }
-
-func testConcurrentOpen(t *testing.T, b backend) {
-	target := b.target(t)
-	if !b.pg() {
-		l, err := Open(context.Background(), target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.Close()
-	}
-	errs := make(chan error, 8)
-	for range 8 {
-		go func() {
-			l, err := Open(context.Background(), target)
-			if err == nil {
-				err = l.Close()
+	for name, newer := range map[string][]string{
+		"schema_migrations": {`INSERT INTO schema_migrations (store, version, applied_at) VALUES ('audit', 4, '2030-01-01T00:00:00Z')`},
+		// A store from before schema_migrations, at a version this sluice
+		// does not know.
+		"audit_meta": {`DROP TABLE schema_migrations`, `UPDATE audit_meta SET value = '9' WHERE key = 'schema_version'`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, path := b.newLog(t)
+			l.Close()
+			db := rawDB(t, path)
+			exec(t, db, newer...)
+			_, err := Open(context.Background(), path)
+			wantCode(t, err, sluice.EUnavailable)
+			if !strings.Contains(err.Error(), "this sluice understands version 3") {
+				t.Fatalf("Open: %v", err)
 			}
-			errs <- err
-		}()
-	}
-	for range 8 {
-		if err := <-errs; err != nil {
-			t.Error(err)
-		}
+			// Not touched: no version recorded, no index rows written.
+			if ok, err := b.d.TableExists(context.Background(), db, "schema_migrations"); err != nil || ok != (name == "schema_migrations") {
+				t.Fatalf("schema_migrations exists: %v %v", ok, err)
+			}
+		})
 	}
 }
 
-// TestNULCharacters: PostgreSQL text cannot hold NUL, which SQLite keeps;
-// on PostgreSQL such an entry is refused on its own, and the batch and
-// the chain are unaffected.
-func TestNULCharacters(t *testing.T) { eachBackend(t, testNULCharacters) }
-
-func testNULCharacters(t *testing.T, b backend) {
-	ctx := context.Background()
-	l, _ := b.newLog(t)
-	e := sample(0)
-	e.Purpose = "subsidy\x00review"
-	err := l.Append(ctx, e)
-	if b.pg() {
-		wantCode(t, err, sluice.EInvalid)
-	} else if err != nil {
+// auditVersions are the audit log's versions in schema_migrations, as
+// "1 2 3".
+func auditVersions(t *testing.T, db *rawStore) string {
+	t.Helper()
+	rec, err := sqlstore.Recorded(context.Background(), db, db.d, "audit")
+	if err != nil {
 		t.Fatal(err)
 	}
-	e = sample(0)
-	e.SQL = "SELECT '\x00'" // in the body only: JSON escapes it
-	if err := l.Append(ctx, e); err != nil {
-		t.Fatal(err)
+	var vs []string
+	for _, a := range rec {
+		vs = append(vs, fmt.Sprint(a.Version))
 	}
-	rep, err := l.Verify(ctx)
-	if err != nil || !rep.OK {
-		t.Fatalf("Verify = %+v, %v", rep, err)
-	}
+	return strings.Join(vs, " ")
 }

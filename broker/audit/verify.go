@@ -12,7 +12,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit/dialect"
+	"github.com/sluice-gov/sluice/broker/sqlstore"
 )
 
 // storedRow is one entry as a backend holds it: the indexed columns beside
@@ -229,7 +229,7 @@ func VerifyFile(ctx context.Context, path string, opts ...VerifyOption) (*Verify
 	if err != nil {
 		return nil, err
 	}
-	d, name := dialect.For(path), dialect.Redact(path)
+	d, name := sqlstore.For(path), sqlstore.Redact(path)
 	if !d.IsPostgres() {
 		fi, err := os.Stat(path)
 		switch {
@@ -254,7 +254,7 @@ func VerifyFile(ctx context.Context, path string, opts ...VerifyOption) (*Verify
 	return verifyDB(ctx, d, db, name, vo)
 }
 
-func verifyDB(ctx context.Context, d dialect.Dialect, db *sql.DB, path string, vo verifyOptions) (*VerifyReport, error) {
+func verifyDB(ctx context.Context, d sqlstore.Dialect, db *sql.DB, path string, vo verifyOptions) (*VerifyReport, error) {
 	tx, err := db.BeginTx(ctx, d.Snapshot())
 	if err != nil {
 		return nil, storeErr(path, "cannot be read", err)
@@ -268,7 +268,7 @@ func verifyDB(ctx context.Context, d dialect.Dialect, db *sql.DB, path string, v
 	case errors.Is(err, sql.ErrNoRows):
 		headMissing = true
 	case err != nil:
-		if strings.Contains(err.Error(), "no such table") || dialect.IsUndefinedTable(err) {
+		if strings.Contains(err.Error(), "no such table") || sqlstore.IsUndefinedTable(err) {
 			return nil, sluice.Errorf(sluice.EInvalid, "%s holds no audit log (no audit_head table)", path)
 		}
 		return nil, storeErr(path, "cannot be read", err)

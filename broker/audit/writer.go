@@ -10,7 +10,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit/dialect"
+	"github.com/sluice-gov/sluice/broker/sqlstore"
 	"modernc.org/sqlite"
 )
 
@@ -301,7 +301,7 @@ func (l *Log) storable(e *Entry) error {
 // underneath.
 func (l *Log) noteFailure(err error) {
 	if l.d.IsPostgres() {
-		if !dialect.IsBusy(err) && (errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed")) {
+		if !sqlstore.IsBusy(err) && (errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed")) {
 			l.reopen = true
 		}
 		return

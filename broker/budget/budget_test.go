@@ -13,11 +13,11 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker/audit"
-	"github.com/sluice-gov/sluice/broker/audit/dialect/pgtest"
+	"github.com/sluice-gov/sluice/test/dbtest"
 )
 
 // backend is a store the suite runs against: a SQLite temp file always,
-// PostgreSQL (a fresh schema per test) when a server answers; see pgtest
+// PostgreSQL (a fresh schema per test) when a server answers; see dbtest
 // for when it is skipped and when, with CI=true, it fails.
 type backend struct {
 	name string
@@ -36,7 +36,7 @@ func eachBackend(t *testing.T, f func(t *testing.T, b backend)) {
 func (b backend) target(t *testing.T) string {
 	t.Helper()
 	if b.pg {
-		return pgtest.URL(t)
+		return dbtest.PostgresSchema(t)
 	}
 	return filepath.Join(t.TempDir(), "sluice.db")
 }
@@ -303,7 +303,7 @@ func testBadInputs(t *testing.T, b backend) {
 			t.Errorf("Open(%q): %v", p, err)
 		}
 	}
-	_, err := Open(ctx, pgtest.Unreachable)
+	_, err := Open(ctx, dbtest.UnreachablePostgres)
 	if sluice.ErrorCode(err) != sluice.EUnavailable || strings.Contains(sluice.ErrorMessage(err), "s3cr3t-pw") || !strings.Contains(sluice.ErrorMessage(err), "127.0.0.1:1") {
 		t.Errorf("Open(unreachable server): %v; want EUnavailable naming the server without its password", err)
 	}

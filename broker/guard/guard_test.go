@@ -14,12 +14,12 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit/dialect/pgtest"
 	"github.com/sluice-gov/sluice/sandbox/sketch"
+	"github.com/sluice-gov/sluice/test/dbtest"
 )
 
 // backend is a store the suite runs against: a SQLite temp file always,
-// PostgreSQL (a fresh schema per test) when a server answers; see pgtest
+// PostgreSQL (a fresh schema per test) when a server answers; see dbtest
 // for when it is skipped and when, with CI=true, it fails.
 type backend struct {
 	name string
@@ -37,7 +37,7 @@ func eachBackend(t *testing.T, f func(t *testing.T, b backend)) {
 func (b backend) target(t testing.TB) string {
 	t.Helper()
 	if b.pg {
-		return pgtest.URL(t)
+		return dbtest.PostgresSchema(t)
 	}
 	return filepath.Join(t.TempDir(), "sluice.db")
 }
@@ -419,7 +419,7 @@ func TestBadInput(t *testing.T) {
 	if _, err := Open(context.Background(), filepath.Join(t.TempDir(), "x.db"), WithRetention(0)); sluice.ErrorCode(err) != sluice.EInvalid {
 		t.Errorf("zero retention: %v", err)
 	}
-	_, err = Open(context.Background(), pgtest.Unreachable)
+	_, err = Open(context.Background(), dbtest.UnreachablePostgres)
 	if sluice.ErrorCode(err) != sluice.EUnavailable || strings.Contains(err.Error(), "s3cr3t") {
 		t.Errorf("unreachable PostgreSQL: %v", err)
 	}

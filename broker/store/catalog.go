@@ -61,7 +61,7 @@ func (s *Store) PutDepartment(ctx context.Context, d *sluice.Department, ch slui
 		return ch, err
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		if s.dialect == Postgres {
+		if s.d.IsPostgres() {
 			// Two brokers changing the catalog at once would both read
 			// the same highest version; readers are not blocked.
 			if _, err := tx.ExecContext(ctx, `LOCK TABLE wf_catalog_changes IN EXCLUSIVE MODE`); err != nil {

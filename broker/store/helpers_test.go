@@ -2,58 +2,19 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/test/dbtest"
 )
-
-// pgCandidates are the servers the suite tries, in order: the CI service
-// and a developer's local cluster, both with trust authentication.
-var pgCandidates = []string{
-	"postgres://postgres@127.0.0.1:5432/test?sslmode=disable&connect_timeout=3",
-	"postgres://root@127.0.0.1:5432/test?sslmode=disable&connect_timeout=3",
-}
-
-var (
-	pgOnce sync.Once
-	pgBase string
-	pgErr  error
-)
-
-// postgresBase finds a PostgreSQL that answers, once per test binary.
-func postgresBase() (string, error) {
-	pgOnce.Do(func() {
-		var errs []string
-		for _, dsn := range pgCandidates {
-			db, err := sql.Open("pgx", dsn)
-			if err == nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				err = db.PingContext(ctx)
-				cancel()
-				db.Close()
-			}
-			if err == nil {
-				pgBase = dsn
-				return
-			}
-			errs = append(errs, fmt.Sprintf("%s: %v", dsn, err))
-		}
-		pgErr = fmt.Errorf("%s", strings.Join(errs, "; "))
-	})
-	return pgBase, pgErr
-}
 
 // backend is one database the shared suite runs against.
 type backend struct {
@@ -65,38 +26,10 @@ type backend struct {
 
 var backends = []backend{
 	{SQLite, func(tb testing.TB) string { return filepath.Join(tb.TempDir(), "sluice.db") }},
-	{Postgres, pgTarget},
-}
-
-// pgTarget creates a schema of its own for the test, so tests never see
-// each other's rows, and drops it afterwards.
-func pgTarget(tb testing.TB) string {
-	tb.Helper()
-	base, err := postgresBase()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("PostgreSQL is required under CI=true but does not answer: %v", err)
-		}
-		tb.Skipf("PostgreSQL does not answer, skipping its half of the suite (run with CI=true to require it): %v", err)
-	}
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	schema := "wf_t_" + hex.EncodeToString(rnd[:])
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		admin.Close()
-		tb.Fatalf("creating schema %s: %v", schema, err)
-	}
-	tb.Cleanup(func() {
-		defer admin.Close()
-		if _, err := admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`); err != nil {
-			tb.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	return base + "&search_path=" + schema
+	// A schema of its own for each test, so tests never see each other's
+	// rows, dropped afterwards; skipped without a server, or failed under
+	// CI=true.
+	{Postgres, dbtest.PostgresSchema},
 }
 
 // forEach runs f once per backend, as subtests named after the dialect.

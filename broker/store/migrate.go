@@ -3,24 +3,23 @@ package store
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"strings"
-	"time"
+	"errors"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/sqlstore"
 )
 
-// migrations are applied in order; migration i (from 0) brings the schema
-// to version i+1. Never edit or reorder one that has shipped: add a new
-// one, since deployed databases record only the version they reached.
+// migrations are the workflow store's schema, in order (see
+// sqlstore.Schema): migration i (from 0) brings it to version i+1. Never
+// edit or reorder one that has shipped: add a new one, since deployed
+// databases record only the versions they applied.
 //
-// {key} is the type of indexed text columns: on PostgreSQL it uses the "C"
-// collation so that "sorted by id" means byte order, as it does on SQLite,
-// whatever the database's locale; that also lets ORDER BY use the index.
-// Documents are TEXT rather than JSONB so that they come back byte for
-// byte as written, on both dialects.
-var migrations = [][]string{
-	{ // 1: the initial schema.
+// {key} is the type of indexed text columns (sqlstore's DDL templates):
+// on PostgreSQL it uses the "C" collation so that "sorted by id" means
+// byte order, as it does on SQLite. Documents are TEXT rather than JSONB
+// so that they come back byte for byte as written, on both dialects.
+var migrations = []sqlstore.Migration{
+	sqlstore.Statements( // 1: the initial schema.
 		`CREATE TABLE wf_meta (
 			name  {key} PRIMARY KEY,
 			value TEXT NOT NULL
@@ -97,60 +96,63 @@ var migrations = [][]string{
 		`CREATE INDEX wf_reports_reporter ON wf_reports(reporter, created_us)`,
 		`CREATE INDEX wf_reports_provider ON wf_reports(provider, status)`,
 		`CREATE INDEX wf_reports_dataset ON wf_reports(dataset)`,
-	},
+	),
 }
 
 // schemaVersion is the schema version this code writes.
 func schemaVersion() int64 { return int64(len(migrations)) }
 
-func (s *Store) ddl(stmt string) string {
-	key := "TEXT"
-	if s.dialect == Postgres {
-		key = `TEXT COLLATE "C"`
+// schema is the workflow store's entry in schema_migrations.
+func schema() sqlstore.Schema {
+	return sqlstore.Schema{Store: "workflow", Migrations: migrations, Legacy: adoptStoreMigrations}
+}
+
+// adoptStoreMigrations moves the record of a database from before
+// schema_migrations into it: this store's versions were then kept in a
+// table store_migrations of its own (version, applied_at), whose rows move
+// unchanged. The table is dropped, so that a broker from before
+// schema_migrations refuses the database (its first migration finds the
+// tables there) rather than running on a layout it may not know.
+func adoptStoreMigrations(ctx context.Context, tx *sql.Tx, d sqlstore.Dialect) ([]sqlstore.Applied, error) {
+	if ok, err := d.TableExists(ctx, tx, "store_migrations"); err != nil || !ok {
+		return nil, err
 	}
-	return strings.ReplaceAll(stmt, "{key}", key)
+	rows, err := tx.QueryContext(ctx, `SELECT version, applied_at FROM store_migrations ORDER BY version`)
+	if err != nil {
+		return nil, err
+	}
+	var out []sqlstore.Applied
+	for rows.Next() {
+		var a sqlstore.Applied
+		if err := rows.Scan(&a.Version, &a.At); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	_, err = tx.ExecContext(ctx, `DROP TABLE store_migrations`)
+	return out, err
 }
 
 // migrate brings the schema up to schemaVersion in one transaction, so a
 // failed migration leaves the database as it was. Brokers starting
-// together do not race: SQLite's BEGIN IMMEDIATE and, on PostgreSQL, an
-// advisory lock per schema make them take turns, and the later ones find
-// nothing left to do.
+// together do not race: SQLite's BEGIN IMMEDIATE and, on PostgreSQL, the
+// migrations' advisory lock per schema make them take turns, and the later
+// ones find nothing left to do.
 func (s *Store) migrate(ctx context.Context) error {
 	return s.txAt(ctx, s.where+" cannot be set up", func(tx *sql.Tx) error {
-		if s.dialect == Postgres {
-			// Keyed by schema: brokers (and tests) using different
-			// schemas of one database need not wait for each other.
-			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('sluice-store-migrations:' || coalesce(current_schema(), '')))`); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS store_migrations (
-			version    BIGINT PRIMARY KEY,
-			applied_at TEXT NOT NULL
-		)`); err != nil {
-			return err
-		}
-		var current int64
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM store_migrations`).Scan(&current); err != nil {
-			return err
-		}
-		if current > schemaVersion() {
+		err := schema().Migrate(ctx, tx, s.d)
+		if tooNew := (*sqlstore.TooNewError)(nil); errors.As(err, &tooNew) {
 			return sluice.Errorf(sluice.EInvalid,
 				"the broker store %s is at schema version %d, but this broker knows only up to version %d; upgrade the broker (a newer broker has used this store)",
-				s.where, current, schemaVersion())
+				s.where, tooNew.Version, tooNew.Known)
 		}
-		for v := current + 1; v <= schemaVersion(); v++ {
-			for _, stmt := range migrations[v-1] {
-				if _, err := tx.ExecContext(ctx, s.ddl(stmt)); err != nil {
-					return fmt.Errorf("migration %d failed: %w", v, err)
-				}
-			}
-			if _, err := s.exec(ctx, tx, `INSERT INTO store_migrations(version, applied_at) VALUES (?, ?)`,
-				v, s.now().UTC().Format(time.RFC3339Nano)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return err
 	})
 }

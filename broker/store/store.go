@@ -32,21 +32,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	sluice "github.com/sluice-gov/sluice"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/sluice-gov/sluice/broker/sqlstore"
 )
 
 // Dialect names, as Dialect returns them.
@@ -70,8 +62,8 @@ const DefaultLimit = 1000
 // Store is the workflow store. It is safe for concurrent use, and several
 // broker processes may share one database.
 type Store struct {
-	db      *sql.DB
-	dialect string
+	db *sql.DB
+	d  sqlstore.Dialect
 	// where names the database in messages: the SQLite path or the
 	// PostgreSQL URL with its password redacted.
 	where string
@@ -92,18 +84,23 @@ func Open(ctx context.Context, target string) (*Store, error) {
 	if strings.TrimSpace(target) == "" {
 		return nil, sluice.Errorf(sluice.EInvalid, "the broker store is not set; give a SQLite file path or a postgres:// URL")
 	}
-	var (
-		s   *Store
-		err error
-	)
-	lower := strings.ToLower(target)
-	if strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://") {
-		s, err = openPostgres(ctx, target)
-	} else {
-		s, err = openSQLite(target)
-	}
+	h, err := sqlstore.Open(target, sqlstore.Options{
+		What:           "the broker store",
+		BusyTimeout:    BusyTimeout,
+		SQLitePool:     sqlstore.Pool{MaxOpen: 4, MaxIdle: 4},
+		ConnectTimeout: connectTimeout,
+		AppName:        "sluice-broker",
+		PostgresPool:   sqlstore.Pool{MaxOpen: 10, MaxIdle: 4},
+	})
 	if err != nil {
 		return nil, err
+	}
+	s := &Store{db: h.DB, d: h.Dialect, where: h.Name, secret: h.Password, now: time.Now}
+	if s.d.IsPostgres() {
+		if err := s.db.PingContext(ctx); err != nil {
+			s.db.Close()
+			return nil, s.unavailable(fmt.Errorf("cannot connect to %s: %w", s.where, err))
+		}
 	}
 	if err := s.migrate(ctx); err != nil {
 		s.db.Close()
@@ -112,86 +109,15 @@ func Open(ctx context.Context, target string) (*Store, error) {
 	return s, nil
 }
 
-func openSQLite(path string) (*Store, error) {
-	if path == ":memory:" || strings.HasPrefix(path, "file:") {
-		// An in-memory database would be a different, empty one on each
-		// pooled connection; URIs would bypass the pragmas set below.
-		return nil, sluice.Errorf(sluice.EInvalid, "the broker store must be a SQLite file path or a postgres:// URL; got %q", path)
-	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return nil, sluice.Errorf(sluice.EInvalid, "the broker store %s is a directory; give a file path", path)
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, sluice.Errorf(sluice.EInvalid, "the broker store %s: %v", path, err)
-	}
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}
-	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
-	// An approval that was acknowledged must survive a power cut.
-	q.Add("_pragma", "synchronous(FULL)")
-	// BEGIN IMMEDIATE takes the write lock when the transaction starts, so
-	// a read-then-write transaction never fails half way with SQLITE_BUSY
-	// because another writer got in between; writers queue instead.
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", u.String()+"?"+q.Encode())
-	if err != nil {
-		return nil, sluice.Errorf(sluice.EInvalid, "the broker store %s cannot be opened: %v", path, err)
-	}
-	// WAL lets readers run beside the one writer; a few connections are
-	// enough for that.
-	db.SetMaxOpenConns(4)
-	db.SetMaxIdleConns(4)
-	return &Store{db: db, dialect: SQLite, where: path, now: time.Now}, nil
-}
-
-func openPostgres(ctx context.Context, target string) (*Store, error) {
-	where := redactURL(target)
-	cfg, err := pgx.ParseConfig(target)
-	if err != nil {
-		// pgx redacts the password in its parse errors; scrub the URL too
-		// in case a future version quotes it.
-		return nil, sluice.Errorf(sluice.EInvalid, "the broker store URL %s is not valid: %s", where, strings.ReplaceAll(err.Error(), target, where))
-	}
-	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = connectTimeout
-	}
-	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = "sluice-broker"
-	}
-	s := &Store{db: stdlib.OpenDB(*cfg), dialect: Postgres, where: where, secret: cfg.Password, now: time.Now}
-	s.db.SetMaxOpenConns(10)
-	s.db.SetMaxIdleConns(4)
-	if err := s.db.PingContext(ctx); err != nil {
-		s.db.Close()
-		return nil, s.unavailable(fmt.Errorf("cannot connect to %s: %w", where, err))
-	}
-	return s, nil
-}
-
 // Close closes the store.
 func (s *Store) Close() error { return s.db.Close() }
 
 // Dialect is "sqlite" or "postgres".
-func (s *Store) Dialect() string { return s.dialect }
-
-// userinfoPassword matches the password of a URL that net/url cannot
-// parse, so it can still be hidden.
-var userinfoPassword = regexp.MustCompile(`(://[^:/@]*:)[^@]*@`)
-
-// redactURL hides the password of a PostgreSQL URL, in the user info and
-// in a password= parameter.
-func redactURL(target string) string {
-	u, err := url.Parse(target)
-	if err != nil {
-		return userinfoPassword.ReplaceAllString(target, "${1}xxxxx@")
+func (s *Store) Dialect() string {
+	if s.d.IsPostgres() {
+		return Postgres
 	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
+	return SQLite
 }
 
 // scrub removes the password from a message. Very short passwords are
@@ -209,40 +135,9 @@ func (s *Store) scrub(msg string) string {
 func (s *Store) unavailable(err error) error {
 	return &sluice.Error{
 		Code:    sluice.EUnavailable,
-		Message: fmt.Sprintf("the broker store (%s) is unavailable: %s", s.dialect, s.scrub(err.Error())),
+		Message: fmt.Sprintf("the broker store (%s) is unavailable: %s", s.Dialect(), s.scrub(err.Error())),
 		Err:     err,
 	}
-}
-
-// rebind turns ? placeholders into PostgreSQL's $n. The store's SQL never
-// has a ? inside a literal, so a plain scan is enough.
-func (s *Store) rebind(query string) string {
-	if s.dialect != Postgres || !strings.Contains(query, "?") {
-		return query
-	}
-	var b strings.Builder
-	b.Grow(len(query) + 8)
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
-}
-
-// forUpdate locks the rows a PostgreSQL transaction reads before changing
-// them; SQLite has no row locks and needs none, as the whole database is
-// locked from BEGIN IMMEDIATE.
-func (s *Store) forUpdate() string {
-	if s.dialect == Postgres {
-		return " FOR UPDATE"
-	}
-	return ""
 }
 
 // tx runs f in one write transaction. Errors f returns as *sluice.Error
@@ -262,7 +157,7 @@ func (s *Store) txAt(ctx context.Context, at string, f func(*sql.Tx) error) erro
 		}
 		return s.unavailable(err)
 	}
-	if s.dialect == SQLite {
+	if !s.d.IsPostgres() {
 		s.wmu.Lock()
 		defer s.wmu.Unlock()
 	}
@@ -292,7 +187,7 @@ type execer interface {
 }
 
 func (s *Store) exec(ctx context.Context, q execer, query string, args ...any) (int64, error) {
-	res, err := q.ExecContext(ctx, s.rebind(query), args...)
+	res, err := q.ExecContext(ctx, s.d.Rebind(query), args...)
 	if err != nil {
 		return 0, err
 	}
@@ -302,7 +197,7 @@ func (s *Store) exec(ctx context.Context, q execer, query string, args ...any) (
 // docs runs a query whose only column is a JSON document and decodes each
 // row as a T.
 func docs[T any](ctx context.Context, s *Store, q execer, what, query string, args ...any) ([]T, error) {
-	rows, err := q.QueryContext(ctx, s.rebind(query), args...)
+	rows, err := q.QueryContext(ctx, s.d.Rebind(query), args...)
 	if err != nil {
 		return nil, s.unavailable(err)
 	}
@@ -328,7 +223,7 @@ func docs[T any](ctx context.Context, s *Store, q execer, what, query string, ar
 // one reads a single document; found is false when no row matched.
 func one[T any](ctx context.Context, s *Store, q execer, what, query string, args ...any) (v *T, found bool, err error) {
 	var doc string
-	switch err := q.QueryRowContext(ctx, s.rebind(query), args...).Scan(&doc); {
+	switch err := q.QueryRowContext(ctx, s.d.Rebind(query), args...).Scan(&doc); {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, false, nil
 	case err != nil:
@@ -405,7 +300,7 @@ func (s *Store) Meta(ctx context.Context, key string) (value string, ok bool, er
 	if err := checkKey("meta key", key); err != nil {
 		return "", false, err
 	}
-	switch err := s.db.QueryRowContext(ctx, s.rebind(`SELECT value FROM wf_meta WHERE name = ?`), key).Scan(&value); {
+	switch err := s.db.QueryRowContext(ctx, s.d.Rebind(`SELECT value FROM wf_meta WHERE name = ?`), key).Scan(&value); {
 	case errors.Is(err, sql.ErrNoRows):
 		return "", false, nil
 	case err != nil:

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/sqlstore"
 )
 
 var ctx = context.Background()
@@ -40,20 +41,15 @@ func schemaOf(t *testing.T, s *Store) []string {
 
 func migrationsOf(t *testing.T, s *Store) []string {
 	t.Helper()
-	rows, err := s.db.QueryContext(ctx, `SELECT version, applied_at FROM store_migrations ORDER BY version`)
+	rec, err := sqlstore.Recorded(ctx, s.db, s.d, schema().Store)
 	must(t, err)
-	defer rows.Close()
 	var out []string
-	for rows.Next() {
-		var v int64
-		var when string
-		must(t, rows.Scan(&v, &when))
-		if _, err := time.Parse(time.RFC3339Nano, when); err != nil {
-			t.Fatalf("applied_at %q: %v", when, err)
+	for _, a := range rec {
+		if _, err := time.Parse(time.RFC3339Nano, a.At); err != nil {
+			t.Fatalf("applied_at %q: %v", a.At, err)
 		}
-		out = append(out, fmt.Sprintf("%d@%s", v, when))
+		out = append(out, fmt.Sprintf("%d@%s", a.Version, a.At))
 	}
-	must(t, rows.Err())
 	return out
 }
 
@@ -72,7 +68,8 @@ func TestOpenMigratesOnceAndReopens(t *testing.T) {
 			t.Fatalf("no wf_applications in %v", schema)
 		}
 		for _, l := range schema {
-			if !strings.HasPrefix(l, "wf_") && !strings.HasPrefix(l, "store_migrations") && !strings.HasPrefix(l, "sqlite_autoindex_wf_") {
+			if !strings.HasPrefix(l, "wf_") && !strings.HasPrefix(l, "schema_migrations") && !strings.HasPrefix(l, "sqlite_autoindex_wf_") &&
+				!strings.HasPrefix(l, "sqlite_autoindex_schema_migrations") {
 				t.Fatalf("object %q is outside the store's wf_ prefix", l)
 			}
 		}
@@ -122,8 +119,8 @@ func TestOpenConcurrentlyMigratesOnce(t *testing.T) {
 func TestOpenRefusesNewerSchema(t *testing.T) {
 	forEach(t, func(t *testing.T, target string) {
 		s := open(t, target)
-		_, err := s.db.ExecContext(ctx, s.rebind(`INSERT INTO store_migrations(version, applied_at) VALUES (?, ?)`),
-			schemaVersion()+1, time.Now().UTC().Format(time.RFC3339Nano))
+		_, err := s.db.ExecContext(ctx, s.d.Rebind(`INSERT INTO schema_migrations(store, version, applied_at) VALUES (?, ?, ?)`),
+			schema().Store, schemaVersion()+1, time.Now().UTC().Format(time.RFC3339Nano))
 		must(t, err)
 		must(t, s.Close())
 		_, err = Open(ctx, target)
@@ -136,7 +133,10 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 // would have them.
 func withMigrations(t *testing.T, extra ...[]string) {
 	orig := migrations
-	migrations = append(orig[:len(orig):len(orig)], extra...)
+	migrations = orig[:len(orig):len(orig)]
+	for _, stmts := range extra {
+		migrations = append(migrations, sqlstore.Statements(stmts...))
+	}
 	t.Cleanup(func() { migrations = orig })
 }
 
@@ -216,8 +216,8 @@ func TestPostgresPasswordsNeverShown(t *testing.T) {
 		"postgres://u:p%zz@h:notaport/db":  "postgres://u:xxxxx@h:notaport/db",
 		"postgresql://u@h/db?sslmode=none": "postgresql://u@h/db?sslmode=none",
 	} {
-		if got := redactURL(in); got != want {
-			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		if got := sqlstore.Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

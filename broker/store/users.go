@@ -75,7 +75,7 @@ func (s *Store) AddToken(ctx context.Context, t sluice.Token) error {
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var one int
-		switch err := tx.QueryRowContext(ctx, s.rebind(`SELECT 1 FROM wf_users WHERE name = ?`), t.User).Scan(&one); {
+		switch err := tx.QueryRowContext(ctx, s.d.Rebind(`SELECT 1 FROM wf_users WHERE name = ?`), t.User).Scan(&one); {
 		case errors.Is(err, sql.ErrNoRows):
 			return sluice.Errorf(sluice.ENotFound, "user %s does not exist; create the user before issuing a token", t.User)
 		case err != nil:
@@ -90,7 +90,7 @@ func (s *Store) AddToken(ctx context.Context, t sluice.Token) error {
 		}
 		if n == 0 {
 			var sameID int
-			err := tx.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM wf_tokens WHERE id = ?`), t.ID).Scan(&sameID)
+			err := tx.QueryRowContext(ctx, s.d.Rebind(`SELECT COUNT(*) FROM wf_tokens WHERE id = ?`), t.ID).Scan(&sameID)
 			if err != nil {
 				return err
 			}
@@ -114,7 +114,7 @@ func (s *Store) Tokens(ctx context.Context, user string) ([]sluice.Token, error)
 		}
 		query, args = `SELECT sha256, doc FROM wf_tokens WHERE user_name = ? ORDER BY created_us, id`, []any{user}
 	}
-	rows, err := s.db.QueryContext(ctx, s.rebind(query), args...)
+	rows, err := s.db.QueryContext(ctx, s.d.Rebind(query), args...)
 	if err != nil {
 		return nil, s.unavailable(err)
 	}
@@ -149,7 +149,7 @@ func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error 
 		at = s.now().UTC()
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		t, ok, err := one[sluice.Token](ctx, s, tx, "token", `SELECT doc FROM wf_tokens WHERE id = ?`+s.forUpdate(), id)
+		t, ok, err := one[sluice.Token](ctx, s, tx, "token", `SELECT doc FROM wf_tokens WHERE id = ?`+s.d.ForUpdate(), id)
 		if err != nil {
 			return err
 		}

@@ -225,7 +225,7 @@ func (s *Store) UpdateApplication(ctx context.Context, a *sluice.Application, fr
 // is missing, or another caller changed its status first.
 func (s *Store) casFailed(ctx context.Context, tx *sql.Tx, what, table, id string) error {
 	var status string
-	switch err := tx.QueryRowContext(ctx, s.rebind(`SELECT status FROM `+table+` WHERE id = ?`), id).Scan(&status); {
+	switch err := tx.QueryRowContext(ctx, s.d.Rebind(`SELECT status FROM `+table+` WHERE id = ?`), id).Scan(&status); {
 	case errors.Is(err, sql.ErrNoRows):
 		return sluice.Errorf(sluice.ENotFound, "%s %s does not exist", what, id)
 	case err != nil:
