@@ -121,7 +121,38 @@ func openSQLite(path string, o Options) (*Handle, error) {
 		return nil, sluice.Errorf(sluice.EInvalid, "%s %s cannot be opened: %v", o.What, path, err)
 	}
 	o.SQLitePool.apply(db)
+	if !o.ReadOnly {
+		if err := settleWAL(db, o.BusyTimeout); err != nil {
+			db.Close()
+			return nil, sluice.Errorf(sluice.EUnavailable, "%s %s cannot be opened: %v", o.What, path, err)
+		}
+	}
 	return &Handle{DB: db, Dialect: SQLite, Name: path}, nil
+}
+
+// settleWAL opens the first connection, which switches a new file to WAL
+// mode. SQLite does not apply the busy timeout to that switch: a process
+// opening the same new file at the same moment gets SQLITE_BUSY at once.
+// So the first connection retries within the busy timeout (once a file is
+// in WAL mode, later connections find nothing to switch).
+func settleWAL(db *sql.DB, busy time.Duration) error {
+	deadline := time.Now().Add(max(busy, time.Second))
+	wait := 5 * time.Millisecond
+	for {
+		err := db.Ping()
+		if err == nil || !isSQLiteBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
+// isSQLiteBusy: modernc's error carries the code in its text
+// ("database is locked (5) (SQLITE_BUSY)").
+func isSQLiteBusy(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
 }
 
 // sqliteDSN builds a file: URI so that any character in the path is
