@@ -122,10 +122,7 @@ func openSQLite(path string, o Options) (*Handle, error) {
 	}
 	o.SQLitePool.apply(db)
 	if !o.ReadOnly {
-		if err := settleWAL(db, o.BusyTimeout); err != nil {
-			db.Close()
-			return nil, sluice.Errorf(sluice.EUnavailable, "%s %s cannot be opened: %v", o.What, path, err)
-		}
+		settleWAL(db, o.BusyTimeout)
 	}
 	return &Handle{DB: db, Dialect: SQLite, Name: path}, nil
 }
@@ -134,14 +131,16 @@ func openSQLite(path string, o Options) (*Handle, error) {
 // mode. SQLite does not apply the busy timeout to that switch: a process
 // opening the same new file at the same moment gets SQLITE_BUSY at once.
 // So the first connection retries within the busy timeout (once a file is
-// in WAL mode, later connections find nothing to switch).
-func settleWAL(db *sql.DB, busy time.Duration) error {
+// in WAL mode, later connections find nothing to switch). Any other
+// error (a missing directory, a file that is not a database) surfaces at
+// the store's first statement, in the store's own words.
+func settleWAL(db *sql.DB, busy time.Duration) {
 	deadline := time.Now().Add(max(busy, time.Second))
 	wait := 5 * time.Millisecond
 	for {
 		err := db.Ping()
 		if err == nil || !isSQLiteBusy(err) || time.Now().After(deadline) {
-			return err
+			return
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, 100*time.Millisecond)
