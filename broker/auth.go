@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"strings"
 
 	"github.com/google/uuid"
@@ -38,7 +39,7 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		// A client certificate registered to a user is the alternative
 		// to a token (mutual TLS).
 		if fp := peerCertFingerprint(ctx); fp != "" {
-			if p, ok := s.snap().users.AuthenticateCert(fp); ok {
+			if p, ok := s.snap().Users.AuthenticateCert(fp); ok {
 				return context.WithValue(ctx, principalKey{}, p), nil
 			}
 		}
@@ -46,7 +47,7 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		s.auditAuthFailure(ctx, method, err)
 		return nil, toStatus(err)
 	}
-	p, ok := s.snap().users.Authenticate(token)
+	p, ok := s.snap().Users.Authenticate(token)
 	if !ok {
 		err := sluice.Errorf(sluice.EUnauthenticated, "the token is not valid: it is unknown, expired, revoked or mistyped; ask your platform admin for a new one")
 		s.auditAuthFailure(ctx, method, err)
@@ -123,4 +124,14 @@ func peerCertFingerprint(ctx context.Context) string {
 		return ""
 	}
 	return tlsutil.Fingerprint(ti.State.PeerCertificates[0].Raw)
+}
+
+// acceptClientCerts asks clients for a certificate without requiring one:
+// a certificate pinned to a user is an alternative to a bearer token.
+func acceptClientCerts(c *tls.Config) *tls.Config {
+	c = c.Clone()
+	if c.ClientAuth == tls.NoClientCert {
+		c.ClientAuth = tls.RequestClientCert
+	}
+	return c
 }

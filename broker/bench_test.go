@@ -14,6 +14,7 @@ import (
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker"
 	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/cmd/sluice/demo"
 )
 
@@ -49,7 +50,7 @@ func BenchmarkBrokerOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer log.Close()
-	agents := map[string]broker.AgentClient{"civil": nil, "health": nil, "market": nil, "police": nil}
+	agents := map[string]state.AgentClient{"civil": nil, "health": nil, "market": nil, "police": nil}
 	srv, err := broker.New(parts.Catalog, parts.Policy, log, parts.Users, broker.WithAgents(agents), broker.WithPurposes(parts.Purposes))
 	if err != nil {
 		b.Fatal(err)

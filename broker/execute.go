@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-gov/sluice/adapters"
 	"github.com/sluice-gov/sluice/adapters/agent"
 	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/crypto/digest"
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
@@ -49,7 +50,7 @@ type psiSide struct {
 
 // admitCross admits an allowed cross-department plan: checks it, computes
 // its output schema, reserves any privacy budget, and issues the ticket.
-func (s *Server) admitCross(ctx context.Context, st *state, p sluice.Principal, plan *planner.Plan, dec *policy.Decision, entry *audit.Entry, desc *flight.FlightDescriptor, start time.Time, fail func(string, error) (*flight.FlightInfo, error)) (*flight.FlightInfo, error) {
+func (s *Server) admitCross(ctx context.Context, st *state.State, p sluice.Principal, plan *planner.Plan, dec *policy.Decision, entry *audit.Entry, desc *flight.FlightDescriptor, start time.Time, fail func(string, error) (*flight.FlightInfo, error)) (*flight.FlightInfo, error) {
 	cp, schema, err := prepareCross(st, plan, dec)
 	if err != nil {
 		return fail("error", err)
@@ -71,7 +72,7 @@ func (s *Server) admitCross(ctx context.Context, st *state, p sluice.Principal, 
 
 // prepareCross checks an allowed cross-department plan and computes its
 // output schema by building the sandbox tree over empty inputs.
-func prepareCross(st *state, plan *planner.Plan, dec *policy.Decision) (*crossPlan, *arrow.Schema, error) {
+func prepareCross(st *state.State, plan *planner.Plan, dec *policy.Decision) (*crossPlan, *arrow.Schema, error) {
 	if dec.MinGroupSize > 0 && len(plan.UnitSets) == 0 {
 		return nil, nil, sluice.Errorf(sluice.EInternal, "the release is aggregate-only but the plan counts no persons; refusing")
 	}
@@ -83,11 +84,11 @@ func prepareCross(st *state, plan *planner.Plan, dec *policy.Decision) (*crossPl
 		}
 	}
 	for _, f := range plan.Fragments {
-		ds := st.catalog.Dataset(splitDataset(f.Dataset))
+		ds := st.Catalog.Dataset(state.SplitDataset(f.Dataset))
 		if ds == nil {
 			return nil, nil, sluice.Errorf(sluice.EInternal, "the plan names dataset %s that the catalog does not hold", f.Dataset)
 		}
-		if _, ok := st.agents[ds.Department]; !ok {
+		if _, ok := st.Agents[ds.Department]; !ok {
 			return nil, nil, sluice.Errorf(sluice.EUnavailable, "no agent is configured for department %s; ask the platform admin to register it", ds.Department)
 		}
 		if err := f.Validate(ds); err != nil {
@@ -375,7 +376,7 @@ func (o *streamOp) Next(ctx context.Context) (arrow.Record, error) {
 // openInputs starts every fragment: plain fragments stream from their
 // agents; each private join runs its PSI exchange and becomes two
 // materialised inputs whose key column holds doubly blinded values.
-func (s *Server) openInputs(ctx context.Context, st *state, q *sandbox.Query, cp *crossPlan) ([]sandbox.Operator, []*fragmentTally, error) {
+func (s *Server) openInputs(ctx context.Context, st *state.State, q *sandbox.Query, cp *crossPlan) ([]sandbox.Operator, []*fragmentTally, error) {
 	n := len(cp.plan.Fragments)
 	inputs := make([]sandbox.Operator, n)
 	tallies := make([]*fragmentTally, n)
@@ -396,7 +397,7 @@ func (s *Server) openInputs(ctx context.Context, st *state, q *sandbox.Query, cp
 		}
 		if _, isPSI := cp.psi[i]; !isPSI {
 			tallies[i] = &fragmentTally{dept: ds.Department, dataset: ds.FullName(), tally: digest.NewStream(schema)}
-			fs, err := st.agents[ds.Department].Fetch(ctx, f)
+			fs, err := st.Agents[ds.Department].Fetch(ctx, f)
 			if err != nil {
 				return fail(err)
 			}
@@ -426,7 +427,7 @@ func (s *Server) openInputs(ctx context.Context, st *state, q *sandbox.Query, cp
 // psiHalf is one side of a private join as the broker holds it: the
 // agent's records (blinded key first) and the singly blinded keys.
 type psiHalf struct {
-	client  AgentClient
+	client  state.AgentClient
 	session string
 	recs    []arrow.Record
 	keys    [][]byte // the non-null blinded keys, in row order
@@ -446,7 +447,7 @@ func (h *psiHalf) release() {
 // side's blinded keys to the other agent to blind again, and both sides'
 // rows come back keyed by the doubly blinded value. The broker never holds
 // a raw key, nor a singly blinded key it could match.
-func (s *Server) privateJoinInputs(ctx context.Context, st *state, q *sandbox.Query, cp *crossPlan, i, j int) (sandbox.Operator, sandbox.Operator, *fragmentTally, *fragmentTally, error) {
+func (s *Server) privateJoinInputs(ctx context.Context, st *state.State, q *sandbox.Query, cp *crossPlan, i, j int) (sandbox.Operator, sandbox.Operator, *fragmentTally, *fragmentTally, error) {
 	halves := [2]*psiHalf{}
 	idx := [2]int{i, j}
 	errs := make([]error, 2)
@@ -514,12 +515,12 @@ func (s *Server) privateJoinInputs(ctx context.Context, st *state, q *sandbox.Qu
 
 // blindSide asks fragment i's agent to run it with its key blinded and
 // collects the result.
-func blindSide(ctx context.Context, st *state, cp *crossPlan, i int) (*psiHalf, error) {
+func blindSide(ctx context.Context, st *state.State, cp *crossPlan, i int) (*psiHalf, error) {
 	f := cp.plan.Fragments[i]
 	ds := cp.datasets[i]
 	side := cp.psi[i]
 	keyCol := f.Select[0].Expr.Column
-	client := st.agents[ds.Department]
+	client := st.Agents[ds.Department]
 	ps, err := client.PSIBlind(ctx, f, keyCol, side.domain)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"
 	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/planner"
 )
 
@@ -81,7 +82,7 @@ func (s *Server) DoGetDBSchemas(ctx context.Context, cmd flightsql.GetDBSchemas)
 	defer b.Release()
 	if catalogMatches(cmd.GetCatalog()) {
 		match := likeMatcher(cmd.GetDBSchemaFilterPattern())
-		for _, d := range s.snap().catalog.Departments() {
+		for _, d := range s.snap().Catalog.Departments() {
 			if match(d.ID) {
 				b.Field(0).(*array.StringBuilder).Append(CatalogName)
 				b.Field(1).(*array.StringBuilder).Append(d.ID)
@@ -116,7 +117,7 @@ func (s *Server) DoGetTables(ctx context.Context, cmd flightsql.GetTables) (*arr
 	if catalogMatches(cmd.GetCatalog()) && typeOK {
 		schemaMatch := likeMatcher(cmd.GetDBSchemaFilterPattern())
 		tableMatch := likeMatcher(cmd.GetTableNameFilterPattern())
-		for _, ds := range s.snap().catalog.Datasets() {
+		for _, ds := range s.snap().Catalog.Datasets() {
 			if !schemaMatch(ds.Department) || !tableMatch(ds.Name) {
 				continue
 			}
@@ -143,23 +144,10 @@ func (s *Server) DoGetTableTypes(ctx context.Context) (*arrow.Schema, <-chan fli
 	return s.single(ctx, schema_ref.TableTypes, b.NewRecord())
 }
 
-// VisibleColumns is what principal p may know exists of a dataset: the
-// owner department sees every column; others do not see hidden ones.
-func VisibleColumns(ds *sluice.Dataset, p sluice.Principal) []*sluice.Column {
-	out := make([]*sluice.Column, 0, len(ds.Columns))
-	for _, c := range ds.Columns {
-		if c.Release == sluice.ReleaseHidden && p.Department != ds.Department {
-			continue
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
 // DatasetSchema describes a dataset as p may see it, with the catalog's
 // classification as metadata.
 func DatasetSchema(ds *sluice.Dataset, p sluice.Principal) *arrow.Schema {
-	cols := VisibleColumns(ds, p)
+	cols := state.VisibleColumns(ds, p)
 	fields := make([]planner.Field, len(cols))
 	for i, c := range cols {
 		fields[i] = planner.Field{Name: c.Name, Type: c.Type}
@@ -267,5 +255,3 @@ func likeMatcher(pattern *string) func(string) bool {
 	}
 	return re.MatchString
 }
-
-func sortStrings(s []string) { sort.Strings(s) }

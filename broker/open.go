@@ -4,14 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"time"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters/agent"
+	"github.com/sluice-gov/sluice/broker/adminapi"
 	"github.com/sluice-gov/sluice/broker/alerts"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/broker/budget"
 	"github.com/sluice-gov/sluice/broker/guard"
+	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/broker/store"
+	"github.com/sluice-gov/sluice/broker/workflow"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 	"github.com/sluice-gov/sluice/policy"
 )
@@ -21,10 +27,10 @@ import (
 type Parts struct {
 	Config  *Config
 	Catalog *sluice.Catalog
-	Users   *Users
+	Users   *state.Users
 	// UserRecords and Departments are the files' contents, imported into
 	// the store.
-	UserRecords []UserRecord
+	UserRecords []state.UserRecord
 	Departments []*sluice.Department
 	Purposes    []sluice.Purpose
 	Grants      []sluice.Grant
@@ -47,13 +53,13 @@ func LoadParts(ctx context.Context, cfg *Config) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
-	users, _ := NewUsers(nil)
-	var records []UserRecord
+	users, _ := state.NewUsers(nil)
+	var records []state.UserRecord
 	if cfg.Users != "" {
-		if records, err = LoadUserRecords(cfg.Users); err != nil {
+		if records, err = state.LoadUserRecords(cfg.Users); err != nil {
 			return nil, err
 		}
-		if users, err = NewUsers(records); err != nil {
+		if users, err = state.NewUsers(records); err != nil {
 			return nil, err
 		}
 	}
@@ -71,7 +77,7 @@ func LoadParts(ctx context.Context, cfg *Config) (*Parts, error) {
 		// Clamp bounds need the catalog to be checked: a numeric column
 		// of the grant's dataset.
 		for i, g := range grants {
-			if ds := cat.Dataset(splitDataset(g.Dataset)); ds != nil && len(g.Clamp) > 0 {
+			if ds := cat.Dataset(state.SplitDataset(g.Dataset)); ds != nil && len(g.Clamp) > 0 {
 				if err := sluice.CheckClamp(ds, g.Clamp, fmt.Sprintf("grants[%d] (%s)", i, g.ID)); err != nil {
 					return nil, sluice.Errorf(sluice.EInvalid, "%s: %s", cfg.Grants, sluice.ErrorMessage(err))
 				}
@@ -98,10 +104,73 @@ func LoadParts(ctx context.Context, cfg *Config) (*Parts, error) {
 	return &Parts{Config: cfg, Catalog: cat, Users: users, UserRecords: records, Departments: depts, Purposes: purposes, Grants: grants, Policy: eng}, nil
 }
 
+// Broker is a broker assembled from its configuration: the Flight SQL
+// service reading the state the workflow keeps, and the admin API over
+// both.
+type Broker struct {
+	// Flight is the Flight SQL service and query path.
+	Flight *Server
+	// Workflow keeps the state in force (it is the Flight service's
+	// state.Source) and serves the workflow endpoints of the admin API.
+	Workflow *workflow.Service
+	// Admin is the HTTPS admin API.
+	Admin *adminapi.API
+
+	// Retention: entries older than retention move to archives in
+	// archiveDir, hourly.
+	archiver   Archiver
+	retention  time.Duration
+	archiveDir string
+}
+
+// Archiver moves old audit entries to archive files.
+type Archiver interface {
+	Archive(ctx context.Context, before time.Time, dir string) (*audit.ArchiveInfo, error)
+}
+
+// Serve runs the Flight SQL service on lis until ctx ends, and meanwhile
+// applies the audit log's retention period.
+func (b *Broker) Serve(ctx context.Context, lis net.Listener) error {
+	go b.archiveOld(ctx)
+	return b.Flight.Serve(ctx, lis)
+}
+
+// ServeAdmin serves the admin API over TLS on lis until ctx ends.
+func (b *Broker) ServeAdmin(ctx context.Context, lis net.Listener) error {
+	return b.Admin.Serve(ctx, lis)
+}
+
+// archiveOld applies the retention period: hourly, entries older than it
+// move to a compressed archive that the chain verifies across.
+func (b *Broker) archiveOld(ctx context.Context) {
+	if b.archiver == nil || b.retention <= 0 {
+		return
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		info, err := b.archiver.Archive(ctx, b.Flight.now().Add(-b.retention), b.archiveDir)
+		switch {
+		case err != nil:
+			b.Flight.log.Error("audit archive failed", "err", err)
+		case info != nil && info.Entries > 0:
+			b.Flight.log.Info("audit entries archived", "file", info.File, "entries", info.Entries)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Open assembles a broker from its configuration: loads every part, opens
-// the audit store and prepares a client for each department's agent. The
-// returned close function releases them.
-func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() error, error) {
+// the stores (audit log, budgets, differencing guard, workflow), seeds the
+// workflow store from the files and loads the first state from it, and
+// prepares a client for each department's agent. The returned close
+// function releases them. The options configure the Flight SQL service;
+// its logger and clock serve the workflow and the admin API too.
+func Open(ctx context.Context, cfg *Config, opts ...Option) (*Broker, func() error, error) {
 	parts, err := LoadParts(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -158,16 +227,16 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 		log.Close()
 		return nil, nil, err
 	}
-	var srv *Server
+	var wf *workflow.Service
 	closeAll := func() error {
 		var errs []error
-		if srv != nil && srv.wf != nil {
-			srv.wf.closeClients()
+		if wf != nil {
+			wf.Close()
 		}
 		errs = append(errs, wfStore.Close(), guards.Close(), budgets.Close(), log.Close())
 		return errors.Join(errs...)
 	}
-	dial := func(ctx context.Context, dept, addr, fp string) (AgentClient, error) {
+	dial := func(ctx context.Context, dept, addr, fp string) (state.AgentClient, error) {
 		return agent.Dial(ctx, dept, addr, fp, cert)
 	}
 	pubKeys, err := cfg.AuditPublicKeys()
@@ -187,31 +256,55 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Server, func() err
 		closeAll()
 		return nil, nil, err
 	}
+	tlsConfig := tlsutil.ServerConfig(cert, nil)
+	// The state comes from the workflow (WithState below), not from the
+	// files' parts.
 	all := append([]Option{
-		WithAlerts(alertEngine, parts.Grants),
-		WithGrants(parts.Grants),
+		WithAlerts(alertEngine, nil),
 		WithSandboxLimits(cfg.SandboxMemoryMiB<<20, cfg.SandboxTimeout),
 		WithBudgets(budgets),
 		WithGuard(guards),
-		WithRetention(log, cfg.Retention, cfg.ArchiveDir),
-		WithReview(log, pubKeys),
-		WithTLS(tlsutil.ServerConfig(cert, nil)),
-		WithPurposes(parts.Purposes),
+		WithTLS(tlsConfig),
 	}, opts...)
-	all = append(all, WithWorkflow(wfStore, cal, dial, log, budgets))
-	srv, err = New(parts.Catalog, parts.Policy, log, parts.Users, all...)
+	// The workflow shares the Flight service's clock and logger.
+	conf := configured(all)
+	wf, err = workflow.New(wfStore, parts.Policy, workflow.Options{
+		Dial: dial, Calendar: cal, Revisions: log, Budgets: budgets, Now: conf.now,
+		// A statement planned under an old state fetches through its
+		// agent connection until its handle expires.
+		ClientGrace: handleTTL + time.Minute,
+	})
 	if err != nil {
 		closeAll()
 		return nil, nil, err
 	}
 	// The files seed the store; from then on the store is the state.
-	if err := srv.Seed(ctx, parts.Departments, parts.UserRecords, parts.Purposes, parts.Grants); err != nil {
+	if err := wf.Seed(ctx, parts.Departments, parts.UserRecords, parts.Purposes, parts.Grants); err != nil {
 		closeAll()
 		return nil, nil, err
 	}
-	if err := srv.Reload(ctx); err != nil {
+	if err := wf.Reload(ctx); err != nil {
 		closeAll()
 		return nil, nil, err
 	}
-	return srv, closeAll, nil
+	srv, err := New(parts.Catalog, parts.Policy, log, parts.Users, append(all, WithState(wf))...)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	admin := adminapi.New(adminapi.Config{
+		State: wf, Workflow: wf, Review: log, Keys: pubKeys, Recorder: srv.Recorder(),
+		TLS: tlsConfig, Log: srv.log, Now: srv.now,
+	})
+	b := &Broker{Flight: srv, Workflow: wf, Admin: admin, archiver: log, retention: cfg.Retention, archiveDir: cfg.ArchiveDir}
+	return b, closeAll, nil
+}
+
+// configured applies options to a bare Server, to read what they set.
+func configured(opts []Option) *Server {
+	s := &Server{log: slog.New(slog.DiscardHandler), now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }

@@ -8,6 +8,7 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker/budget"
+	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
 	"github.com/sluice-gov/sluice/sandbox/gate"
@@ -46,7 +47,7 @@ func sketchUnits(sets []planner.UnitSet) []gate.UnitColumn {
 // fragment was prepared by ClampSums when the decision was made: every
 // COUNT is noised with sensitivity 1 and every SUM, clamped at the source,
 // with the sensitivity of its clamp.
-func (s *Server) planRelease(ctx context.Context, st *state, queryID string, f *planner.Fragment, dec *policy.Decision) (*release, error) {
+func (s *Server) planRelease(ctx context.Context, st *state.State, queryID string, f *planner.Fragment, dec *policy.Decision) (*release, error) {
 	r := &release{obligations: gate.Obligations{RowCap: dec.RowCap}}
 	if len(dec.DP) == 0 {
 		return r, nil
@@ -130,7 +131,7 @@ func dpBudgets(dec *policy.Decision) []planner.Budget {
 
 // reserve spends each DP budget the decision names, before the query runs;
 // all or nothing.
-func (s *Server) reserve(ctx context.Context, st *state, queryID string, dec *policy.Decision) (*release, error) {
+func (s *Server) reserve(ctx context.Context, st *state.State, queryID string, dec *policy.Decision) (*release, error) {
 	r := &release{obligations: gate.Obligations{RowCap: dec.RowCap}}
 	if len(dec.DP) == 0 {
 		return r, nil
@@ -139,7 +140,7 @@ func (s *Server) reserve(ctx context.Context, st *state, queryID string, dec *po
 		return nil, sluice.Errorf(sluice.EUnavailable, "grant %s carries a differential-privacy budget but the broker keeps no budget store; ask the platform admin", dec.DP[0].Grant)
 	}
 	for _, d := range dec.DP {
-		g := st.grantsByID[d.Grant]
+		g := st.GrantsByID[d.Grant]
 		if g == nil {
 			s.refund(r)
 			return nil, sluice.Errorf(sluice.EInternal, "the policy relied on grant %s that the broker does not know", d.Grant)

@@ -2,18 +2,20 @@
 // that authenticates bearer tokens, reads the declared purpose, plans each
 // statement, asks the policy, writes the audit entry and only then streams
 // the department agent's fragment to the client.
+//
+// The query path decides every request under one snapshot, a
+// broker/state.State, which it reads through state.Source — the one
+// interface between it and the workflow (broker/workflow), which builds
+// and swaps the snapshots. The admin API is broker/adminapi. Open (open.go)
+// assembles the three from a configuration file.
 package broker
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
-	"encoding/json"
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow/go/v15/arrow/flight"
@@ -23,12 +25,11 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/adapters/agent"
 	"github.com/sluice-gov/sluice/broker/alerts"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/broker/budget"
 	"github.com/sluice-gov/sluice/broker/guard"
-	"github.com/sluice-gov/sluice/planner"
+	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/policy"
 )
 
@@ -38,34 +39,26 @@ const PurposeHeader = "x-sluice-purpose"
 // Version is reported through GetSqlInfo.
 const Version = "0.1.0"
 
-// AgentClient is what the broker needs from a department agent.
-type AgentClient interface {
-	Fetch(ctx context.Context, f *planner.Fragment) (*agent.Stream, error)
-	// The private-join protocol (see adapters/agent/psi*.go).
-	PSIBlind(ctx context.Context, f *planner.Fragment, keyColumn, keyDomain string) (*agent.PSIStream, error)
-	PSIReblind(ctx context.Context, session string, points [][]byte) ([][]byte, error)
-	PSIClose(ctx context.Context, session string) error
-	Close() error
-}
-
 // AuditLog is where every request is recorded before any row is released.
 type AuditLog interface {
 	Append(ctx context.Context, e *audit.Entry) error
 }
 
+// handleTTL is how long an allowed statement's handle waits for its DoGet.
+const handleTTL = 5 * time.Minute
+
 // Server is the broker's Flight SQL service.
 type Server struct {
 	flightsql.BaseServer
 
-	policy    *policy.Engine
-	audit     AuditLog
-	tls       *tls.Config
-	log       *slog.Logger
-	now       func() time.Time
-	handleTTL time.Duration
-	alerts    *alerts.Engine
-	// budgets keeps differential-privacy budgets; grantsByID finds the
-	// grantee and purpose a budget belongs to.
+	tls *tls.Config
+	log *slog.Logger
+	now func() time.Time
+	// audit and alerts make rec, the recorder every entry goes through.
+	audit  AuditLog
+	alerts *alerts.Engine
+	rec    *alerts.Recorder
+	// budgets keeps differential-privacy budgets.
 	budgets *budget.Store
 	// guard is the differencing guard: the sketches of every protected
 	// release, by grantee department and dataset.
@@ -73,19 +66,11 @@ type Server struct {
 	// Sandbox limits per cross-department query.
 	sandboxMemory int64
 	sandboxTime   time.Duration
-	// review is what the admin API reads.
-	review     AuditReader
-	reviewKeys []audit.PublicKey
-	// Retention: entries older than retention move to archives in archiveDir.
-	archiver   Archiver
-	retention  time.Duration
-	archiveDir string
-	// cur is the state in force (state.go); boot collects the options'
-	// parts until New builds the first state.
-	cur  atomic.Pointer[state]
+	// src gives the state in force (broker/state): the workflow service,
+	// or, without one, the state New builds from its arguments (boot
+	// collects the options' parts for it).
+	src  state.Source
 	boot bootParts
-	// wf is the workflow (nil: state comes from files only).
-	wf *workflow
 
 	mu      sync.Mutex
 	pending map[string]*pendingQuery
@@ -109,18 +94,24 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 // g; without it a protected (aggregate-only) release is refused.
 func WithGuard(g *guard.Store) Option { return func(s *Server) { s.guard = g } }
 
-// WithAgents sets the department agents' clients by department id.
-func WithAgents(a map[string]AgentClient) Option { return func(s *Server) { s.boot.agents = a } }
+// WithState makes the broker read the state in force from src (the
+// workflow service, broker/workflow) instead of building a fixed one from
+// New's arguments: a change then applies to the very next request.
+func WithState(src state.Source) Option { return func(s *Server) { s.src = src } }
 
-// bootParts are what options give New for the first state.
+// WithAgents sets the department agents' clients by department id (for the
+// state New builds).
+func WithAgents(a map[string]state.AgentClient) Option { return func(s *Server) { s.boot.agents = a } }
+
+// bootParts are what options give New for the state it builds.
 type bootParts struct {
-	agents   map[string]AgentClient
+	agents   map[string]state.AgentClient
 	grants   []sluice.Grant
 	purposes []sluice.Purpose
 }
 
 // WithAlerts raises review alerts from every audit entry; grants are
-// watched for expiry.
+// the grants in force for the state New builds.
 func WithAlerts(e *alerts.Engine, grants []sluice.Grant) Option {
 	return func(s *Server) { s.alerts, s.boot.grants = e, grants }
 }
@@ -131,36 +122,27 @@ func WithSandboxLimits(memory int64, d time.Duration) Option {
 	return func(s *Server) { s.sandboxMemory, s.sandboxTime = memory, d }
 }
 
-// WithGrants tells the broker the grants in force (for budgets and alerts).
+// WithGrants tells the broker the grants in force (for the state New
+// builds).
 func WithGrants(grants []sluice.Grant) Option {
 	return func(s *Server) { s.boot.grants = grants }
 }
 
-// Archiver moves old audit entries to archive files.
-type Archiver interface {
-	Archive(ctx context.Context, before time.Time, dir string) (*audit.ArchiveInfo, error)
-}
-
-// WithRetention archives audit entries older than d into dir, hourly.
-func WithRetention(a Archiver, d time.Duration, dir string) Option {
-	return func(s *Server) { s.archiver, s.retention, s.archiveDir = a, d, dir }
-}
-
-// WithPurposes sets the purposes registry.
+// WithPurposes sets the purposes registry (for the state New builds).
 func WithPurposes(ps []sluice.Purpose) Option {
 	return func(s *Server) { s.boot.purposes = ps }
 }
 
 // New assembles a broker from its parts. The policy engine must already
-// hold the catalog, purposes and grants (policy.Engine.Update).
-func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *Users, opts ...Option) (*Server, error) {
+// hold the catalog, purposes and grants (policy.Engine.Update); they are
+// the state the broker decides under unless WithState gives another
+// source.
+func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *state.Users, opts ...Option) (*Server, error) {
 	s := &Server{
-		policy:    eng,
-		audit:     log,
-		log:       slog.New(slog.DiscardHandler),
-		now:       time.Now,
-		handleTTL: 5 * time.Minute,
-		pending:   map[string]*pendingQuery{},
+		audit:   log,
+		log:     slog.New(slog.DiscardHandler),
+		now:     time.Now,
+		pending: map[string]*pendingQuery{},
 	}
 	s.Alloc = memory.DefaultAllocator
 	for _, o := range opts {
@@ -170,9 +152,12 @@ func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *Users, op
 		return nil, sluice.Errorf(sluice.EInvalid, "broker: catalog, policy, audit log and users are all required")
 	}
 	if s.boot.agents == nil {
-		s.boot.agents = map[string]AgentClient{}
+		s.boot.agents = map[string]state.AgentClient{}
 	}
-	s.cur.Store(newState(cat, s.boot.purposes, s.boot.grants, users, s.boot.agents, eng.Current()))
+	if s.src == nil {
+		s.src = state.Static(state.New(cat, s.boot.purposes, s.boot.grants, users, s.boot.agents, eng.Current()))
+	}
+	s.rec = alerts.NewRecorder(log, s.alerts, s.log)
 	info := map[flightsql.SqlInfo]any{
 		flightsql.SqlInfoFlightSqlServerName:         "Sluice",
 		flightsql.SqlInfoFlightSqlServerVersion:      Version,
@@ -191,6 +176,13 @@ func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *Users, op
 	return s, nil
 }
 
+// snap is the state in force; a request loads it once.
+func (s *Server) snap() *state.State { return s.src.Current() }
+
+// Recorder is the recorder every audit entry of this broker goes through
+// (the admin API records through it too).
+func (s *Server) Recorder() *alerts.Recorder { return s.rec }
+
 // Serve runs the Flight SQL service on lis until ctx ends.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	if s.tls == nil {
@@ -204,8 +196,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	)
 	flight.RegisterFlightServiceServer(gs, flightsql.NewFlightServer(s))
 	go s.expireHandles(ctx)
-	go s.watchGrants(ctx)
-	go s.archiveOld(ctx)
+	go s.rec.WatchGrants(ctx, s.now, func() []sluice.Grant { return s.snap().Grants })
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
 	select {
@@ -233,7 +224,7 @@ func (s *Server) expireHandles(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			cutoff := s.now().Add(-s.handleTTL)
+			cutoff := s.now().Add(-handleTTL)
 			s.mu.Lock()
 			for h, q := range s.pending {
 				if q.created.Before(cutoff) {
@@ -245,80 +236,6 @@ func (s *Server) expireHandles(ctx context.Context) {
 	}
 }
 
-// CatalogVersion is the SHA-256 of the catalog's canonical JSON: every
-// audit entry records the version it was decided under.
-func CatalogVersion(cat *sluice.Catalog) string {
-	raw, err := json.Marshal(cat.Datasets())
-	if err != nil {
-		return ""
-	}
-	sum := sha256.Sum256(raw)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// record appends an entry to the audit log — the one way the broker writes
-// it — and then lets the alert rules look at it. An alert is itself an
-// entry; failing to write it does not undo the request it is about.
-func (s *Server) record(ctx context.Context, e *audit.Entry) error {
-	if err := s.audit.Append(ctx, e); err != nil {
-		return err
-	}
-	if s.alerts != nil {
-		for _, a := range s.alerts.Observe(*e) {
-			s.raise(ctx, a)
-		}
-	}
-	return nil
-}
-
-func (s *Server) raise(ctx context.Context, a alerts.Alert) {
-	if err := s.audit.Append(context.WithoutCancel(ctx), a.Entry()); err != nil {
-		s.log.Error("audit append of an alert failed", "rule", a.Rule, "err", err)
-		return
-	}
-	s.log.Warn("alert", "rule", a.Rule, "principal", a.Principal, "message", a.Message)
-}
-
-// watchGrants raises an alert for each grant about to expire, at start and
-// then hourly.
-func (s *Server) watchGrants(ctx context.Context) {
-	if s.alerts == nil {
-		return
-	}
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		for _, a := range s.alerts.ExpiringGrants(s.now(), s.snap().grants) {
-			s.raise(ctx, a)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// archiveOld applies the retention period: hourly, entries older than it
-// move to a compressed archive that the chain verifies across.
-func (s *Server) archiveOld(ctx context.Context) {
-	if s.archiver == nil || s.retention <= 0 {
-		return
-	}
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		info, err := s.archiver.Archive(ctx, s.now().Add(-s.retention), s.archiveDir)
-		switch {
-		case err != nil:
-			s.log.Error("audit archive failed", "err", err)
-		case info != nil && info.Entries > 0:
-			s.log.Info("audit entries archived", "file", info.File, "entries", info.Entries)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
+// record appends an entry to the audit log and lets the alert rules look
+// at it (alerts.Recorder).
+func (s *Server) record(ctx context.Context, e *audit.Entry) error { return s.rec.Record(ctx, e) }

@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-gov/sluice/adapters"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/broker/guard"
+	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/crypto/digest"
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
@@ -53,7 +54,7 @@ type pendingQuery struct {
 	guarded bool
 	// st is the state the statement was decided under: it runs under it
 	// too.
-	st      *state
+	st      *state.State
 	created time.Time
 }
 
@@ -66,18 +67,18 @@ func (s *Server) Decide(ctx context.Context, p sluice.Principal, purpose, queryI
 
 // Explain plans and decides a statement without running or auditing it.
 func (parts *Parts) Explain(ctx context.Context, p sluice.Principal, purpose, sql string) (*planner.Plan, *policy.Decision, error) {
-	st := newState(parts.Catalog, parts.Purposes, parts.Grants, parts.Users, nil, parts.Policy.Current())
+	st := state.New(parts.Catalog, parts.Purposes, parts.Grants, parts.Users, nil, parts.Policy.Current())
 	return decide(ctx, st, time.Now(), p, purpose, "explain", sql)
 }
 
 // decide plans sql and decides it under st alone: the catalog, grants and
 // the policy revision prepared over them belong to one snapshot.
-func decide(ctx context.Context, st *state, now time.Time, p sluice.Principal, purpose, queryID, sql string) (*planner.Plan, *policy.Decision, error) {
-	plan, err := st.planner.Plan(queryID, sql)
+func decide(ctx context.Context, st *state.State, now time.Time, p sluice.Principal, purpose, queryID, sql string) (*planner.Plan, *policy.Decision, error) {
+	plan, err := st.Planner.Plan(queryID, sql)
 	if err != nil {
 		return nil, nil, err
 	}
-	dec, err := st.policy.Decide(ctx, policy.Input{
+	dec, err := st.Policy.Decide(ctx, policy.Input{
 		Principal: p,
 		Purpose:   purpose,
 		Now:       now,
@@ -92,7 +93,7 @@ func decide(ctx context.Context, st *state, now time.Time, p sluice.Principal, p
 	if dec.Allow {
 		// One call: the planner runs its passes (obligations, row filters,
 		// persons, clamps, verify) in the order planner.Passes declares.
-		err := plan.Apply(st.catalog, planObligations(st, dec, p, purpose))
+		err := plan.Apply(st.Catalog, planObligations(st, dec, p, purpose))
 		if len(plan.RowFilters) > 0 {
 			dec.RowFilters = plan.RowFilters
 		}
@@ -106,7 +107,7 @@ func decide(ctx context.Context, st *state, now time.Time, p sluice.Principal, p
 // planObligations hands the planner what the decision obliges: masks and k,
 // the requester and purpose, the row filters of the grants it relies on and
 // its differential-privacy budgets with their clamp bounds.
-func planObligations(st *state, dec *policy.Decision, p sluice.Principal, purpose string) planner.Obligations {
+func planObligations(st *state.State, dec *policy.Decision, p sluice.Principal, purpose string) planner.Obligations {
 	o := planner.Obligations{
 		Requester:    p,
 		Purpose:      purpose,
@@ -120,6 +121,23 @@ func planObligations(st *state, dec *policy.Decision, p sluice.Principal, purpos
 		o.Bounds = dpBounds(dec)
 	}
 	return o
+}
+
+// rowFilters finds the row filters of the grants a decision relied on, per
+// dataset.
+func rowFilters(st *state.State, grantIDs []string) map[string][]*sluice.RowFilter {
+	var out map[string][]*sluice.RowFilter
+	for _, id := range grantIDs {
+		g := st.GrantsByID[id]
+		if g == nil || g.RowFilter == nil {
+			continue
+		}
+		if out == nil {
+			out = map[string][]*sluice.RowFilter{}
+		}
+		out[g.Dataset] = append(out[g.Dataset], g.RowFilter)
+	}
+	return out
 }
 
 // GetFlightInfoStatement plans, decides and audits an ad-hoc statement and
@@ -137,7 +155,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	st := s.snap()
 	entry := audit.Entry{
 		Kind:           "query",
-		CatalogVersion: st.catalogVersion,
+		CatalogVersion: st.CatalogVersion,
 		QueryID:        uuid.NewString(),
 		Principal:      p.Name,
 		Role:           string(p.Role),
@@ -159,10 +177,10 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 		return fail("error", sluice.Errorf(sluice.ENotSupported, "transactions are not supported: Sluice is read-only; send the statement without a transaction"))
 	}
 	if purpose == "" {
-		return fail("error", sluice.Errorf(sluice.EInvalid, "no purpose declared: set the gRPC metadata header %s (Flight SQL driver: add %s=<purpose> to the DSN; sluice query: --purpose); registered purposes: %s", PurposeHeader, PurposeHeader, s.purposeList()))
+		return fail("error", sluice.Errorf(sluice.EInvalid, "no purpose declared: set the gRPC metadata header %s (Flight SQL driver: add %s=<purpose> to the DSN; sluice query: --purpose); registered purposes: %s", PurposeHeader, PurposeHeader, st.PurposeList()))
 	}
 	if len(purpose) > maxPurposeLen || strings.ContainsAny(purpose, "\r\n\x00") {
-		return fail("error", sluice.Errorf(sluice.EInvalid, "the purpose header is not a purpose code; registered purposes: %s", s.purposeList()))
+		return fail("error", sluice.Errorf(sluice.EInvalid, "the purpose header is not a purpose code; registered purposes: %s", st.PurposeList()))
 	}
 	plan, dec, err := decide(ctx, st, s.now(), p, purpose, entry.QueryID, sql)
 	if plan != nil {
@@ -183,7 +201,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	if plan.Fragment == nil {
 		return s.admitCross(ctx, st, p, plan, dec, &entry, desc, start, fail)
 	}
-	ds := st.catalog.Dataset(splitDataset(plan.Fragment.Dataset))
+	ds := st.Catalog.Dataset(state.SplitDataset(plan.Fragment.Dataset))
 	// With the masks known, the fragment's types can be checked fully.
 	if err := plan.Fragment.Validate(ds); err != nil {
 		return fail("error", err)
@@ -200,7 +218,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	if err != nil {
 		return fail("error", err)
 	}
-	if _, ok := st.agents[ds.Department]; !ok {
+	if _, ok := st.Agents[ds.Department]; !ok {
 		return fail("error", sluice.Errorf(sluice.EUnavailable, "no agent is configured for department %s; ask the platform admin to register it", ds.Department))
 	}
 	if err := s.checkGuard(units, dec); err != nil {
@@ -292,10 +310,10 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 		return s.runCross(ctx, q, start)
 	}
 	st := q.st
-	ds := st.catalog.Dataset(splitDataset(q.fragment.Dataset))
-	var client AgentClient
+	ds := st.Catalog.Dataset(state.SplitDataset(q.fragment.Dataset))
+	var client state.AgentClient
 	if ds != nil {
-		client = st.agents[ds.Department]
+		client = st.Agents[ds.Department]
 	}
 	if client == nil {
 		err := sluice.Errorf(sluice.EUnavailable, "dataset %s or its agent was removed from the catalog after the statement was planned; run it again", q.fragment.Dataset)
@@ -640,18 +658,6 @@ func (s *Server) recordResult(ctx context.Context, q *pendingQuery, frags []audi
 	return nil
 }
 
-func (s *Server) purposeList() string {
-	codes := make([]string, 0, len(s.snap().purposes))
-	for c := range s.snap().purposes {
-		codes = append(codes, c)
-	}
-	if len(codes) == 0 {
-		return "(none)"
-	}
-	sortStrings(codes)
-	return strings.Join(codes, ", ")
-}
-
 // denialMessage is what the analyst reads: every reason, with its rule,
 // dataset, column and legal basis.
 func denialMessage(d *policy.Decision) string {
@@ -728,11 +734,6 @@ func newHandle() (string, error) {
 		return "", sluice.Errorf(sluice.EInternal, "random handle: %v", err)
 	}
 	return hex.EncodeToString(b[:]), nil
-}
-
-func splitDataset(full string) (string, string) {
-	d, n, _ := strings.Cut(full, ".")
-	return d, n
 }
 
 func truncate(s string, n int) string {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/sluice-gov/sluice/broker"
+	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 )
 
@@ -193,7 +194,7 @@ func TestTokensExpireAndRevoke(t *testing.T) {
 		t.Fatalf("fresh token: %d", st)
 	}
 	// Listing never shows the secret.
-	if raw := mustAPI(t, 200, "GET", "/v1/users/gina/tokens", "dave", ""); strings.Contains(string(raw), tok.Secret) || strings.Contains(string(raw), broker.HashToken(tok.Secret)) {
+	if raw := mustAPI(t, 200, "GET", "/v1/users/gina/tokens", "dave", ""); strings.Contains(string(raw), tok.Secret) || strings.Contains(string(raw), state.HashToken(tok.Secret)) {
 		t.Fatalf("token list leaks the secret or its hash: %s", raw)
 	}
 	mustAPI(t, 200, "DELETE", "/v1/tokens/"+tok.ID, "dave", "")

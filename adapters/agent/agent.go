@@ -23,7 +23,7 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"
-	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/adapters/agent/auditlog"
 	"github.com/sluice-gov/sluice/crypto/pseudonym"
 	"github.com/sluice-gov/sluice/planner"
 )
@@ -39,7 +39,7 @@ type options struct {
 	minGroupSize    int
 	logger          *slog.Logger
 	shutdownTimeout time.Duration
-	auditLog        *audit.Log
+	auditLog        *auditlog.Log
 	registry        string
 	unitKey         *pseudonym.Key
 }
@@ -118,7 +118,7 @@ type Server struct {
 
 	// auditLog records every fragment run (nil: none); ownsAuditLog says
 	// New opened it, so Close closes it.
-	auditLog     *audit.Log
+	auditLog     *auditlog.Log
 	ownsAuditLog bool
 
 	// Test hooks: emitHook runs before each record is sent over Flight;

@@ -16,7 +16,8 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/flight"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/adapters/agent/auditlog"
+	"github.com/sluice-gov/sluice/crypto/auditchain"
 	"github.com/sluice-gov/sluice/crypto/digest"
 	"github.com/sluice-gov/sluice/planner"
 )
@@ -62,7 +63,7 @@ const (
 // could not be sent (the reader went away at the last moment), the log says
 // allow for rows the reader may not have received; reconciliation with the
 // broker's log shows it as a row mismatch.
-func WithAuditLog(l *audit.Log) Option {
+func WithAuditLog(l *auditlog.Log) Option {
 	return func(o *options) {
 		if l != nil {
 			o.auditLog = l
@@ -80,22 +81,22 @@ func (s *Server) openAuditLog(ctx context.Context) error {
 	if path == "" {
 		return nil
 	}
-	var aopts []audit.Option
+	var signers []auditchain.Signer
 	if key := s.dept.Agent.SigningKey; key != "" {
 		// The department signs its own record, so its account of what left
 		// stands as evidence independently of the broker's.
-		signer, err := audit.LoadOrCreateEd25519(key)
+		signer, err := auditchain.LoadOrCreateEd25519(key)
 		if err != nil {
 			return &sluice.Error{Code: sluice.ErrorCode(err), Message: "agent of department " + s.dept.ID + ": signing key (agent.signing_key): " + sluice.ErrorMessage(err), Err: err}
 		}
 		if _, err := os.Stat(key + ".pub"); errors.Is(err, os.ErrNotExist) {
-			if err := audit.WritePublicKey(key+".pub", signer); err != nil {
+			if err := auditchain.WritePublicKey(key+".pub", signer); err != nil {
 				return err
 			}
 		}
-		aopts = append(aopts, audit.WithSigners(signer))
+		signers = append(signers, signer)
 	}
-	l, err := audit.Open(ctx, path, aopts...)
+	l, err := auditlog.Open(ctx, path, signers...)
 	if err != nil {
 		code := sluice.ErrorCode(err)
 		if code == sluice.EInternal {
@@ -112,7 +113,7 @@ func (s *Server) openAuditLog(ctx context.Context) error {
 }
 
 // AuditLog returns the log the agent records fragments in, or nil.
-func (s *Server) AuditLog() *audit.Log { return s.auditLog }
+func (s *Server) AuditLog() *auditlog.Log { return s.auditLog }
 
 // planHash is the hash recorded for rendered fragment SQL.
 func planHash(sqlText string) string {
@@ -188,7 +189,7 @@ func (r *fragmentRun) finish(ctx context.Context, send func(arrow.Record) error)
 		r.tally.Add(h)
 	}
 	r.recorded = true
-	if err := r.append(ctx, audit.DecisionAllow, nil); err != nil {
+	if err := r.append(ctx, auditchain.DecisionAllow, nil); err != nil {
 		r.s.log.Error("agent audit log append failed; the end of the result was withheld",
 			"query_id", r.f.QueryID, "dataset", r.dataset, "code", sluice.ErrorCode(err))
 		return &sluice.Error{
@@ -215,9 +216,9 @@ func (r *fragmentRun) fail(ctx context.Context, cause error) {
 		return
 	}
 	r.recorded = true
-	decision := audit.DecisionError
+	decision := auditchain.DecisionError
 	if sluice.ErrorCode(cause) == sluice.EDenied {
-		decision = audit.DecisionDeny
+		decision = auditchain.DecisionDeny
 	}
 	if err := r.append(ctx, decision, cause); err != nil {
 		r.s.log.Error("agent audit log append failed for a refused or failed fragment",
@@ -235,8 +236,8 @@ func (r *fragmentRun) discard() {
 
 func (r *fragmentRun) append(ctx context.Context, decision string, cause error) error {
 	f := r.f
-	e := &audit.Entry{
-		Kind:       audit.KindFragment,
+	e := &auditchain.Entry{
+		Kind:       auditchain.KindFragment,
 		QueryID:    f.QueryID,
 		Principal:  f.Requester.Name,
 		Role:       string(f.Requester.Role),
@@ -262,7 +263,7 @@ func (r *fragmentRun) append(ctx context.Context, decision string, cause error) 
 	if r.tally != nil {
 		e.Rows = r.tally.Rows()
 		e.Bytes = r.tally.Bytes()
-		e.Fragments = []audit.FragmentRecord{{
+		e.Fragments = []auditchain.FragmentRecord{{
 			Department: r.s.dept.ID,
 			Dataset:    r.dataset,
 			SQLHash:    e.PlanHash,
@@ -325,49 +326,38 @@ func decodeAuditRequest(raw []byte) (auditRequest, error) {
 
 // auditEntries returns up to limit fragment entries with Seq > since, in
 // sequence order. Fewer than limit means the end of the log was reached.
-func (s *Server) auditEntries(ctx context.Context, since int64, limit int) ([]audit.Entry, error) {
+func (s *Server) auditEntries(ctx context.Context, since int64, limit int) ([]auditchain.Entry, error) {
 	if s.auditLog == nil {
 		return nil, sluice.Errorf(sluice.ENotSupported,
 			"the agent of department %s keeps no audit log; set agent.audit_log in its department file", s.dept.ID)
 	}
-	head, _ := s.auditLog.Head()
-	var out []audit.Entry
+	head := s.auditLog.Head().Seq
+	var out []auditchain.Entry
 	next := since
 	for len(out) < limit && next < head {
-		n := min(head-next, int64(limit-len(out)))
-		var chunk []audit.Entry
-		if next+n == head {
-			// The newest entries: one query.
-			es, err := s.auditLog.Tail(ctx, int(n))
-			if err != nil {
-				return nil, err
-			}
-			chunk = es
-		} else {
-			for seq := next + 1; seq <= next+n; seq++ {
-				e, err := s.auditLog.Get(ctx, seq)
-				if err != nil {
-					if sluice.ErrorCode(err) == sluice.ENotFound {
-						return nil, sluice.Errorf(sluice.EInternal,
-							"the audit log of the agent of department %s has no entry %d below its head %d; run `sluice audit verify` on the agent's log", s.dept.ID, seq, head)
-					}
-					return nil, err
-				}
-				chunk = append(chunk, *e)
-			}
+		page, err := s.auditLog.Entries(ctx, next, int(min(head-next, int64(limit-len(out)))))
+		if err != nil {
+			return nil, err
 		}
-		for _, e := range chunk {
-			if e.Seq > next && e.Seq <= next+n && e.Kind == audit.KindFragment {
+		if len(page) == 0 {
+			page = []auditchain.Entry{{}} // reported as missing below
+		}
+		for _, e := range page {
+			if e.Seq != next+1 {
+				return nil, sluice.Errorf(sluice.EInternal,
+					"the audit log of the agent of department %s has no entry %d below its head %d; run `sluice audit verify` on the agent's log", s.dept.ID, next+1, head)
+			}
+			next = e.Seq
+			if e.Kind == auditchain.KindFragment {
 				out = append(out, e)
 			}
 		}
-		next += n
 	}
 	return out, nil
 }
 
 // serveAudit answers the "audit" action: one Result per entry, each the
-// entry's JSON (its canonical encoding with Hash filled in).
+// entry's JSON (its canonical encoding with Hash filled in, auditchain.Encode).
 func (fs *flightService) serveAudit(raw []byte, stream flight.FlightService_DoActionServer) error {
 	ctx := stream.Context()
 	req, err := decodeAuditRequest(raw)
@@ -379,7 +369,7 @@ func (fs *flightService) serveAudit(raw []byte, stream flight.FlightService_DoAc
 		return fs.s.statusError(ctx, err)
 	}
 	for i := range entries {
-		body, err := encodeEntry(&entries[i])
+		body, err := auditchain.Encode(&entries[i])
 		if err != nil {
 			return fs.s.statusError(ctx, sluice.Errorf(sluice.EInternal, "audit entry %d cannot be encoded: %v", entries[i].Seq, err))
 		}
@@ -388,34 +378,4 @@ func (fs *flightService) serveAudit(raw []byte, stream flight.FlightService_DoAc
 		}
 	}
 	return nil
-}
-
-// encodeEntry encodes e as the audit package hashes it (no HTML escaping,
-// time in UTC, no trailing newline), with Hash included.
-func encodeEntry(e *audit.Entry) ([]byte, error) {
-	c := *e
-	c.Time = c.Time.UTC()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(&c); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
-
-// decodeEntry parses an entry strictly, keeping numbers as json.Number so it
-// re-encodes to the bytes that were hashed.
-func decodeEntry(raw []byte) (*audit.Entry, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	var e audit.Entry
-	if err := dec.Decode(&e); err != nil {
-		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("data after the entry")
-	}
-	return &e, nil
 }

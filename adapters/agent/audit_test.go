@@ -16,16 +16,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/adapters/agent/auditlog"
+	"github.com/sluice-gov/sluice/crypto/auditchain"
 	"github.com/sluice-gov/sluice/crypto/digest"
 	"github.com/sluice-gov/sluice/planner"
 )
 
 // openLog opens an audit log in a temp dir, closed at the end of the test
 // (after the agent, whose cleanup is registered later and runs first).
-func openLog(t *testing.T) *audit.Log {
+func openLog(t *testing.T) *auditlog.Log {
 	t.Helper()
-	l, err := audit.Open(context.Background(), filepath.Join(t.TempDir(), "agent-audit.db"))
+	l, err := auditlog.Open(context.Background(), filepath.Join(t.TempDir(), "agent-audit.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +56,9 @@ func fetchDigest(ctx context.Context, c *Client, f *planner.Fragment) (*received
 	return out, nil
 }
 
-func lastEntry(t *testing.T, l *audit.Log) audit.Entry {
+func lastEntry(t *testing.T, l *auditlog.Log) auditchain.Entry {
 	t.Helper()
-	es, err := l.Tail(context.Background(), 1)
+	es, err := l.Entries(context.Background(), l.Head().Seq-1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func TestAuditLogRecordsWhatWasSent(t *testing.T) {
 				t.Fatalf("received %d rows, want %d", got.rows, tt.wantRows)
 			}
 			e := lastEntry(t, l)
-			if e.Kind != audit.KindFragment || e.Decision != audit.DecisionAllow || e.QueryID != tt.f.QueryID {
+			if e.Kind != auditchain.KindFragment || e.Decision != auditchain.DecisionAllow || e.QueryID != tt.f.QueryID {
 				t.Fatalf("entry kind %q decision %q query %q", e.Kind, e.Decision, e.QueryID)
 			}
 			who := tt.f.Requester
@@ -128,7 +129,7 @@ func TestAuditLogRecordsWhatWasSent(t *testing.T) {
 			}
 			// What the agent recorded is what the client received, digested
 			// independently on each side.
-			want := audit.FragmentRecord{
+			want := auditchain.FragmentRecord{
 				Department: deptID, Dataset: "civil.residents", SQLHash: e.PlanHash,
 				Rows: got.rows, Bytes: got.digest.Bytes(), Digest: got.digest.Sum(),
 			}
@@ -157,11 +158,11 @@ func TestAuditLogRecordsRefusals(t *testing.T) {
 		decision string
 		contains string
 	}{
-		{"hidden column", frag("residents", outsider, sel("s", col("secret"))), sluice.EDenied, audit.DecisionDeny, "hidden"},
-		{"join key", frag("residents", outsider, sel("id", col("id_card"))), sluice.EDenied, audit.DecisionDeny, "join key"},
-		{"share class none", frag("records", outsider, sel("o", col("offense"))), sluice.EDenied, audit.DecisionDeny, noneBasis},
-		{"unknown dataset", frag("nope", outsider, sel("d", col("district"))), sluice.ENotFound, audit.DecisionError, "nope"},
-		{"unknown column", frag("residents", outsider, sel("x", col("nope"))), sluice.EInvalid, audit.DecisionError, "nope"},
+		{"hidden column", frag("residents", outsider, sel("s", col("secret"))), sluice.EDenied, auditchain.DecisionDeny, "hidden"},
+		{"join key", frag("residents", outsider, sel("id", col("id_card"))), sluice.EDenied, auditchain.DecisionDeny, "join key"},
+		{"share class none", frag("records", outsider, sel("o", col("offense"))), sluice.EDenied, auditchain.DecisionDeny, noneBasis},
+		{"unknown dataset", frag("nope", outsider, sel("d", col("district"))), sluice.ENotFound, auditchain.DecisionError, "nope"},
+		{"unknown column", frag("residents", outsider, sel("x", col("nope"))), sluice.EInvalid, auditchain.DecisionError, "nope"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,7 +170,7 @@ func TestAuditLogRecordsRefusals(t *testing.T) {
 			_, err := fetchAll(context.Background(), c, tt.f)
 			wantCode(t, err, tt.code)
 			e := lastEntry(t, l)
-			if e.QueryID != tt.f.QueryID || e.Kind != audit.KindFragment || e.Decision != tt.decision {
+			if e.QueryID != tt.f.QueryID || e.Kind != auditchain.KindFragment || e.Decision != tt.decision {
 				t.Fatalf("entry query %q kind %q decision %q, want %s %s", e.QueryID, e.Kind, e.Decision, tt.f.QueryID, tt.decision)
 			}
 			if !strings.Contains(e.Error, tt.contains) || e.Rows != 0 || len(e.Fragments) != 0 || e.Plan != "" {
@@ -178,7 +179,7 @@ func TestAuditLogRecordsRefusals(t *testing.T) {
 			if e.Principal != outsider.Name || !slices.Equal(e.Datasets, []string{tt.f.Dataset}) {
 				t.Errorf("entry principal %q datasets %v", e.Principal, e.Datasets)
 			}
-			if tt.decision == audit.DecisionDeny && len(e.Reasons) == 0 {
+			if tt.decision == auditchain.DecisionDeny && len(e.Reasons) == 0 {
 				t.Errorf("denial recorded without its reasons")
 			}
 		})
@@ -261,7 +262,7 @@ func TestAuditEntriesPaging(t *testing.T) {
 		}
 		_, _ = fetchAll(ctx, c, f)
 	}
-	seqs := func(es []audit.Entry) []int64 {
+	seqs := func(es []auditchain.Entry) []int64 {
 		var out []int64
 		for _, e := range es {
 			out = append(out, e.Seq)
@@ -291,10 +292,11 @@ func TestAuditEntriesPaging(t *testing.T) {
 				t.Fatalf("seqs %v, want %v", seqs(es), tt.want)
 			}
 			for _, e := range es {
-				stored, err := l.Get(ctx, e.Seq)
-				if err != nil {
-					t.Fatal(err)
+				page, err := l.Entries(ctx, e.Seq-1, 1)
+				if err != nil || len(page) != 1 {
+					t.Fatal(page, err)
 				}
+				stored := page[0]
 				if e.Hash != stored.Hash || e.ComputeHash() != stored.Hash || e.QueryID != fmt.Sprintf("q-%d", e.Seq) {
 					t.Errorf("entry %d differs from the stored one", e.Seq)
 				}
@@ -305,7 +307,7 @@ func TestAuditEntriesPaging(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(seqs(all), []int64{1, 2, 3, 4, 5}) || all[2].Decision != audit.DecisionDeny {
+	if !slices.Equal(seqs(all), []int64{1, 2, 3, 4, 5}) || all[2].Decision != auditchain.DecisionDeny {
 		t.Fatalf("all entries %v (entry 3 %q)", seqs(all), all[2].Decision)
 	}
 
@@ -383,10 +385,17 @@ func TestNewOpensTheConfiguredAuditLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Close closed the log it opened.
-	if err := l.Append(context.Background(), &audit.Entry{Kind: audit.KindFragment, QueryID: "q", Decision: audit.DecisionAllow}); sluice.ErrorCode(err) != sluice.EUnavailable {
+	if err := l.Append(context.Background(), &auditchain.Entry{Kind: auditchain.KindFragment, QueryID: "q", Decision: auditchain.DecisionAllow}); sluice.ErrorCode(err) != sluice.EUnavailable {
 		t.Fatalf("append after Close: %v, want unavailable", err)
 	}
-	rep, err := audit.VerifyFile(context.Background(), logPath)
+	// The file verifies when opened again (broker/audit's tests check that
+	// `sluice audit verify --store` reads an agent's file too).
+	again, err := auditlog.Open(context.Background(), logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	rep, err := again.Verify(context.Background())
 	if err != nil || !rep.OK || rep.Entries != 1 {
 		t.Fatalf("verify %s: %+v %v", logPath, rep, err)
 	}
@@ -427,7 +436,7 @@ func TestExecuteIsAuditedWhenALogIsSet(t *testing.T) {
 		t.Fatalf("n %d err %v", n, err)
 	}
 	e := lastEntry(t, l)
-	if e.QueryID != "q-local" || e.Decision != audit.DecisionAllow || len(e.Fragments) != 1 || e.Fragments[0].Digest != d.Sum() {
+	if e.QueryID != "q-local" || e.Decision != auditchain.DecisionAllow || len(e.Fragments) != 1 || e.Fragments[0].Digest != d.Sum() {
 		t.Fatalf("entry %+v", e)
 	}
 	// The log failing ends Execute with EUnavailable and holds back the
@@ -449,7 +458,7 @@ func TestReconcileWithARealAgent(t *testing.T) {
 	fx := newFixture(t, []Option{WithAuditLog(l), WithBatchRows(5)}, nil)
 	c := fx.broker(t)
 	ctx := context.Background()
-	var brokerLog []audit.Entry
+	var brokerLog []auditchain.Entry
 	for i, f := range []*planner.Fragment{
 		frag("residents", outsider, sel("name", col("name"))),
 		frag("big", outsider, sel("n", col("n"), "label", col("label"))),
@@ -462,26 +471,26 @@ func TestReconcileWithARealAgent(t *testing.T) {
 		}
 		if i == 2 {
 			wantCode(t, err, sluice.EDenied)
-			brokerLog = append(brokerLog, audit.Entry{Kind: audit.KindResult, QueryID: f.QueryID, Decision: audit.DecisionError})
+			brokerLog = append(brokerLog, auditchain.Entry{Kind: auditchain.KindResult, QueryID: f.QueryID, Decision: auditchain.DecisionError})
 			continue
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		brokerLog = append(brokerLog, audit.Entry{Kind: audit.KindResult, QueryID: f.QueryID, Decision: audit.DecisionAllow,
-			Fragments: []audit.FragmentRecord{{Department: deptID, Dataset: f.Dataset, Rows: got.rows, Bytes: got.digest.Bytes(), Digest: got.digest.Sum()}}})
+		brokerLog = append(brokerLog, auditchain.Entry{Kind: auditchain.KindResult, QueryID: f.QueryID, Decision: auditchain.DecisionAllow,
+			Fragments: []auditchain.FragmentRecord{{Department: deptID, Dataset: f.Dataset, Rows: got.rows, Bytes: got.digest.Bytes(), Digest: got.digest.Sum()}}})
 	}
 	agentLog, err := c.AllAuditEntries(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := audit.Reconcile(brokerLog, map[string][]audit.Entry{deptID: agentLog}); len(d) != 0 {
+	if d := auditchain.Reconcile(brokerLog, map[string][]auditchain.Entry{deptID: agentLog}); len(d) != 0 {
 		t.Fatalf("discrepancies: %+v", d)
 	}
 	// Drop one row on the broker side: the agent's record disagrees.
 	brokerLog[0].Fragments[0].Rows--
-	d := audit.Reconcile(brokerLog, map[string][]audit.Entry{deptID: agentLog})
-	if len(d) != 1 || d[0].Kind != audit.DiscrepancyRows || d[0].QueryID != "q-rec-0" {
+	d := auditchain.Reconcile(brokerLog, map[string][]auditchain.Entry{deptID: agentLog})
+	if len(d) != 1 || d[0].Kind != auditchain.DiscrepancyRows || d[0].QueryID != "q-rec-0" {
 		t.Fatalf("discrepancies: %+v", d)
 	}
 }

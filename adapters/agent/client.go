@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/crypto/auditchain"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 	"github.com/sluice-gov/sluice/planner"
 )
@@ -148,7 +148,7 @@ func (c *Client) Catalog(ctx context.Context) ([]*sluice.Dataset, error) {
 // entry whose Hash matches its content, in increasing sequence order, and
 // linked to the entry before it when the two are consecutive. An agent
 // without an audit log answers ENotSupported.
-func (c *Client) AuditEntries(ctx context.Context, sinceSeq int64, limit int) ([]audit.Entry, error) {
+func (c *Client) AuditEntries(ctx context.Context, sinceSeq int64, limit int) ([]auditchain.Entry, error) {
 	if sinceSeq < 0 {
 		return nil, sluice.Errorf(sluice.EInvalid, "audit since_seq must not be negative; got %d", sinceSeq)
 	}
@@ -169,15 +169,15 @@ func (c *Client) AuditEntries(ctx context.Context, sinceSeq int64, limit int) ([
 	if len(bodies) > limit {
 		return nil, c.badAudit("sent %d audit entries for a page of %d", len(bodies), limit)
 	}
-	out := make([]audit.Entry, 0, len(bodies))
-	prev := &audit.Entry{Seq: sinceSeq}
+	out := make([]auditchain.Entry, 0, len(bodies))
+	prev := &auditchain.Entry{Seq: sinceSeq}
 	for i, b := range bodies {
-		e, err := decodeEntry(b)
+		e, err := auditchain.Decode(b)
 		if err != nil {
 			return nil, c.badAudit("sent audit entry %d of the page that cannot be read: %v", i+1, err)
 		}
 		switch {
-		case e.Kind != audit.KindFragment:
+		case e.Kind != auditchain.KindFragment:
 			return nil, c.badAudit("sent audit entry %d of kind %q; only fragment entries are served", e.Seq, e.Kind)
 		case e.Seq <= prev.Seq:
 			return nil, c.badAudit("sent audit entry %d after entry %d; entries must come in increasing order after %d", e.Seq, prev.Seq, sinceSeq)
@@ -196,8 +196,8 @@ func (c *Client) AuditEntries(ctx context.Context, sinceSeq int64, limit int) ([
 // AuditEntries and returns every entry, oldest first. It holds the whole log
 // in memory; for a long-running agent page with AuditEntries from the last
 // sequence number already reconciled.
-func (c *Client) AllAuditEntries(ctx context.Context) ([]audit.Entry, error) {
-	var out []audit.Entry
+func (c *Client) AllAuditEntries(ctx context.Context) ([]auditchain.Entry, error) {
+	var out []auditchain.Entry
 	var since int64
 	for {
 		page, err := c.AuditEntries(ctx, since, MaxAuditPage)

@@ -18,7 +18,7 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/memory"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/crypto/auditchain"
 	"github.com/sluice-gov/sluice/crypto/psi"
 	"github.com/sluice-gov/sluice/planner"
 )
@@ -267,13 +267,13 @@ func TestPSIJoinBetweenTwoAgents(t *testing.T) {
 	}
 
 	// Both psi-blind runs are on the shared log as allowed fragment runs.
-	es, err := l.Tail(ctx, 10)
+	es, err := l.Entries(ctx, max(l.Head().Seq-10, 0), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]int64{}
 	for _, e := range es {
-		if e.Kind == audit.KindFragment && e.Decision == audit.DecisionAllow && e.QueryID == "q-psi" {
+		if e.Kind == auditchain.KindFragment && e.Decision == auditchain.DecisionAllow && e.QueryID == "q-psi" {
 			seen[e.Datasets[0]] = e.Rows
 			if strings.Contains(e.Plan, "110105") {
 				t.Errorf("the audit plan quotes a key: %s", e.Plan)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/crypto/auditchain"
 )
 
 var archiveBaseTime = time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
@@ -78,7 +79,7 @@ func testArchiveRoundTrip(t *testing.T, b backend) {
 		t.Fatalf("archive 2 layout:\n%s", strings.Join(lines, "\n"))
 	}
 	body := strings.Replace(lines[1], `"hash":"`+written[10].Hash+`"`, `"hash":""`, 1)
-	if hashBytes([]byte(body)) != written[10].Hash {
+	if auditchain.Sum([]byte(body)) != written[10].Hash {
 		t.Fatal("an archived line with its hash blanked does not hash to the entry's hash")
 	}
 
@@ -317,12 +318,12 @@ func testSearchDepartmentColumnAndExport(t *testing.T, b backend) {
 				if n == 0 {
 					break
 				}
-				e, err := decodeBody([]byte(line))
+				e, err := auditchain.Decode([]byte(line))
 				if err != nil || e.Seq != tc.want[i] || e.Hash != got[i].Hash {
 					t.Fatalf("export line %d: %v %+v", i, err, e)
 				}
 				blank := strings.Replace(line, `"hash":"`+e.Hash+`"`, `"hash":""`, 1)
-				if hashBytes([]byte(blank)) != e.Hash {
+				if auditchain.Sum([]byte(blank)) != e.Hash {
 					t.Fatalf("export line %d does not hash to its hash", i)
 				}
 			}

@@ -60,7 +60,7 @@ func TestKeys(t *testing.T) {
 			}
 			msg := []byte("hello")
 			sig, err := s2.Sign(msg)
-			if err != nil || !pub(s1).verify(msg, sig) || pub(s1).verify([]byte("hellO"), sig) {
+			if err != nil || !pub(s1).Verify(msg, sig) || pub(s1).Verify([]byte("hellO"), sig) {
 				t.Fatalf("signature by the reloaded key does not verify (or verifies a different message): %v", err)
 			}
 			// Public key round trip.

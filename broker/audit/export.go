@@ -9,6 +9,7 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker/sqlstore"
+	"github.com/sluice-gov/sluice/crypto/auditchain"
 )
 
 // where builds the WHERE clause of a search, with ? placeholders. Fields
@@ -89,9 +90,9 @@ func (l *Log) Export(ctx context.Context, w io.Writer, f Filter) (int, error) {
 		return 0, err
 	}
 	where, args := f.where(l.d)
-	q := `SELECT ` + entryColumns + ` FROM audit_entries` + where + ` ORDER BY seq`
+	q := `SELECT ` + auditchain.EntryColumns + ` FROM audit_entries` + where + ` ORDER BY seq`
 	if lim > 0 {
-		q = `SELECT ` + entryColumns + ` FROM (SELECT ` + entryColumns + ` FROM audit_entries` + where + ` ORDER BY seq DESC LIMIT ?) AS recent ORDER BY seq`
+		q = `SELECT ` + auditchain.EntryColumns + ` FROM (SELECT ` + auditchain.EntryColumns + ` FROM audit_entries` + where + ` ORDER BY seq DESC LIMIT ?) AS recent ORDER BY seq`
 		args = append(args, lim)
 	}
 	rows, err := l.handle().QueryContext(ctx, l.d.Rebind(q), args...)
@@ -102,11 +103,11 @@ func (l *Log) Export(ctx context.Context, w io.Writer, f Filter) (int, error) {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	n := 0
 	for rows.Next() {
-		r, err := scanRow(rows)
+		r, err := auditchain.ScanRow(rows)
 		if err != nil {
 			return n, readFailed("export", err)
 		}
-		line := withHash(r.Body, r.Hash)
+		line := auditchain.Line(r.Body, r.Hash)
 		if line == nil {
 			return n, readFailed(fmt.Sprintf("entry %d", r.Seq), fmt.Errorf("body is not in canonical form; run `sluice audit verify`"))
 		}

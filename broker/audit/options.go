@@ -3,13 +3,15 @@ package audit
 import (
 	"fmt"
 	"time"
+
+	"github.com/sluice-gov/sluice/crypto/auditchain"
 )
 
 // Defaults for signed checkpoints, used when WithSigners is given without
 // WithCheckpointEvery.
 const (
-	DefaultCheckpointEntries  = 100
-	DefaultCheckpointInterval = 10 * time.Second
+	DefaultCheckpointEntries  = auditchain.DefaultCheckpointEntries
+	DefaultCheckpointInterval = auditchain.DefaultCheckpointInterval
 	DefaultBusyTimeout        = 5 * time.Second
 )
 
@@ -77,42 +79,17 @@ func WithBusyTimeout(d time.Duration) Option {
 	}
 }
 
-type verifyOptions struct {
-	grace    time.Duration
-	trusted  []PublicKey
-	archives []string
-	err      error
-}
+// VerifyOption configures Verify and VerifyFile (auditchain.VerifyOption).
+type VerifyOption = auditchain.VerifyOption
 
-// VerifyOption configures Verify and VerifyFile.
-type VerifyOption func(*verifyOptions)
+// WithTrustedKeys makes verification check every checkpoint's signatures
+// (auditchain.WithTrustedKeys).
+func WithTrustedKeys(keys ...PublicKey) VerifyOption { return auditchain.WithTrustedKeys(keys...) }
 
-// WithTrustedKeys makes verification check every checkpoint's signatures:
-// each checkpoint needs at least one valid signature from one of keys, and
-// every signature made by one of keys must be valid. Signatures by other
-// keys cannot be checked and are ignored.
-func WithTrustedKeys(keys ...PublicKey) VerifyOption {
-	return func(o *verifyOptions) {
-		for _, k := range keys {
-			if err := k.check(); err != nil {
-				o.err = err
-				return
-			}
-		}
-		o.trusted = append(o.trusted, keys...)
-	}
-}
-
-// WithUnsignedGrace accepts entries after the last checkpoint as not yet
-// signed when the oldest of them is younger than d (a live log between
-// checkpoints); older unsigned entries are reported. Without it, with
-// trusted keys, a log with entries and no checkpoint at all fails.
-func WithUnsignedGrace(d time.Duration) VerifyOption {
-	return func(o *verifyOptions) { o.grace = d }
-}
+// WithUnsignedGrace accepts entries after the last checkpoint younger than
+// d as not yet signed (auditchain.WithUnsignedGrace).
+func WithUnsignedGrace(d time.Duration) VerifyOption { return auditchain.WithUnsignedGrace(d) }
 
 // WithArchives verifies the given archive files (oldest first) before the
-// store, so the chain is checked from entry 1 across archives.
-func WithArchives(files ...string) VerifyOption {
-	return func(o *verifyOptions) { o.archives = append(o.archives, files...) }
-}
+// store (auditchain.WithArchives).
+func WithArchives(files ...string) VerifyOption { return auditchain.WithArchives(files...) }

@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,6 +11,7 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker/sqlstore"
+	"github.com/sluice-gov/sluice/crypto/auditchain"
 )
 
 // The audit log's tables, as migrations of the store "audit" in
@@ -31,45 +31,26 @@ import (
 //
 // The tables are prefixed audit_ because the audit log shares the
 // broker's store with the catalog, workflow and budget tables. {int} and
-// {blob} are filled in by the dialect.
+// {blob} are filled in by the dialect. The chain's own tables (entries,
+// head, checkpoints) are auditchain's layout, which the agents' logs keep
+// too (see crypto/auditchain/stored.go).
 var migrations = []sqlstore.Migration{
 	sqlstore.Statements( // 1
 		`CREATE TABLE IF NOT EXISTS audit_meta (
 			key   TEXT PRIMARY KEY,
 			value TEXT NOT NULL
 		)`,
-		`CREATE TABLE IF NOT EXISTS audit_entries (
-			seq        {int} PRIMARY KEY,
-			time_us    {int} NOT NULL,
-			kind       TEXT NOT NULL,
-			query_id   TEXT NOT NULL,
-			principal  TEXT NOT NULL,
-			department TEXT NOT NULL,
-			purpose    TEXT NOT NULL,
-			decision   TEXT NOT NULL,
-			prev_hash  TEXT NOT NULL,
-			hash       TEXT NOT NULL,
-			body       TEXT NOT NULL
-		)`,
+		auditchain.EntriesTable,
 		`CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries(time_us)`,
 		`CREATE INDEX IF NOT EXISTS audit_entries_principal ON audit_entries(principal)`,
 		`CREATE INDEX IF NOT EXISTS audit_entries_purpose ON audit_entries(purpose)`,
 		`CREATE INDEX IF NOT EXISTS audit_entries_query_id ON audit_entries(query_id)`,
-		`CREATE TABLE IF NOT EXISTS audit_head (
-			id   {int} PRIMARY KEY CHECK (id = 1),
-			seq  {int} NOT NULL,
-			hash TEXT NOT NULL
-		)`,
+		auditchain.HeadTable,
 	),
 	sqlstore.Statements( // 2
-		// Signed checkpoints of the head (see checkpoint.go). time is the
-		// exact string that was signed.
-		`CREATE TABLE IF NOT EXISTS audit_checkpoints (
-			seq        {int} PRIMARY KEY,
-			hash       TEXT NOT NULL,
-			time       TEXT NOT NULL,
-			signatures TEXT NOT NULL
-		)`,
+		// Signed checkpoints of the head. time is the exact string that
+		// was signed.
+		auditchain.CheckpointsTable,
 		// Archive files the entries before the store's first entry moved
 		// to.
 		`CREATE TABLE IF NOT EXISTS audit_archives (
@@ -162,21 +143,11 @@ func schema(name string) sqlstore.Schema {
 }
 
 // The guards (triggers) make the entries and checkpoints tables
-// append-only for anyone using the store casually. They are not a security
-// boundary (whoever can write the store can drop or disable them); the hash
-// chain and signed checkpoints are what detect that.
-//
-// guarded are the append-only tables and their guards' names.
-var guarded = []struct{ table, prefix string }{
-	{"audit_entries", "audit_entries"},
-	{"audit_checkpoints", "audit_checkpoints"},
-}
-
-// sqliteGuard is the SQLite trigger refusing op (UPDATE or DELETE) on table.
-func sqliteGuard(table, op string) string {
-	return fmt.Sprintf(`CREATE TRIGGER IF NOT EXISTS %s_no_%s BEFORE %s ON %s
-	BEGIN SELECT RAISE(ABORT, '%s is append-only'); END`, table, strings.ToLower(op), op, table, table)
-}
+// (auditchain.Guarded) append-only for anyone using the store casually.
+// They are not a security boundary (whoever can write the store can drop
+// or disable them); the hash chain and signed checkpoints are what detect
+// that. SQLite's are auditchain.SQLiteGuard, which the agents' logs use
+// too.
 
 // pgGuardFunction raises for any row or statement it is called for; the
 // guards below call it BEFORE UPDATE and DELETE of each row and BEFORE
@@ -217,16 +188,16 @@ func guards(d sqlstore.Dialect) []string {
 	if d.IsPostgres() {
 		out = append(out, pgGuardFunction)
 	}
-	for _, g := range guarded {
+	for _, table := range auditchain.Guarded {
 		ops := []string{"UPDATE", "DELETE"}
 		if d.IsPostgres() {
 			ops = append(ops, "TRUNCATE")
 		}
 		for _, op := range ops {
 			if d.IsPostgres() {
-				out = append(out, pgGuard(g.table, op))
+				out = append(out, pgGuard(table, op))
 			} else {
-				out = append(out, sqliteGuard(g.table, op))
+				out = append(out, auditchain.SQLiteGuard(table, op))
 			}
 		}
 	}
@@ -247,32 +218,14 @@ func createDeleteGuard(d sqlstore.Dialect) string {
 	if d.IsPostgres() {
 		return pgGuard("audit_entries", "DELETE")
 	}
-	return sqliteGuard("audit_entries", "DELETE")
-}
-
-// datasetKeys is how an entry's datasets are kept in audit_entry_datasets:
-// lower-cased (dataset names are matched case-insensitively everywhere),
-// each once, sorted, empty names dropped. Writing and verifying the index
-// both go through it.
-func datasetKeys(ds []string) []string {
-	if len(ds) == 0 {
-		return nil
-	}
-	out := make([]string, 0, len(ds))
-	for _, s := range ds {
-		if s = strings.ToLower(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return auditchain.SQLiteGuard("audit_entries", "DELETE")
 }
 
 // insertEntriesChunk bounds the entries of one multi-row insert (11 bind
 // parameters each).
 const insertEntriesChunk = 128
 
-// insertEntries writes a batch's entries (vals holds entryColumns of each
+// insertEntries writes a batch's entries (vals holds EntryColumns of each
 // in turn) in as few statements as the chunk size allows: on PostgreSQL
 // every statement is a round trip inside the append's transaction, which
 // other appends wait for.
@@ -281,7 +234,7 @@ func insertEntries(ctx context.Context, tx *sql.Tx, d sqlstore.Dialect, vals []a
 	for len(vals) > 0 {
 		n := min(len(vals)/cols, insertEntriesChunk)
 		var b strings.Builder
-		b.WriteString(`INSERT INTO audit_entries (` + entryColumns + `) VALUES `)
+		b.WriteString(`INSERT INTO audit_entries (` + auditchain.EntryColumns + `) VALUES `)
 		for i := range n {
 			if i > 0 {
 				b.WriteString(", ")
@@ -353,11 +306,11 @@ func backfillDatasets(ctx context.Context, tx *sql.Tx, d sqlstore.Dialect) error
 			}
 			n++
 			after = seq
-			e, err := decodeBody([]byte(body))
+			e, err := auditchain.Decode([]byte(body))
 			if err != nil {
 				continue
 			}
-			for _, ds := range datasetKeys(e.Datasets) {
+			for _, ds := range auditchain.DatasetKeys(e.Datasets) {
 				batch = append(batch, datasetRow{seq, ds})
 			}
 		}
@@ -376,23 +329,11 @@ func backfillDatasets(ctx context.Context, tx *sql.Tx, d sqlstore.Dialect) error
 }
 
 // datasetsColumn is the select expression Verify reads beside each entry:
-// the JSON array of its index rows (in no particular order).
+// the JSON array of its index rows (in no particular order), which
+// auditchain.ScanIndexedRow reads.
 func datasetsColumn(d sqlstore.Dialect) string {
 	if d.IsPostgres() {
 		return `COALESCE((SELECT json_agg(x.dataset)::text FROM audit_entry_datasets x WHERE x.seq = audit_entries.seq), '[]')`
 	}
-	return `COALESCE((SELECT json_group_array(x.dataset) FROM audit_entry_datasets x WHERE x.seq = audit_entries.seq), '[]')`
-}
-
-// indexedDatasets parses datasetsColumn's value into datasetKeys' form.
-func indexedDatasets(s string) ([]string, error) {
-	var out []string
-	if err := json.Unmarshal([]byte(s), &out); err != nil {
-		return nil, err
-	}
-	slices.Sort(out)
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return out, nil
+	return auditchain.SQLiteDatasetsColumn
 }

@@ -12,9 +12,8 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker/sqlstore"
+	"github.com/sluice-gov/sluice/crypto/auditchain"
 )
-
-const entryColumns = `seq, time_us, kind, query_id, principal, department, purpose, decision, prev_hash, hash, body`
 
 // Log is the audit log in the broker's store: a SQLite file, or a
 // PostgreSQL database when the store is a postgres:// URL. It is safe for
@@ -49,12 +48,9 @@ type Log struct {
 	qmu   sync.Mutex
 	queue []*appendReq
 
-	// hmu guards head, lastCP and unsignedSince, which the writer updates
-	// and Head and the checkpoint timer read.
-	hmu           sync.Mutex
-	head          head
-	lastCP        head
-	unsignedSince time.Time // when the first entry after lastCP was appended
+	// track follows the head and the last checkpoint, which the writer
+	// advances and Head and the checkpoint timer read.
+	track *auditchain.Tracker
 
 	// Writer-only state (read and written with wsem held).
 	// stale is set when a write failed after its transaction began; the
@@ -62,7 +58,7 @@ type Log struct {
 	// either the head it had or the head the failed batch would have made
 	// (maybe), and nothing else.
 	stale  bool
-	maybe  head
+	maybe  auditchain.Head
 	reopen bool // the handle may be broken: reopen before the next write
 
 	archMu  sync.Mutex // one Archive at a time
@@ -110,7 +106,7 @@ func open(ctx context.Context, path string, o options) (*Log, error) {
 		o.checkpointEvery, o.checkpointAfter = DefaultCheckpointEntries, DefaultCheckpointInterval
 	}
 	for _, s := range o.signers {
-		if err := (PublicKey{Algorithm: s.Algorithm(), Key: s.PublicKey()}).check(); err != nil {
+		if err := (PublicKey{Algorithm: s.Algorithm(), Key: s.PublicKey()}).Check(); err != nil {
 			return nil, sluice.Errorf(sluice.EInvalid, "audit store %s: signer %s: %s", name, s.KeyID(), sluice.ErrorMessage(err))
 		}
 	}
@@ -244,10 +240,7 @@ func (l *Log) init(ctx context.Context) error {
 	if err := tx.Commit(); err != nil {
 		return storeErr(l.name, "cannot be initialised", err)
 	}
-	l.head, l.lastCP = h, cp
-	if h.Seq > cp.Seq {
-		l.unsignedSince = time.Now()
-	}
+	l.track = auditchain.NewTracker(h, cp)
 	return nil
 }
 
@@ -257,69 +250,44 @@ func (l *Log) init(ctx context.Context) error {
 // stays locked until the transaction ends (PostgreSQL; SQLite's write
 // transaction holds the whole file), so concurrent writers take turns and
 // each one's check sees the entries of the one before.
-func consistentHead(ctx context.Context, q sqlstore.Querier, d sqlstore.Dialect, lock bool) (head, error) {
-	var rec head
+func consistentHead(ctx context.Context, q sqlstore.Querier, d sqlstore.Dialect, lock bool) (auditchain.Head, error) {
+	var rec auditchain.Head
 	headQuery := `SELECT seq, hash FROM audit_head WHERE id = 1`
 	if lock {
 		headQuery += d.ForUpdate()
 	}
 	if err := q.QueryRowContext(ctx, headQuery).Scan(&rec.Seq, &rec.Hash); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return head{}, sluice.Errorf(sluice.EUnavailable, "the audit head record is missing; run `sluice audit verify` and investigate before appending")
+			return auditchain.Head{}, sluice.Errorf(sluice.EUnavailable, "the audit head record is missing; run `sluice audit verify` and investigate before appending")
 		}
-		return head{}, err
+		return auditchain.Head{}, err
 	}
-	r, err := scanRow(q.QueryRowContext(ctx, `SELECT `+entryColumns+` FROM audit_entries ORDER BY seq DESC LIMIT 1`))
-	last := emptyHead
+	r, err := auditchain.ScanRow(q.QueryRowContext(ctx, `SELECT `+auditchain.EntryColumns+` FROM audit_entries ORDER BY seq DESC LIMIT 1`))
+	var base auditchain.Head
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		// Every entry may have moved to archives: the chain then ends at
 		// the last archive's last entry.
-		if b, ok, aerr := archiveBase(ctx, q); aerr != nil {
-			return head{}, aerr
-		} else if ok {
-			last = b
+		r = nil
+		if base, err = archiveBase(ctx, q); err != nil {
+			return auditchain.Head{}, err
 		}
 	case err != nil:
-		return head{}, err
-	default:
-		last = head{Seq: r.Seq, Hash: r.Hash}
-		if e, derr := decodeBody(r.Body); derr != nil || e.ComputeHash() != r.Hash || e.Seq != r.Seq {
-			return head{}, sluice.Errorf(sluice.EUnavailable, "the last audit entry %d does not verify (its hash or sequence number does not match its content); the log was edited: run `sluice audit verify` and investigate before appending", r.Seq)
-		}
+		return auditchain.Head{}, err
 	}
-	if last != rec {
-		return head{}, sluice.Errorf(sluice.EUnavailable, "the audit head records %d entries but the last stored entry is %d; the log was truncated or edited: run `sluice audit verify` and investigate before appending", rec.Seq, last.Seq)
+	if err := auditchain.CheckHead(rec, r, base); err != nil {
+		return auditchain.Head{}, err
 	}
 	return rec, nil
 }
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanRow(s scanner) (*storedRow, error) {
-	var r storedRow
-	var body string
-	if err := s.Scan(&r.Seq, &r.TimeUS, &r.Kind, &r.QueryID, &r.Principal, &r.Department, &r.Purpose, &r.Decision, &r.PrevHash, &r.Hash, &body); err != nil {
-		return nil, err
+// decodeRow is the entry of a stored row, as readers get it.
+func decodeRow(r *auditchain.StoredRow) (*Entry, error) {
+	e, err := r.Entry()
+	if err != nil {
+		return nil, readFailed(fmt.Sprintf("entry %d", r.Seq), err)
 	}
-	r.Body = []byte(body)
-	return &r, nil
-}
-
-// scanIndexedRow scans an entry followed by datasetsColumn.
-func scanIndexedRow(s scanner) (*storedRow, error) {
-	var r storedRow
-	var body, ds string
-	if err := s.Scan(&r.Seq, &r.TimeUS, &r.Kind, &r.QueryID, &r.Principal, &r.Department, &r.Purpose, &r.Decision, &r.PrevHash, &r.Hash, &body, &ds); err != nil {
-		return nil, err
-	}
-	r.Body = []byte(body)
-	var err error
-	if r.Datasets, err = indexedDatasets(ds); err != nil {
-		return nil, fmt.Errorf("entry %d dataset index: %w", r.Seq, err)
-	}
-	r.IndexChecked = true
-	return &r, nil
+	return e, nil
 }
 
 func (l *Log) readable() error {
@@ -337,7 +305,7 @@ func (l *Log) Tail(ctx context.Context, n int) ([]Entry, error) {
 	if err := l.readable(); err != nil {
 		return nil, err
 	}
-	out, err := l.query(ctx, l.d.Rebind(`SELECT `+entryColumns+` FROM audit_entries ORDER BY seq DESC LIMIT ?`), n)
+	out, err := l.query(ctx, l.d.Rebind(`SELECT `+auditchain.EntryColumns+` FROM audit_entries ORDER BY seq DESC LIMIT ?`), n)
 	if err != nil {
 		return nil, err
 	}
@@ -353,7 +321,7 @@ func (l *Log) Get(ctx context.Context, seq int64) (*Entry, error) {
 	if err := l.readable(); err != nil {
 		return nil, err
 	}
-	out, err := l.query(ctx, l.d.Rebind(`SELECT `+entryColumns+` FROM audit_entries WHERE seq = ?`), seq)
+	out, err := l.query(ctx, l.d.Rebind(`SELECT `+auditchain.EntryColumns+` FROM audit_entries WHERE seq = ?`), seq)
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +342,7 @@ func (l *Log) Search(ctx context.Context, f Filter) ([]Entry, error) {
 		return nil, err
 	}
 	where, args := f.where(l.d)
-	q := `SELECT ` + entryColumns + ` FROM audit_entries` + where + " ORDER BY seq DESC LIMIT ?"
+	q := `SELECT ` + auditchain.EntryColumns + ` FROM audit_entries` + where + " ORDER BY seq DESC LIMIT ?"
 	args = append(args, limit)
 	out, err := l.query(ctx, l.d.Rebind(q), args...)
 	if err != nil {
@@ -392,15 +360,14 @@ func (l *Log) query(ctx context.Context, q string, args ...any) ([]Entry, error)
 	defer rows.Close()
 	var out []Entry
 	for rows.Next() {
-		r, err := scanRow(rows)
+		r, err := auditchain.ScanRow(rows)
 		if err != nil {
 			return nil, readFailed("scan", err)
 		}
-		e, err := decodeBody(r.Body)
+		e, err := decodeRow(r)
 		if err != nil {
-			return nil, readFailed(fmt.Sprintf("entry %d", r.Seq), fmt.Errorf("body cannot be decoded: %v; run `sluice audit verify`", err))
+			return nil, err
 		}
-		e.Hash = r.Hash
 		out = append(out, *e)
 	}
 	if err := rows.Err(); err != nil {

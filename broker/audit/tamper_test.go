@@ -11,6 +11,7 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker/sqlstore"
+	"github.com/sluice-gov/sluice/crypto/auditchain"
 )
 
 func exec(t *testing.T, db *rawStore, stmts ...string) {
@@ -49,11 +50,11 @@ func forge(t *testing.T, db *rawStore, seq int64, prev string) string {
 	t.Helper()
 	e := sample(0)
 	e.Principal = "mallory"
-	sealed, body, err := seal(e, seq, prev, time.Now())
+	sealed, body, err := auditchain.Seal(e, auditchain.Head{Seq: seq - 1, Hash: prev}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`INSERT INTO audit_entries (`+entryColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	if _, err := db.Exec(`INSERT INTO audit_entries (`+auditchain.EntryColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		sealed.Seq, sealed.Time.UnixMicro(), sealed.Kind, sealed.QueryID, sealed.Principal, sealed.Department,
 		sealed.Purpose, sealed.Decision, sealed.PrevHash, sealed.Hash, string(body)); err != nil {
 		t.Fatal(err)
@@ -61,7 +62,7 @@ func forge(t *testing.T, db *rawStore, seq int64, prev string) string {
 	if _, err := db.Exec(`DELETE FROM audit_entry_datasets WHERE seq = ?`, seq); err != nil {
 		t.Fatal(err)
 	}
-	for _, ds := range datasetKeys(sealed.Datasets) {
+	for _, ds := range auditchain.DatasetKeys(sealed.Datasets) {
 		if _, err := db.Exec(`INSERT INTO audit_entry_datasets (seq, dataset) VALUES (?, ?)`, seq, ds); err != nil {
 			t.Fatal(err)
 		}
@@ -101,13 +102,13 @@ func TestTamperDetection(t *testing.T) {
 				if err := db.QueryRow(`SELECT body FROM audit_entries WHERE seq = 7`).Scan(&body); err != nil {
 					t.Fatal(err)
 				}
-				e, err := decodeBody([]byte(body))
+				e, err := auditchain.Decode([]byte(body))
 				if err != nil {
 					t.Fatal(err)
 				}
 				e.Decision = DecisionDeny
-				nb, _ := e.canonical()
-				if _, err := db.Exec(`UPDATE audit_entries SET body = ?, decision = 'deny', hash = ? WHERE seq = 7`, string(nb), hashBytes(nb)); err != nil {
+				nb, _ := auditchain.Canonical(e)
+				if _, err := db.Exec(`UPDATE audit_entries SET body = ?, decision = 'deny', hash = ? WHERE seq = 7`, string(nb), auditchain.Sum(nb)); err != nil {
 					t.Fatal(err)
 				}
 			},

@@ -11,6 +11,7 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker/sqlstore"
+	"github.com/sluice-gov/sluice/crypto/auditchain"
 	"modernc.org/sqlite"
 )
 
@@ -37,7 +38,7 @@ var errClosed = errors.New("the log is closed")
 // once a batch has taken the entry, Append waits for the batch's outcome
 // (bounded by the busy timeout), so the answer is never "maybe".
 func (l *Log) Append(ctx context.Context, e *Entry) error {
-	if err := validate(e); err != nil {
+	if err := auditchain.Validate(e); err != nil {
 		return err
 	}
 	if l.closed.Load() {
@@ -144,16 +145,16 @@ func (l *Log) writeBatch(batch []*appendReq) {
 			if reachedCommit {
 				l.markStale(cur)
 			} else {
-				l.markStale(l.head)
+				l.markStale(l.track.Head())
 			}
 		}
 	}()
 	now := l.now()
 	wrote := 0
-	var vals []any // entryColumns of each entry to write, in order
+	var vals []any // auditchain.EntryColumns of each entry to write, in order
 	var idx []datasetRow
 	for _, r := range live {
-		sealed, body, err := seal(r.e, cur.Seq+1, cur.Hash, now)
+		sealed, body, err := auditchain.Seal(r.e, cur, now)
 		if err == nil {
 			err = l.storable(sealed)
 		}
@@ -161,13 +162,12 @@ func (l *Log) writeBatch(batch []*appendReq) {
 			r.err = err // this entry only; it takes no sequence number
 			continue
 		}
-		vals = append(vals, sealed.Seq, sealed.Time.UnixMicro(), sealed.Kind, sealed.QueryID, sealed.Principal, sealed.Department,
-			sealed.Purpose, sealed.Decision, sealed.PrevHash, sealed.Hash, string(body))
-		for _, ds := range datasetKeys(sealed.Datasets) {
+		vals = append(vals, auditchain.RowOf(sealed, body).Values()...)
+		for _, ds := range auditchain.DatasetKeys(sealed.Datasets) {
 			idx = append(idx, datasetRow{sealed.Seq, ds})
 		}
 		r.sealed = sealed // cleared by failAll if the batch fails
-		cur = head{Seq: sealed.Seq, Hash: sealed.Hash}
+		cur = auditchain.Head{Seq: sealed.Seq, Hash: sealed.Hash}
 		wrote++
 	}
 	if wrote == 0 {
@@ -198,10 +198,7 @@ func (l *Log) writeBatch(batch []*appendReq) {
 		return
 	}
 	var cp *Checkpoint
-	l.hmu.Lock()
-	lastCP := l.lastCP
-	l.hmu.Unlock()
-	if len(l.o.signers) > 0 && cur.Seq-lastCP.Seq >= int64(l.o.checkpointEvery) {
+	if len(l.o.signers) > 0 && l.track.DueAt(cur.Seq, l.o.checkpointEvery) {
 		// Written in the same transaction: the entry that reaches N
 		// unsigned entries is durable only together with its signature.
 		if cp, err = l.writeCheckpoint(ctx, tx, cur); err != nil {
@@ -222,42 +219,40 @@ func (l *Log) writeBatch(batch []*appendReq) {
 		return
 	}
 	committed = true
-	l.setHead(cur, cp)
+	l.track.Advance(cur, cp)
 }
 
 // beginWrite starts a write transaction and checks the store's head
 // against the one this Log wrote. It is where recovery happens: a handle
 // that broke is reopened, and after a failed write the head the failed
 // batch might have committed is accepted too.
-func (l *Log) beginWrite(ctx context.Context) (*sql.Tx, head, error) {
+func (l *Log) beginWrite(ctx context.Context) (*sql.Tx, auditchain.Head, error) {
 	if l.reopen {
 		if err := l.reopenDB(ctx); err != nil {
-			return nil, head{}, unavailable(err)
+			return nil, auditchain.Head{}, unavailable(err)
 		}
 	}
 	tx, err := l.handle().BeginTx(ctx, nil)
 	if err != nil {
 		l.noteFailure(err)
-		l.markStale(l.head)
-		return nil, head{}, unavailable(err)
+		l.markStale(l.track.Head())
+		return nil, auditchain.Head{}, unavailable(err)
 	}
 	h, err := consistentHead(ctx, tx, l.d, true)
 	if err != nil {
 		_ = tx.Rollback()
 		l.noteFailure(err)
-		l.markStale(l.head)
-		return nil, head{}, unavailable(err)
+		l.markStale(l.track.Head())
+		return nil, auditchain.Head{}, unavailable(err)
 	}
-	l.hmu.Lock()
-	mine := l.head
-	l.hmu.Unlock()
+	mine := l.track.Head()
 	if h != mine && !(l.stale && h == l.maybe) {
 		_ = tx.Rollback()
-		return nil, head{}, unavailable(fmt.Errorf("the store's head (entry %d) is not the one this broker wrote (entry %d): another process changed the log; run `sluice audit verify`", h.Seq, mine.Seq))
+		return nil, auditchain.Head{}, unavailable(fmt.Errorf("the store's head (entry %d) is not the one this broker wrote (entry %d): another process changed the log; run `sluice audit verify`", h.Seq, mine.Seq))
 	}
 	if h != mine {
 		// The failed batch did commit: adopt its head.
-		l.setHead(h, nil)
+		l.track.Advance(h, nil)
 	}
 	// The store's head is known again; a failure from here on sets a new
 	// uncertainty.
@@ -268,8 +263,8 @@ func (l *Log) beginWrite(ctx context.Context) (*sql.Tx, head, error) {
 // markStale records that a write failed; m is the head the store may now
 // have besides the one this Log knows. An earlier uncertainty that was not
 // resolved yet (the store was never reached since) is kept.
-func (l *Log) markStale(m head) {
-	if l.stale && m == l.head {
+func (l *Log) markStale(m auditchain.Head) {
+	if l.stale && m == l.track.Head() {
 		return
 	}
 	l.stale, l.maybe = true, m
@@ -316,27 +311,11 @@ func (l *Log) noteFailure(err error) {
 	l.reopen = true
 }
 
-func (l *Log) setHead(h head, cp *Checkpoint) {
-	l.hmu.Lock()
-	defer l.hmu.Unlock()
-	if h.Seq > l.head.Seq && l.unsignedSince.IsZero() {
-		l.unsignedSince = time.Now()
-	}
-	l.head = h
-	if cp != nil {
-		l.lastCP = head{Seq: cp.Seq, Hash: cp.Hash}
-		if cp.Seq >= h.Seq {
-			l.unsignedSince = time.Time{}
-		}
-	}
-}
-
 // Head returns the count and hash of the last entry this Log appended or
 // loaded: the value a signed checkpoint covers.
 func (l *Log) Head() (seq int64, hash string) {
-	l.hmu.Lock()
-	defer l.hmu.Unlock()
-	return l.head.Seq, l.head.Hash
+	h := l.track.Head()
+	return h.Seq, h.Hash
 }
 
 // acquire takes the writer token.
@@ -374,11 +353,8 @@ func (l *Log) checkpointLocked(ctx context.Context) error {
 		return err
 	}
 	defer tx.Rollback()
-	l.hmu.Lock()
-	last := l.lastCP
-	l.hmu.Unlock()
-	if h.Seq == 0 || h.Seq <= last.Seq {
-		return nil
+	if !l.track.DueAt(h.Seq, 1) {
+		return nil // nothing appended since the last checkpoint
 	}
 	cp, err := l.writeCheckpoint(ctx, tx, h)
 	if err != nil {
@@ -388,34 +364,20 @@ func (l *Log) checkpointLocked(ctx context.Context) error {
 		l.noteFailure(err)
 		return unavailable(err)
 	}
-	l.setHead(h, cp)
+	l.track.Advance(h, cp)
 	return nil
 }
 
 // checkpointLoop signs the head once entries have waited checkpointAfter
 // without a signature.
 func (l *Log) checkpointLoop() {
-	tick := max(l.o.checkpointAfter/4, 5*time.Millisecond)
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
-		l.hmu.Lock()
-		due := !l.unsignedSince.IsZero() && time.Since(l.unsignedSince) >= l.o.checkpointAfter
-		l.hmu.Unlock()
-		if !due {
-			continue
-		}
+	l.track.Run(l.stop, l.o.checkpointAfter, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), l.o.checkpointAfter+l.o.busyTimeout)
 		// A failure here (store down) is retried on the next tick; appends
 		// report the outage themselves.
 		_ = l.Checkpoint(ctx)
 		cancel()
-	}
+	})
 }
 
 // Close writes a final checkpoint when signers are configured and entries
@@ -432,10 +394,7 @@ func (l *Log) Close() error {
 	defer l.release()
 	var cpErr error
 	if len(l.o.signers) > 0 {
-		l.hmu.Lock()
-		unsigned := l.head.Seq > l.lastCP.Seq
-		l.hmu.Unlock()
-		if unsigned {
+		if l.track.Unsigned() {
 			ctx, cancel := context.WithTimeout(context.Background(), l.o.busyTimeout+5*time.Second)
 			cpErr = l.checkpointLocked(ctx)
 			cancel()

@@ -17,7 +17,7 @@ import (
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 )
 
-// datasetView is a catalog entry as the API shows it (broker.DatasetView).
+// datasetView is a catalog entry as the API shows it (state.DatasetView).
 type datasetView struct {
 	sluice.Dataset
 	DepartmentName string `json:"department_name"`

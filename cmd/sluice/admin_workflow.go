@@ -12,7 +12,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker"
+	"github.com/sluice-gov/sluice/broker/workflow"
 )
 
 // --- applications ---
@@ -357,7 +357,7 @@ func printApplication(w io.Writer, a *sluice.Application) {
 // withdraw.
 func reviewStep(step string) func(ctx context.Context, c *adminCmd, args []string) error {
 	return func(ctx context.Context, c *adminCmd, args []string) error {
-		var d broker.ReviewDecision // the body of forward, approve, refuse and withdraw
+		var d workflow.ReviewDecision // the body of forward, approve, refuse and withdraw
 		var note, basis, reason, mode, until, rowFilter *string
 		var k *int
 		var rowCap *int64

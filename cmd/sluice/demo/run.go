@@ -18,6 +18,7 @@ import (
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters/agent"
 	"github.com/sluice-gov/sluice/broker"
+	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 )
 
@@ -300,9 +301,9 @@ func (r *Running) writeConfigs(opt RunOptions, host string) error {
 	if err := writeJSON(r.UsersFile, users, 0o600); err != nil {
 		return err
 	}
-	hashed := make([]broker.UserRecord, len(users))
+	hashed := make([]state.UserRecord, len(users))
 	for i, u := range users {
-		hashed[i] = broker.UserRecord{Name: u.Name, Role: u.Role, Department: u.Department, TokenSHA256: broker.HashToken(u.Token)}
+		hashed[i] = state.UserRecord{Name: u.Name, Role: u.Role, Department: u.Department, TokenSHA256: state.HashToken(u.Token)}
 	}
 	if err := writeJSON(filepath.Join(dir, "broker-users.json"), hashed, 0o600); err != nil {
 		return err

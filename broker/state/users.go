@@ -1,4 +1,4 @@
-package broker
+package state
 
 import (
 	"crypto/sha256"
@@ -12,7 +12,8 @@ import (
 	sluice "github.com/sluice-gov/sluice"
 )
 
-// UserRecord is a user as the broker stores it: the token only as a hash.
+// UserRecord is a user as a users file declares it: the token only as a
+// hash.
 type UserRecord struct {
 	Name        string      `json:"name"`
 	Role        sluice.Role `json:"role"`
@@ -64,9 +65,10 @@ func NewUsers(records []UserRecord) (*Users, error) {
 	return u, nil
 }
 
-// usersFromStore indexes the store's users and their valid tokens; disabled
-// users and revoked tokens are left out, expiry is checked at each use.
-func usersFromStore(users []sluice.User, tokens []sluice.Token, now func() time.Time) *Users {
+// UsersFromStore indexes the workflow store's users and their valid
+// tokens; disabled users and revoked tokens are left out, expiry is checked
+// at each use (against now).
+func UsersFromStore(users []sluice.User, tokens []sluice.Token, now func() time.Time) *Users {
 	u := &Users{byHash: map[string]tokenEntry{}, byName: map[string]sluice.Principal{}, byCert: map[string]sluice.Principal{}, now: now}
 	for i := range users {
 		if users[i].Disabled {

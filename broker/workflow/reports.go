@@ -1,14 +1,13 @@
-package broker
+package workflow
 
 import (
 	"context"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 
 	sluice "github.com/sluice-gov/sluice"
-	"github.com/sluice-gov/sluice/broker/audit"
+	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/broker/store"
 )
 
@@ -21,11 +20,11 @@ type ReportErrorRequest struct {
 }
 
 // ReportError files a data error report (纠错) with the provider.
-func (s *Server) ReportError(ctx context.Context, p sluice.Principal, req ReportErrorRequest) (*sluice.ErrorReport, error) {
+func (w *Service) ReportError(ctx context.Context, p sluice.Principal, req ReportErrorRequest) (*sluice.ErrorReport, error) {
 	if p.Role != sluice.RoleAnalyst && p.Role != sluice.RoleDeptAdmin {
 		return nil, denied("role %s does not use data and cannot report errors in it", p.Role)
 	}
-	ds := s.snap().catalog.Dataset(splitDataset(req.Dataset))
+	ds := w.Current().Catalog.Dataset(state.SplitDataset(req.Dataset))
 	if ds == nil {
 		return nil, sluice.Errorf(sluice.ENotFound, "dataset: no dataset %q in the catalog", req.Dataset)
 	}
@@ -42,14 +41,14 @@ func (s *Server) ReportError(ctx context.Context, p sluice.Principal, req Report
 	if len(req.RowRef) > 200 {
 		return nil, sluice.Errorf(sluice.EInvalid, "row_ref: at most 200 characters (a masked key or pseudonym you saw)")
 	}
-	now := s.now()
+	now := w.now()
 	r := &sluice.ErrorReport{
 		ID: "err-" + now.UTC().Format("20060102") + "-" + uuid.NewString()[:8], Reporter: p.Name, Department: p.Department,
 		Dataset: ds.FullName(), Provider: ds.Department, Column: req.Column, Description: strings.TrimSpace(req.Description),
 		RowRef: req.RowRef, Status: sluice.ReportSubmitted, CreatedAt: now, UpdatedAt: now, Seen: true,
 		History: []sluice.ReportEvent{{Time: now, Actor: p.Name, Status: sluice.ReportSubmitted}},
 	}
-	if err := s.wf.store.CreateReport(ctx, r); err != nil {
+	if err := w.store.CreateReport(ctx, r); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -62,8 +61,8 @@ func canSeeReport(p sluice.Principal, r *sluice.ErrorReport) bool {
 
 // GetReport returns a report; the reporter reading it marks the latest
 // status change as seen.
-func (s *Server) GetReport(ctx context.Context, p sluice.Principal, id string) (*sluice.ErrorReport, error) {
-	r, err := s.wf.store.Report(ctx, id)
+func (w *Service) GetReport(ctx context.Context, p sluice.Principal, id string) (*sluice.ErrorReport, error) {
+	r, err := w.store.Report(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +71,7 @@ func (s *Server) GetReport(ctx context.Context, p sluice.Principal, id string) (
 	}
 	if p.Name == r.Reporter && !r.Seen {
 		r.Seen = true
-		if err := s.wf.store.UpdateReport(ctx, r, r.Status); err != nil && sluice.ErrorCode(err) != sluice.EConflict {
+		if err := w.store.UpdateReport(ctx, r, r.Status); err != nil && sluice.ErrorCode(err) != sluice.EConflict {
 			return nil, err
 		}
 	}
@@ -80,8 +79,8 @@ func (s *Server) GetReport(ctx context.Context, p sluice.Principal, id string) (
 }
 
 // ListReports: the reporter's own, the provider's queue, or all.
-func (s *Server) ListReports(ctx context.Context, p sluice.Principal, f store.ReportFilter) ([]sluice.ErrorReport, error) {
-	all, err := s.wf.store.Reports(ctx, f)
+func (w *Service) ListReports(ctx context.Context, p sluice.Principal, f store.ReportFilter) ([]sluice.ErrorReport, error) {
+	all, err := w.store.Reports(ctx, f)
 	if err != nil {
 		return nil, err
 	}
@@ -106,12 +105,12 @@ var reportMoves = map[string]struct {
 
 // MoveReport is the provider acknowledging, correcting or rejecting a
 // report; a rejection needs a reason. The reporter sees it as unseen.
-func (s *Server) MoveReport(ctx context.Context, p sluice.Principal, id, action, reason string) (*sluice.ErrorReport, error) {
+func (w *Service) MoveReport(ctx context.Context, p sluice.Principal, id, action, reason string) (*sluice.ErrorReport, error) {
 	mv, ok := reportMoves[action]
 	if !ok {
 		return nil, sluice.Errorf(sluice.EInvalid, "unknown action %q: acknowledge, correct or reject", action)
 	}
-	r, err := s.wf.store.Report(ctx, id)
+	r, err := w.store.Report(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -129,13 +128,13 @@ func (s *Server) MoveReport(ctx context.Context, p sluice.Principal, id, action,
 	if !containsStatus(mv.from, from) {
 		return nil, sluice.Errorf(sluice.EConflict, "error report %s is %s; it cannot be moved to %s", id, from, mv.to)
 	}
-	now := s.now()
+	now := w.now()
 	r.Status, r.UpdatedAt, r.Seen = mv.to, now, false
 	if reason != "" {
 		r.Reason = reason
 	}
 	r.History = append(r.History, sluice.ReportEvent{Time: now, Actor: p.Name, Status: mv.to, Note: reason})
-	if err := s.wf.store.UpdateReport(ctx, r, from); err != nil {
+	if err := w.store.UpdateReport(ctx, r, from); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -148,50 +147,4 @@ func containsStatus(list []sluice.ReportStatus, st sluice.ReportStatus) bool {
 		}
 	}
 	return false
-}
-
-// UsageReader computes usage statistics from the audit log.
-type UsageReader interface {
-	Usage(ctx context.Context, f audit.UsageFilter) ([]audit.UsageRow, error)
-}
-
-// Usage is per dataset and requesting department, by day: the platform
-// admin and auditor see all; a department admin its datasets' use and its
-// department's requests; an analyst its department's requests.
-func (s *Server) Usage(ctx context.Context, p sluice.Principal, f audit.UsageFilter) ([]audit.UsageRow, error) {
-	ur, ok := s.review.(UsageReader)
-	if !ok {
-		return nil, sluice.Errorf(sluice.ENotSupported, "this broker's audit log cannot compute usage statistics")
-	}
-	rows, err := ur.Usage(ctx, f)
-	if err != nil {
-		return nil, err
-	}
-	out := []audit.UsageRow{}
-	for _, r := range rows {
-		provider, _ := splitDataset(r.Dataset)
-		switch {
-		case p.Role == sluice.RolePlatformAdmin || p.Role == sluice.RoleAuditor:
-		case p.Role == sluice.RoleDeptAdmin && (provider == p.Department || r.Department == p.Department):
-		case r.Department == p.Department:
-		default:
-			continue
-		}
-		out = append(out, r)
-	}
-	return out, nil
-}
-
-// parseBound parses a YYYY-MM-DD or RFC 3339 bound of a usage query.
-func parseBound(name, v string) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, v); err == nil {
-		return t, nil
-	}
-	return time.Time{}, sluice.Errorf(sluice.EInvalid, "%s must be a date (YYYY-MM-DD) or an RFC 3339 time", name)
 }

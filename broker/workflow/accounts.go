@@ -1,4 +1,4 @@
-package broker
+package workflow
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/broker/store"
 )
 
@@ -28,26 +29,26 @@ func mustPlatformAdmin(p sluice.Principal, what string) error {
 }
 
 // PutPurpose adds or updates a purpose in the registry.
-func (s *Server) PutPurpose(ctx context.Context, p sluice.Principal, pur sluice.Purpose) (*sluice.Purpose, error) {
+func (w *Service) PutPurpose(ctx context.Context, p sluice.Principal, pur sluice.Purpose) (*sluice.Purpose, error) {
 	if err := mustPlatformAdmin(p, "keep the purposes registry"); err != nil {
 		return nil, err
 	}
 	if err := sluice.ValidatePurpose(&pur); err != nil {
 		return nil, err
 	}
-	if err := s.wf.store.PutPurpose(ctx, pur); err != nil {
+	if err := w.store.PutPurpose(ctx, pur); err != nil {
 		return nil, err
 	}
-	return &pur, s.Reload(ctx)
+	return &pur, w.Reload(ctx)
 }
 
 // RemovePurpose retires a purpose nobody relies on: no open application
 // and no grant in force names it.
-func (s *Server) RemovePurpose(ctx context.Context, p sluice.Principal, code string) error {
+func (w *Service) RemovePurpose(ctx context.Context, p sluice.Principal, code string) error {
 	if err := mustPlatformAdmin(p, "keep the purposes registry"); err != nil {
 		return err
 	}
-	open, err := s.wf.store.Applications(ctx, store.ApplicationFilter{Status: []sluice.ApplicationStatus{sluice.AppSubmitted, sluice.AppForwarded}})
+	open, err := w.store.Applications(ctx, store.ApplicationFilter{Status: []sluice.ApplicationStatus{sluice.AppSubmitted, sluice.AppForwarded}})
 	if err != nil {
 		return err
 	}
@@ -56,20 +57,20 @@ func (s *Server) RemovePurpose(ctx context.Context, p sluice.Principal, code str
 			return sluice.Errorf(sluice.EConflict, "purpose %s is named by open application %s; decide it first", code, a.ID)
 		}
 	}
-	now := s.now()
-	for _, g := range s.snap().grants {
+	now := w.now()
+	for _, g := range w.Current().Grants {
 		if g.Purpose == code && !g.Revoked && now.Before(g.ValidUntil) {
 			return sluice.Errorf(sluice.EConflict, "purpose %s is named by grant %s in force until %s; revoke it first", code, g.ID, g.ValidUntil.Format(time.DateOnly))
 		}
 	}
-	if err := s.wf.store.RemovePurpose(ctx, code); err != nil {
+	if err := w.store.RemovePurpose(ctx, code); err != nil {
 		return err
 	}
-	return s.Reload(ctx)
+	return w.Reload(ctx)
 }
 
 // PutUser creates or updates a user (platform admin).
-func (s *Server) PutUser(ctx context.Context, p sluice.Principal, u sluice.User) (*sluice.User, error) {
+func (w *Service) PutUser(ctx context.Context, p sluice.Principal, u sluice.User) (*sluice.User, error) {
 	if err := mustPlatformAdmin(p, "manage users"); err != nil {
 		return nil, err
 	}
@@ -88,19 +89,19 @@ func (s *Server) PutUser(ctx context.Context, p sluice.Principal, u sluice.User)
 			return nil, sluice.Errorf(sluice.EInvalid, "cert_fingerprint: must be sha256:<64 hex> of the client certificate")
 		}
 	}
-	old, err := s.wf.store.User(ctx, u.Name)
+	old, err := w.store.User(ctx, u.Name)
 	switch {
 	case err == nil:
 		u.CreatedAt, u.CreatedBy = old.CreatedAt, old.CreatedBy
 	case sluice.ErrorCode(err) == sluice.ENotFound:
-		u.CreatedAt, u.CreatedBy = s.now(), p.Name
+		u.CreatedAt, u.CreatedBy = w.now(), p.Name
 	default:
 		return nil, err
 	}
-	if err := s.wf.store.PutUser(ctx, u); err != nil {
+	if err := w.store.PutUser(ctx, u); err != nil {
 		return nil, err
 	}
-	return &u, s.Reload(ctx)
+	return &u, w.Reload(ctx)
 }
 
 // IssuedToken is a new token: the secret is in this answer only.
@@ -112,7 +113,7 @@ type IssuedToken struct {
 // IssueToken creates a token for a user, valid for ttl (default 90 days,
 // at most 366). The platform admin issues for anyone; a user may issue
 // for itself.
-func (s *Server) IssueToken(ctx context.Context, p sluice.Principal, user, label string, ttl time.Duration) (*IssuedToken, error) {
+func (w *Service) IssueToken(ctx context.Context, p sluice.Principal, user, label string, ttl time.Duration) (*IssuedToken, error) {
 	if p.Role != sluice.RolePlatformAdmin && p.Name != user {
 		return nil, denied("only the platform admin issues tokens for other users")
 	}
@@ -122,7 +123,7 @@ func (s *Server) IssueToken(ctx context.Context, p sluice.Principal, user, label
 	if ttl < time.Minute || ttl > MaxTokenTTL {
 		return nil, sluice.Errorf(sluice.EInvalid, "ttl: must be between 1m and %s (e.g. 720h); tokens always expire", MaxTokenTTL)
 	}
-	u, err := s.wf.store.User(ctx, user)
+	u, err := w.store.User(ctx, user)
 	if err != nil {
 		return nil, err
 	}
@@ -136,20 +137,20 @@ func (s *Server) IssueToken(ctx context.Context, p sluice.Principal, user, label
 	secret := "slc_" + hex.EncodeToString(b[:])
 	var id [6]byte
 	rand.Read(id[:])
-	now := s.now()
-	t := sluice.Token{ID: "tok-" + hex.EncodeToString(id[:]), User: user, SHA256: HashToken(secret), Label: label, CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	if err := s.wf.store.AddToken(ctx, t); err != nil {
+	now := w.now()
+	t := sluice.Token{ID: "tok-" + hex.EncodeToString(id[:]), User: user, SHA256: state.HashToken(secret), Label: label, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	if err := w.store.AddToken(ctx, t); err != nil {
 		return nil, err
 	}
-	return &IssuedToken{Token: t, Secret: secret}, s.Reload(ctx)
+	return &IssuedToken{Token: t, Secret: secret}, w.Reload(ctx)
 }
 
 // ListTokens lists a user's tokens (never their secrets).
-func (s *Server) ListTokens(ctx context.Context, p sluice.Principal, user string) ([]sluice.Token, error) {
+func (w *Service) ListTokens(ctx context.Context, p sluice.Principal, user string) ([]sluice.Token, error) {
 	if p.Role != sluice.RolePlatformAdmin && p.Role != sluice.RoleAuditor && p.Name != user {
 		return nil, denied("you may list only your own tokens")
 	}
-	ts, err := s.wf.store.Tokens(ctx, user)
+	ts, err := w.store.Tokens(ctx, user)
 	if ts == nil {
 		ts = []sluice.Token{}
 	}
@@ -157,8 +158,8 @@ func (s *Server) ListTokens(ctx context.Context, p sluice.Principal, user string
 }
 
 // RevokeToken ends a token at once: its owner or the platform admin.
-func (s *Server) RevokeToken(ctx context.Context, p sluice.Principal, id string) error {
-	all, err := s.wf.store.Tokens(ctx, "")
+func (w *Service) RevokeToken(ctx context.Context, p sluice.Principal, id string) error {
+	all, err := w.store.Tokens(ctx, "")
 	if err != nil {
 		return err
 	}
@@ -169,10 +170,10 @@ func (s *Server) RevokeToken(ctx context.Context, p sluice.Principal, id string)
 		if p.Role != sluice.RolePlatformAdmin && p.Name != t.User {
 			break
 		}
-		if err := s.wf.store.RevokeToken(ctx, id, s.now()); err != nil {
+		if err := w.store.RevokeToken(ctx, id, w.now()); err != nil {
 			return err
 		}
-		return s.Reload(ctx)
+		return w.Reload(ctx)
 	}
 	return sluice.Errorf(sluice.ENotFound, "no token %s that you may revoke", id)
 }

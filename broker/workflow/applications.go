@@ -1,4 +1,4 @@
-package broker
+package workflow
 
 import (
 	"context"
@@ -11,22 +11,14 @@ import (
 	"github.com/google/uuid"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/broker/store"
 )
-
-// isDeptAdmin reports whether p administers department dept.
-func isDeptAdmin(p sluice.Principal, dept string) bool {
-	return p.Role == sluice.RoleDeptAdmin && p.Department == dept
-}
-
-func denied(format string, args ...any) error {
-	return sluice.Errorf(sluice.EDenied, format, args...)
-}
 
 // Apply submits an access application. The datasets must exist, be
 // conditional (unconditional ones need none; share class none cannot be
 // applied for), and the columns must exist and be releasable.
-func (s *Server) Apply(ctx context.Context, p sluice.Principal, a sluice.Application) (*sluice.Application, error) {
+func (w *Service) Apply(ctx context.Context, p sluice.Principal, a sluice.Application) (*sluice.Application, error) {
 	if p.Role != sluice.RoleAnalyst && p.Role != sluice.RoleDeptAdmin {
 		return nil, denied("role %s may not apply for data; analysts and department admins may", p.Role)
 	}
@@ -34,15 +26,15 @@ func (s *Server) Apply(ctx context.Context, p sluice.Principal, a sluice.Applica
 	if err := a.Validate(); err != nil {
 		return nil, err
 	}
-	st := s.snap()
-	if _, ok := st.purposes[a.Purpose]; !ok {
-		return nil, sluice.Errorf(sluice.EInvalid, "purpose: %q is not a registered purpose; registered: %s", a.Purpose, s.purposeList())
+	st := w.Current()
+	if _, ok := st.Purposes[a.Purpose]; !ok {
+		return nil, sluice.Errorf(sluice.EInvalid, "purpose: %q is not a registered purpose; registered: %s", a.Purpose, st.PurposeList())
 	}
 	if a.Provider == p.Department {
 		return nil, sluice.Errorf(sluice.EInvalid, "items: %s is your own department's data; its analysts read it without an application", a.Provider)
 	}
 	for i, it := range a.Items {
-		ds := st.catalog.Dataset(splitDataset(it.Dataset))
+		ds := st.Catalog.Dataset(state.SplitDataset(it.Dataset))
 		if ds == nil {
 			return nil, sluice.Errorf(sluice.ENotFound, "items[%d].dataset: no dataset %s in the catalog; browse it with 'sluice catalog search'", i, it.Dataset)
 		}
@@ -77,15 +69,15 @@ func (s *Server) Apply(ctx context.Context, p sluice.Principal, a sluice.Applica
 	if err := checkRowFilter(st, a.Items, a.RowFilter); err != nil {
 		return nil, err
 	}
-	now := s.now()
+	now := w.now()
 	a.ID = "app-" + now.UTC().Format("20060102") + "-" + uuid.NewString()[:8]
 	a.Status = sluice.AppSubmitted
 	a.SubmittedAt = now
-	a.PlatformDue = s.wf.cal.Deadline(now, sluice.PlatformReviewDays)
+	a.PlatformDue = w.cal.Deadline(now, sluice.PlatformReviewDays)
 	a.ForwardedAt, a.ProviderDue, a.DecidedAt, a.GrantIDs = nil, nil, nil, nil
 	a.RefusalBasis, a.RefusalReason = "", ""
 	a.History = []sluice.ApplicationEvent{{Time: now, Actor: p.Name, Role: p.Role, Action: "submit", Status: a.Status, Note: "platform review due " + a.PlatformDue.Format(time.DateOnly)}}
-	if err := s.wf.store.CreateApplication(ctx, &a); err != nil {
+	if err := w.store.CreateApplication(ctx, &a); err != nil {
 		return nil, err
 	}
 	return &a, nil
@@ -93,12 +85,12 @@ func (s *Server) Apply(ctx context.Context, p sluice.Principal, a sluice.Applica
 
 // checkRowFilter requires a row filter's column to be a plain column of
 // every dataset it restricts, so the filter compares real values.
-func checkRowFilter(st *state, items []sluice.ApplicationItem, f *sluice.RowFilter) error {
+func checkRowFilter(st *state.State, items []sluice.ApplicationItem, f *sluice.RowFilter) error {
 	if f == nil {
 		return nil
 	}
 	for _, it := range items {
-		ds := st.catalog.Dataset(splitDataset(it.Dataset))
+		ds := st.Catalog.Dataset(state.SplitDataset(it.Dataset))
 		col := ds.Column(f.Column)
 		if col == nil {
 			return sluice.Errorf(sluice.EInvalid, "row_filter.column: %s has no column %q", it.Dataset, f.Column)
@@ -127,8 +119,8 @@ func canSeeApplication(p sluice.Principal, a *sluice.Application) bool {
 }
 
 // GetApplication returns one application the principal may see.
-func (s *Server) GetApplication(ctx context.Context, p sluice.Principal, id string) (*sluice.Application, error) {
-	a, err := s.wf.store.Application(ctx, id)
+func (w *Service) GetApplication(ctx context.Context, p sluice.Principal, id string) (*sluice.Application, error) {
+	a, err := w.store.Application(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -142,8 +134,8 @@ func (s *Server) GetApplication(ctx context.Context, p sluice.Principal, id stri
 
 // ListApplications lists what the principal may see: its own, its
 // department's, its provider queue, or all.
-func (s *Server) ListApplications(ctx context.Context, p sluice.Principal, f store.ApplicationFilter) ([]sluice.Application, error) {
-	all, err := s.wf.store.Applications(ctx, f)
+func (w *Service) ListApplications(ctx context.Context, p sluice.Principal, f store.ApplicationFilter) ([]sluice.Application, error) {
+	all, err := w.store.Applications(ctx, f)
 	if err != nil {
 		return nil, err
 	}
@@ -223,23 +215,23 @@ func tightenPrivacy(a *sluice.Application, d ReviewDecision) error {
 
 // Forward is the platform's first review passing an application to the
 // provider, whose 10 working days start now.
-func (s *Server) Forward(ctx context.Context, p sluice.Principal, id string, d ReviewDecision) (*sluice.Application, error) {
+func (w *Service) Forward(ctx context.Context, p sluice.Principal, id string, d ReviewDecision) (*sluice.Application, error) {
 	if p.Role != sluice.RolePlatformAdmin {
 		return nil, denied("only the platform admin does the first review; you are %s", p.Role)
 	}
-	a, err := s.wf.store.Application(ctx, id)
+	a, err := w.store.Application(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if a.Status != sluice.AppSubmitted {
 		return nil, sluice.Errorf(sluice.EConflict, "application %s is %s; only a submitted application can be forwarded", id, a.Status)
 	}
-	now := s.now()
-	due := s.wf.cal.Deadline(now, sluice.ProviderReviewDays)
+	now := w.now()
+	due := w.cal.Deadline(now, sluice.ProviderReviewDays)
 	a.Status, a.ForwardedAt, a.ProviderDue = sluice.AppForwarded, &now, &due
 	a.History = append(a.History, sluice.ApplicationEvent{Time: now, Actor: p.Name, Role: p.Role, Action: "forward", Status: a.Status,
 		Note: strings.TrimSpace(d.Note + " (provider review due " + due.Format(time.DateOnly) + ")")})
-	if err := s.wf.store.UpdateApplication(ctx, a, sluice.AppSubmitted); err != nil {
+	if err := w.store.UpdateApplication(ctx, a, sluice.AppSubmitted); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -247,11 +239,11 @@ func (s *Server) Forward(ctx context.Context, p sluice.Principal, id string, d R
 
 // Refuse ends an application: the platform at first review, or the
 // provider. A refusal must cite its legal or policy basis.
-func (s *Server) Refuse(ctx context.Context, p sluice.Principal, id string, d ReviewDecision) (*sluice.Application, error) {
+func (w *Service) Refuse(ctx context.Context, p sluice.Principal, id string, d ReviewDecision) (*sluice.Application, error) {
 	if strings.TrimSpace(d.Basis) == "" {
 		return nil, sluice.Errorf(sluice.EInvalid, "basis: a refusal must cite its legal or policy basis (e.g. the article of the data-sharing measures); the applicant sees it")
 	}
-	a, err := s.wf.store.Application(ctx, id)
+	a, err := w.store.Application(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -268,12 +260,12 @@ func (s *Server) Refuse(ctx context.Context, p sluice.Principal, id string, d Re
 	default:
 		return nil, sluice.Errorf(sluice.EConflict, "application %s is already %s", id, from)
 	}
-	now := s.now()
+	now := w.now()
 	a.Status, a.DecidedAt = sluice.AppRefused, &now
 	a.RefusalBasis, a.RefusalReason = strings.TrimSpace(d.Basis), strings.TrimSpace(d.Reason)
 	a.History = append(a.History, sluice.ApplicationEvent{Time: now, Actor: p.Name, Role: p.Role, Action: "refuse", Status: a.Status,
 		Note: "basis: " + a.RefusalBasis + reasonSuffix(a.RefusalReason)})
-	if err := s.wf.store.UpdateApplication(ctx, a, from); err != nil {
+	if err := w.store.UpdateApplication(ctx, a, from); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -289,8 +281,8 @@ func reasonSuffix(r string) string {
 // Approve is the provider's yes: the grants are created with the
 // application's status in one transaction, and the policy sees them at the
 // next request.
-func (s *Server) Approve(ctx context.Context, p sluice.Principal, id string, d ReviewDecision) (*sluice.Application, error) {
-	a, err := s.wf.store.Application(ctx, id)
+func (w *Service) Approve(ctx context.Context, p sluice.Principal, id string, d ReviewDecision) (*sluice.Application, error) {
+	a, err := w.store.Application(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +316,7 @@ func (s *Server) Approve(ctx context.Context, p sluice.Principal, id string, d R
 		if a.RowFilter != nil {
 			return nil, sluice.Errorf(sluice.EInvalid, "row_filter: the application already has one (%s); refuse and ask for a new application to change it", a.RowFilter.Column)
 		}
-		if err := checkRowFilter(s.snap(), a.Items, d.RowFilter); err != nil {
+		if err := checkRowFilter(w.Current(), a.Items, d.RowFilter); err != nil {
 			return nil, err
 		}
 		a.RowFilter = d.RowFilter
@@ -342,19 +334,19 @@ func (s *Server) Approve(ctx context.Context, p sluice.Principal, id string, d R
 		}
 		a.GrantIDs = append(a.GrantIDs, grants[i].ID)
 	}
-	now := s.now()
+	now := w.now()
 	a.Status, a.DecidedAt = sluice.AppApproved, &now
 	a.History = append(a.History, sluice.ApplicationEvent{Time: now, Actor: p.Name, Role: p.Role, Action: "approve", Status: a.Status,
 		Note: strings.TrimSpace(d.Note + " grants: " + strings.Join(a.GrantIDs, ", "))})
-	if err := s.wf.store.UpdateApplication(ctx, a, sluice.AppForwarded, grants...); err != nil {
+	if err := w.store.UpdateApplication(ctx, a, sluice.AppForwarded, grants...); err != nil {
 		return nil, err
 	}
-	return a, s.Reload(ctx)
+	return a, w.Reload(ctx)
 }
 
 // Withdraw is the applicant taking back an open application.
-func (s *Server) Withdraw(ctx context.Context, p sluice.Principal, id string, d ReviewDecision) (*sluice.Application, error) {
-	a, err := s.GetApplication(ctx, p, id)
+func (w *Service) Withdraw(ctx context.Context, p sluice.Principal, id string, d ReviewDecision) (*sluice.Application, error) {
+	a, err := w.GetApplication(ctx, p, id)
 	if err != nil {
 		return nil, err
 	}
@@ -365,10 +357,10 @@ func (s *Server) Withdraw(ctx context.Context, p sluice.Principal, id string, d 
 		return nil, sluice.Errorf(sluice.EConflict, "application %s is already %s", id, a.Status)
 	}
 	from := a.Status
-	now := s.now()
+	now := w.now()
 	a.Status, a.DecidedAt = sluice.AppWithdrawn, &now
 	a.History = append(a.History, sluice.ApplicationEvent{Time: now, Actor: p.Name, Role: p.Role, Action: "withdraw", Status: a.Status, Note: d.Note})
-	if err := s.wf.store.UpdateApplication(ctx, a, from); err != nil {
+	if err := w.store.UpdateApplication(ctx, a, from); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -384,19 +376,19 @@ type Overdue struct {
 
 // OverdueApplications lists open applications past their deadline that the
 // principal may see, most overdue first.
-func (s *Server) OverdueApplications(ctx context.Context, p sluice.Principal) ([]Overdue, error) {
-	open, err := s.ListApplications(ctx, p, store.ApplicationFilter{Status: []sluice.ApplicationStatus{sluice.AppSubmitted, sluice.AppForwarded}})
+func (w *Service) OverdueApplications(ctx context.Context, p sluice.Principal) ([]Overdue, error) {
+	open, err := w.ListApplications(ctx, p, store.ApplicationFilter{Status: []sluice.ApplicationStatus{sluice.AppSubmitted, sluice.AppForwarded}})
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
+	now := w.now()
 	out := []Overdue{}
 	for _, a := range open {
 		who, due := a.WaitingOn()
 		if due.IsZero() || !now.After(due) {
 			continue
 		}
-		out = append(out, Overdue{Application: a, WaitingOn: who, Due: due, WorkingDaysLate: s.wf.cal.WorkingDaysLate(due, now)})
+		out = append(out, Overdue{Application: a, WaitingOn: who, Due: due, WorkingDaysLate: w.cal.WorkingDaysLate(due, now)})
 	}
 	slices.SortStableFunc(out, func(x, y Overdue) int { return x.Due.Compare(y.Due) })
 	return out, nil
@@ -404,36 +396,36 @@ func (s *Server) OverdueApplications(ctx context.Context, p sluice.Principal) ([
 
 // RevokeGrant ends a grant at once: the provider's admin or the platform
 // admin. The policy sees it at the next request.
-func (s *Server) RevokeGrant(ctx context.Context, p sluice.Principal, id, reason string) (*sluice.Grant, error) {
-	g, err := s.wf.store.Grant(ctx, id)
+func (w *Service) RevokeGrant(ctx context.Context, p sluice.Principal, id, reason string) (*sluice.Grant, error) {
+	g, err := w.store.Grant(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	provider, _ := splitDataset(g.Dataset)
+	provider, _ := state.SplitDataset(g.Dataset)
 	if p.Role != sluice.RolePlatformAdmin && !isDeptAdmin(p, provider) {
 		return nil, denied("only an admin of the provider %s or the platform admin may revoke grant %s", provider, id)
 	}
 	if g.Revoked {
 		return nil, sluice.Errorf(sluice.EConflict, "grant %s is already revoked (by %s)", id, g.RevokedBy)
 	}
-	now := s.now()
+	now := w.now()
 	g.Revoked, g.RevokedAt, g.RevokedBy = true, &now, p.Name+reasonSuffix(strings.TrimSpace(reason))
-	if err := s.wf.store.PutGrant(ctx, *g); err != nil {
+	if err := w.store.PutGrant(ctx, *g); err != nil {
 		return nil, err
 	}
-	return g, s.Reload(ctx)
+	return g, w.Reload(ctx)
 }
 
 // ListGrants: the platform admin and auditor see all; a department admin
 // the grants on its datasets and to its department; an analyst its own.
-func (s *Server) ListGrants(ctx context.Context, p sluice.Principal) ([]sluice.Grant, error) {
-	all, err := s.wf.store.Grants(ctx)
+func (w *Service) ListGrants(ctx context.Context, p sluice.Principal) ([]sluice.Grant, error) {
+	all, err := w.store.Grants(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := []sluice.Grant{}
 	for _, g := range all {
-		provider, _ := splitDataset(g.Dataset)
+		provider, _ := state.SplitDataset(g.Dataset)
 		switch {
 		case p.Role == sluice.RolePlatformAdmin || p.Role == sluice.RoleAuditor:
 		case p.Role == sluice.RoleDeptAdmin && (provider == p.Department || g.Grantee == "dept:"+p.Department):
@@ -444,21 +436,4 @@ func (s *Server) ListGrants(ctx context.Context, p sluice.Principal) ([]sluice.G
 		out = append(out, g)
 	}
 	return out, nil
-}
-
-// rowFilters finds the row filters of the grants a decision relied on, per
-// dataset.
-func rowFilters(st *state, grantIDs []string) map[string][]*sluice.RowFilter {
-	var out map[string][]*sluice.RowFilter
-	for _, id := range grantIDs {
-		g := st.grantsByID[id]
-		if g == nil || g.RowFilter == nil {
-			continue
-		}
-		if out == nil {
-			out = map[string][]*sluice.RowFilter{}
-		}
-		out[g.Dataset] = append(out[g.Dataset], g.RowFilter)
-	}
-	return out
 }

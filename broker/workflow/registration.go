@@ -1,4 +1,4 @@
-package broker
+package workflow
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/state"
 )
 
 // AgentRegistration is what a department admin (or, for a new department,
@@ -24,7 +25,7 @@ var fingerprintRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 // certificate. The broker connects and pings it first: an agent it cannot
 // reach is not registered. A department that does not exist yet is created
 // (platform admin only).
-func (s *Server) RegisterAgent(ctx context.Context, p sluice.Principal, dept string, r AgentRegistration) (*sluice.CatalogChange, error) {
+func (w *Service) RegisterAgent(ctx context.Context, p sluice.Principal, dept string, r AgentRegistration) (*sluice.CatalogChange, error) {
 	if !sluice.ValidIdentifier(dept) {
 		return nil, sluice.Errorf(sluice.EInvalid, "department id %q must be an identifier (letters, digits, underscore)", dept)
 	}
@@ -35,7 +36,7 @@ func (s *Server) RegisterAgent(ctx context.Context, p sluice.Principal, dept str
 	if !fingerprintRE.MatchString(r.Fingerprint) {
 		return nil, sluice.Errorf(sluice.EInvalid, "fingerprint: must be sha256:<64 hex> of the agent's certificate (its department file's agent.fingerprint; 'sluice catalog register-agent --fingerprint' also takes the certificate file)")
 	}
-	d, err := s.wf.store.Department(ctx, dept)
+	d, err := w.store.Department(ctx, dept)
 	isNew := sluice.ErrorCode(err) == sluice.ENotFound
 	switch {
 	case isNew:
@@ -54,7 +55,7 @@ func (s *Server) RegisterAgent(ctx context.Context, p sluice.Principal, dept str
 	if r.Name != "" {
 		d.Name = r.Name
 	}
-	c, err := s.wf.dial(ctx, dept, r.Address, r.Fingerprint)
+	c, err := w.dial(ctx, dept, r.Address, r.Fingerprint)
 	if err != nil {
 		return nil, err
 	}
@@ -69,13 +70,13 @@ func (s *Server) RegisterAgent(ctx context.Context, p sluice.Principal, dept str
 	if !isNew {
 		action = "update-agent"
 	}
-	return s.putDepartment(ctx, p, d, "", action, fmt.Sprintf("agent at %s (%s)", r.Address, r.Fingerprint))
+	return w.putDepartment(ctx, p, d, "", action, fmt.Sprintf("agent at %s (%s)", r.Address, r.Fingerprint))
 }
 
 // putDepartment stores a department change with its catalog version and
 // applies it.
-func (s *Server) putDepartment(ctx context.Context, p sluice.Principal, d *sluice.Department, dataset, action, summary string) (*sluice.CatalogChange, error) {
-	depts, err := s.wf.store.Departments(ctx)
+func (w *Service) putDepartment(ctx context.Context, p sluice.Principal, d *sluice.Department, dataset, action, summary string) (*sluice.CatalogChange, error) {
+	depts, err := w.store.Departments(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -89,19 +90,19 @@ func (s *Server) putDepartment(ctx context.Context, p sluice.Principal, d *sluic
 	if err != nil {
 		return nil, sluice.Errorf(sluice.EInvalid, "%s", sluice.ErrorMessage(err))
 	}
-	ch, err := s.wf.store.PutDepartment(ctx, d, sluice.CatalogChange{
-		Time: s.now(), Actor: p.Name, Department: d.ID, Dataset: dataset, Action: action, Summary: summary,
-		CatalogVersion: CatalogVersion(cat),
+	ch, err := w.store.PutDepartment(ctx, d, sluice.CatalogChange{
+		Time: w.now(), Actor: p.Name, Department: d.ID, Dataset: dataset, Action: action, Summary: summary,
+		CatalogVersion: state.CatalogVersion(cat),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &ch, s.Reload(ctx)
+	return &ch, w.Reload(ctx)
 }
 
 // registrar is the agent of dept as a Registrar.
-func (s *Server) registrar(dept string) (Registrar, error) {
-	c := s.snap().agents[dept]
+func (w *Service) registrar(dept string) (Registrar, error) {
+	c := w.Current().Agents[dept]
 	if c == nil {
 		return nil, sluice.Errorf(sluice.EUnavailable, "department %s has no registered agent; register it first (sluice catalog register-agent)", dept)
 	}
@@ -112,7 +113,7 @@ func (s *Server) registrar(dept string) (Registrar, error) {
 	return r, nil
 }
 
-func (s *Server) mustAdminister(p sluice.Principal, dept string) error {
+func (w *Service) mustAdminister(p sluice.Principal, dept string) error {
 	if !isDeptAdmin(p, dept) {
 		return denied("only an admin of department %s classifies its datasets; you are %s of %s", dept, p.Role, p.Department)
 	}
@@ -120,11 +121,11 @@ func (s *Server) mustAdminister(p sluice.Principal, dept string) error {
 }
 
 // ListSourceTables lists what the agent of dept could register.
-func (s *Server) ListSourceTables(ctx context.Context, p sluice.Principal, dept, source string) ([]string, error) {
-	if err := s.mustAdminister(p, dept); err != nil {
+func (w *Service) ListSourceTables(ctx context.Context, p sluice.Principal, dept, source string) ([]string, error) {
+	if err := w.mustAdminister(p, dept); err != nil {
 		return nil, err
 	}
-	r, err := s.registrar(dept)
+	r, err := w.registrar(dept)
 	if err != nil {
 		return nil, err
 	}
@@ -142,11 +143,11 @@ type DatasetRegistration struct {
 // classification the admin then reviews: identity-like columns as L4
 // join keys, names and phones masked, everything else L2 plain; the share
 // class conditional with the legal basis left for the admin to cite.
-func (s *Server) ProposeDataset(ctx context.Context, p sluice.Principal, dept, source, table string) (*DatasetRegistration, error) {
-	if err := s.mustAdminister(p, dept); err != nil {
+func (w *Service) ProposeDataset(ctx context.Context, p sluice.Principal, dept, source, table string) (*DatasetRegistration, error) {
+	if err := w.mustAdminister(p, dept); err != nil {
 		return nil, err
 	}
-	r, err := s.registrar(dept)
+	r, err := w.registrar(dept)
 	if err != nil {
 		return nil, err
 	}
@@ -204,11 +205,11 @@ func proposeColumn(name string, typ sluice.ColumnType) *sluice.Column {
 // PutDataset registers or reclassifies a dataset: checked by the catalog's
 // rules, handed to the agent (which checks the table and columns exist and
 // will enforce the classification), then versioned in the catalog.
-func (s *Server) PutDataset(ctx context.Context, p sluice.Principal, dept string, reg DatasetRegistration) (*sluice.CatalogChange, error) {
-	if err := s.mustAdminister(p, dept); err != nil {
+func (w *Service) PutDataset(ctx context.Context, p sluice.Principal, dept string, reg DatasetRegistration) (*sluice.CatalogChange, error) {
+	if err := w.mustAdminister(p, dept); err != nil {
 		return nil, err
 	}
-	d, err := s.wf.store.Department(ctx, dept)
+	d, err := w.store.Department(ctx, dept)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +221,7 @@ func (s *Server) PutDataset(ctx context.Context, p sluice.Principal, dept string
 	if err := check.Validate(); err != nil {
 		return nil, sluice.Errorf(sluice.EInvalid, "%s", strings.Replace(err.Error(), "datasets[", "dataset[", 1))
 	}
-	r, err := s.registrar(dept)
+	r, err := w.registrar(dept)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +240,7 @@ func (s *Server) PutDataset(ctx context.Context, p sluice.Principal, dept string
 	} else {
 		d.Datasets = append(d.Datasets, &stored)
 	}
-	return s.putDepartment(ctx, p, d, ds.FullName(), action, classificationSummary(&ds))
+	return w.putDepartment(ctx, p, d, ds.FullName(), action, classificationSummary(&ds))
 }
 
 func classificationSummary(ds *sluice.Dataset) string {
@@ -256,11 +257,11 @@ func classificationSummary(ds *sluice.Dataset) string {
 
 // RemoveDataset withdraws a registered dataset from the catalog and its
 // agent. Grants on it stop working with it.
-func (s *Server) RemoveDataset(ctx context.Context, p sluice.Principal, dept, name string) (*sluice.CatalogChange, error) {
-	if err := s.mustAdminister(p, dept); err != nil {
+func (w *Service) RemoveDataset(ctx context.Context, p sluice.Principal, dept, name string) (*sluice.CatalogChange, error) {
+	if err := w.mustAdminister(p, dept); err != nil {
 		return nil, err
 	}
-	d, err := s.wf.store.Department(ctx, dept)
+	d, err := w.store.Department(ctx, dept)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +269,7 @@ func (s *Server) RemoveDataset(ctx context.Context, p sluice.Principal, dept, na
 	if idx < 0 {
 		return nil, sluice.Errorf(sluice.ENotFound, "department %s has no dataset %s", dept, name)
 	}
-	r, err := s.registrar(dept)
+	r, err := w.registrar(dept)
 	if err != nil {
 		return nil, err
 	}
@@ -277,57 +278,5 @@ func (s *Server) RemoveDataset(ctx context.Context, p sluice.Principal, dept, na
 	}
 	full := d.Datasets[idx].FullName()
 	d.Datasets = slices.Delete(d.Datasets, idx, idx+1)
-	return s.putDepartment(ctx, p, d, full, "remove-dataset", "removed from the catalog")
-}
-
-// CatalogQuery filters the data resource catalog.
-type CatalogQuery struct {
-	Keyword    string
-	Department string
-	ShareClass string
-	Grade      string
-}
-
-// DatasetView is a catalog entry as a principal may see it.
-type DatasetView struct {
-	sluice.Dataset
-	DepartmentName string `json:"department_name"`
-}
-
-// BrowseCatalog searches the catalog by keyword (name, title, description,
-// column names and descriptions), department, share class and grade (a
-// dataset matches a grade when one of its visible columns has it).
-func (s *Server) BrowseCatalog(p sluice.Principal, q CatalogQuery) []DatasetView {
-	st := s.snap()
-	kw := strings.ToLower(strings.TrimSpace(q.Keyword))
-	out := []DatasetView{}
-	for _, ds := range st.catalog.Datasets() {
-		if q.Department != "" && ds.Department != q.Department {
-			continue
-		}
-		if q.ShareClass != "" && string(ds.ShareClass) != q.ShareClass {
-			continue
-		}
-		v := DatasetView{Dataset: *ds}
-		v.Columns = VisibleColumns(ds, p)
-		if d := st.catalog.Department(ds.Department); d != nil {
-			v.DepartmentName = d.Name
-		}
-		if q.Grade != "" && !slices.ContainsFunc(v.Columns, func(c *sluice.Column) bool { return string(c.Grade) == q.Grade }) {
-			continue
-		}
-		if kw != "" && !datasetMatches(&v, kw) {
-			continue
-		}
-		out = append(out, v)
-	}
-	return out
-}
-
-func datasetMatches(v *DatasetView, kw string) bool {
-	text := []string{v.FullName(), v.Title, v.Description, v.DepartmentName, v.LegalBasis, v.ShareConditions}
-	for _, c := range v.Columns {
-		text = append(text, c.Name, c.Description)
-	}
-	return strings.Contains(strings.ToLower(strings.Join(text, "\n")), kw)
+	return w.putDepartment(ctx, p, d, full, "remove-dataset", "removed from the catalog")
 }

@@ -1,4 +1,4 @@
-package broker
+package adminapi
 
 import (
 	"os"
@@ -13,7 +13,7 @@ import (
 // route table equal: every route documented, nothing documented that is
 // not served.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
-	raw, err := os.ReadFile("../docs/openapi.yaml")
+	raw, err := os.ReadFile("../../docs/openapi.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 	served := map[string]bool{}
-	for _, rt := range (&Server{}).AdminRoutes() {
+	for _, rt := range (&API{}).Routes() {
 		key := rt.Method + " " + rt.Path
 		if served[key] {
 			t.Errorf("route %s is registered twice", key)
