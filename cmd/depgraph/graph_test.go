@@ -28,11 +28,24 @@ func TestLayering(t *testing.T) {
 	}
 }
 
-// TestViolationsFound: a graph that breaks a rule is reported.
+// TestViolationsFound: a graph that breaks a rule is reported, read
+// from go list's output.
 func TestViolationsFound(t *testing.T) {
-	g := &Graph{Imports: map[string][]string{"adapters/agent": {"broker/audit", "planner"}, "planner": {"."}, ".": nil, "broker/audit": nil}}
+	g, err := Parse(`github.com/sluice-gov/sluice
+github.com/sluice-gov/sluice/planner github.com/sluice-gov/sluice fmt
+github.com/sluice-gov/sluice/broker github.com/sluice-gov/sluice/broker/audit
+github.com/sluice-gov/sluice/broker/audit github.com/sluice-gov/sluice/broker
+github.com/sluice-gov/sluice/adapters/agent github.com/sluice-gov/sluice/broker/audit github.com/sluice-gov/sluice/planner
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
 	v := g.Violations()
-	if len(v) != 1 || !strings.Contains(v[0], "adapters/agent imports broker/audit") {
-		t.Fatalf("violations %v", v)
+	if len(v) != 2 || !strings.Contains(v[0], "adapters/agent imports broker/audit") ||
+		!strings.Contains(v[1], "broker/audit imports broker (the broker's packages never import the Flight SQL service") {
+		t.Fatalf("violations %q", v)
+	}
+	if _, err := Parse("example.com/other fmt"); err == nil || !strings.Contains(err.Error(), "outside module") {
+		t.Fatalf("a package of another module: %v", err)
 	}
 }
