@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/jmoiron/sqlx"
 
 	sluice "github.com/sluice-gov/sluice"

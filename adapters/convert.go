@@ -9,9 +9,9 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/apache/arrow/go/v15/arrow"
-	"github.com/apache/arrow/go/v15/arrow/array"
-	"github.com/apache/arrow/go/v15/arrow/decimal128"
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
 
 	sluice "github.com/sluice-gov/sluice"
 )
@@ -288,8 +288,9 @@ func (w *boolWriter) Scan(src any) error {
 }
 
 // dateMillis is a calendar day as Arrow Date64 (milliseconds at UTC
-// midnight). Date64 rather than Date32 because the Flight SQL database/sql
-// driver analysts use reads Date64 and refuses Date32.
+// midnight). Date64 rather than Date32: the Flight SQL database/sql driver
+// of arrow-go v18 reads both, but the driver of Arrow v15, which analysts'
+// tools still ship, reads Date64 only (test/v15client checks it).
 func dateMillis(days int64) arrow.Date64 { return arrow.Date64(days * 86400000) }
 
 type dateWriter struct {

@@ -1,7 +1,7 @@
 package adapters
 
 import (
-	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow-go/v18/arrow"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/planner"

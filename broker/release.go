@@ -4,7 +4,7 @@ import (
 	"context"
 	"strings"
 
-	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow-go/v18/arrow"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/broker/budget"

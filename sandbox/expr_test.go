@@ -3,7 +3,7 @@ package sandbox
 import (
 	"testing"
 
-	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow-go/v18/arrow"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/planner"

@@ -1,8 +1,8 @@
 package sandbox
 
 import (
-	"github.com/apache/arrow/go/v15/arrow"
-	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
 // newInt64Batch builds a two-int64-column batch of n rows from fn.

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow-go/v18/arrow"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/sandbox/gate"

@@ -19,7 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow-go/v18/arrow"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"

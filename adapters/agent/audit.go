@@ -12,8 +12,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/apache/arrow/go/v15/arrow"
-	"github.com/apache/arrow/go/v15/arrow/flight"
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/flight"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters/agent/auditlog"

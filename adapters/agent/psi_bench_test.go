@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/array"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/crypto/psi"

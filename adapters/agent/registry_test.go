@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow/go/v15/arrow/flight"
+	"github.com/apache/arrow-go/v18/arrow/flight"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"

@@ -3,7 +3,7 @@ package agent
 import (
 	"strconv"
 
-	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow-go/v18/arrow"
 	"google.golang.org/grpc/metadata"
 
 	sluice "github.com/sluice-gov/sluice"
