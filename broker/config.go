@@ -59,11 +59,17 @@ type Config struct {
 	// ArchiveDir (checked hourly); zero keeps everything in the store.
 	Retention  time.Duration `yaml:"retention"`
 	ArchiveDir string        `yaml:"archive_dir"`
-	// SandboxMemoryMiB and SandboxTimeout bound each cross-department query
-	// in the sandbox (0 = the sandbox defaults); exceeding either ends the
-	// query with ResourceExhausted naming the limit.
-	SandboxMemoryMiB int64         `yaml:"sandbox_memory_mib"`
-	SandboxTimeout   time.Duration `yaml:"sandbox_timeout"`
+	// The sandbox engine (embedded DuckDB) runs each cross-department
+	// query with its own limits (0 = the engine's defaults): memory
+	// (beyond it, joins, aggregates and inputs spill to disk), threads,
+	// the directory spill files go under, how much may be spilled, and the
+	// time. Exceeding the spill or time limit ends the query with
+	// ResourceExhausted naming the limit.
+	SandboxMemoryMiB   int64         `yaml:"sandbox_memory_mib"`
+	SandboxThreads     int           `yaml:"sandbox_threads"`
+	SandboxSpillDir    string        `yaml:"sandbox_spill_dir"`
+	SandboxMaxSpillMiB int64         `yaml:"sandbox_max_spill_mib"`
+	SandboxTimeout     time.Duration `yaml:"sandbox_timeout"`
 	// Alerts is an optional alert rules file (defaults apply without it).
 	Alerts string `yaml:"alerts"`
 	// DefaultK is the minimum group size, in persons, for aggregate-level
@@ -108,8 +114,8 @@ func LoadConfig(path string) (*Config, error) {
 	if _, err := sluice.NewCalendar(c.Calendar); err != nil {
 		return nil, &sluice.ConfigError{File: path, Field: "calendar", Problem: sluice.ErrorMessage(err)}
 	}
-	if c.SandboxMemoryMiB < 0 || c.SandboxTimeout < 0 {
-		return nil, &sluice.ConfigError{File: path, Field: "sandbox_memory_mib/sandbox_timeout", Problem: "must not be negative (0 means the default)"}
+	if c.SandboxMemoryMiB < 0 || c.SandboxTimeout < 0 || c.SandboxThreads < 0 || c.SandboxMaxSpillMiB < 0 {
+		return nil, &sluice.ConfigError{File: path, Field: "sandbox_memory_mib/sandbox_threads/sandbox_max_spill_mib/sandbox_timeout", Problem: "must not be negative (0 means the default)"}
 	}
 	if c.Retention < 0 || c.CheckpointEntries < 0 || c.CheckpointInterval < 0 {
 		return nil, &sluice.ConfigError{File: path, Field: "retention/checkpoint_entries/checkpoint_interval", Problem: "must not be negative"}

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -23,6 +24,7 @@ import (
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
 	"github.com/sluice-gov/sluice/sandbox"
+	"github.com/sluice-gov/sluice/sandbox/engine"
 	"github.com/sluice-gov/sluice/sandbox/gate"
 )
 
@@ -116,24 +118,13 @@ func prepareCross(st *state.State, plan *planner.Plan, dec *policy.Decision) (*c
 	if err := walk(plan.Sandbox); err != nil {
 		return nil, nil, err
 	}
-	// The output schema: the same tree over empty inputs.
-	q := sandbox.NewQuery(sandbox.Limits{}, memory.DefaultAllocator)
-	inputs := make([]sandbox.Operator, len(plan.Fragments))
-	for i, f := range plan.Fragments {
-		schema, err := cp.fragmentSchema(i, f)
-		if err != nil {
-			return nil, nil, err
-		}
-		if inputs[i], err = q.Scan(schema); err != nil {
-			return nil, nil, err
-		}
-	}
-	root, err := cp.build(q, plan.Sandbox, inputs, nil)
+	// The output schema: the plan compiled for the engine over the
+	// fragments' schemas, through the gates' schemas.
+	c, err := cp.compile()
 	if err != nil {
 		return nil, nil, err
 	}
-	defer root.Close()
-	return cp, root.Schema(), nil
+	return cp, c.schema, nil
 }
 
 // fragmentSchema is what the sandbox receives from fragment i: the agent's
@@ -152,190 +143,305 @@ func (cp *crossPlan) fragmentSchema(i int, f *planner.Fragment) (*arrow.Schema, 
 	return arrow.NewSchema(fs, nil), nil
 }
 
-// builtGates are the gates build placed: after the outermost aggregate
+// builtGates are the gates a run placed: after the outermost aggregate
 // (its report says how many groups it suppressed) and last (its sets go
 // to the differencing guard).
 type builtGates struct {
 	aggregate, final *gate.Gate
 }
 
-// build turns a plan node into sandbox operators over the fragment inputs.
-func (cp *crossPlan) build(q *sandbox.Query, n *planner.Node, inputs []sandbox.Operator, gates *builtGates) (sandbox.Operator, error) {
-	if gates == nil {
-		gates = &builtGates{}
+// compiled is a cross-department plan rendered for the sandbox engine
+// (planner.RenderDuckDB): the fragments' tables; when a release gate must
+// see the groups of the outermost aggregate, the query up to and
+// including that aggregate (first) and the gate's obligations; the query
+// of the rest of the plan (rest: over the gated groups, or the whole plan
+// when no gate sits in the middle); the last gate's obligations; and the
+// schema of every stage, so the schema the client is promised is computed
+// without running anything.
+type compiled struct {
+	frags []planner.DuckDBRelation // fragment i is the table fragmentTable(i)
+
+	agg         *planner.Node // the outermost aggregate, when gated
+	first       *planner.DuckDBQuery
+	firstSchema *arrow.Schema
+	aggOb       gate.Obligations
+	gated       planner.DuckDBRelation // the aggregate gate's output, as rest reads it
+	gatedSchema *arrow.Schema
+
+	rest       *planner.DuckDBQuery // nil when the gated aggregate is the plan's root
+	restSchema *arrow.Schema
+
+	finalOb *gate.Obligations // the last gate (row cap, sketches for the guard); nil: none
+	schema  *arrow.Schema     // what the client receives
+}
+
+func fragmentTable(i int) string { return "fragment_" + strconv.Itoa(i) }
+
+// gatedTable holds the groups that passed the aggregate's release gate.
+const gatedTable = "gated_groups"
+
+// maxGatedRows bounds the groups held between the aggregate's gate and the
+// rest of the plan (an aggregate-only release: each group has at least k
+// persons).
+const maxGatedRows = 1_000_000
+
+// outermostAggregate is the first aggregate met from the root, the one
+// whose groups are released (inner aggregates feed it).
+func outermostAggregate(n *planner.Node) *planner.Node {
+	if n == nil {
+		return nil
 	}
+	if n.Op == planner.OpAggregate {
+		return n
+	}
+	for _, in := range n.Inputs {
+		if a := outermostAggregate(in); a != nil {
+			return a
+		}
+	}
+	return nil
+}
+
+// compile renders the plan for the engine and computes its schemas.
+func (cp *crossPlan) compile() (*compiled, error) {
+	c := &compiled{}
+	for i, f := range cp.plan.Fragments {
+		sc, err := cp.fragmentSchema(i, f)
+		if err != nil {
+			return nil, err
+		}
+		cols, err := sandbox.DuckDBColumns(sc)
+		if err != nil {
+			return nil, err
+		}
+		c.frags = append(c.frags, planner.DuckDBRelation{View: fragmentTable(i), Columns: cols})
+	}
+	fragment := func(n *planner.Node) (planner.DuckDBRelation, bool) {
+		if n.Op == planner.OpFragment && n.Fragment >= 0 && n.Fragment < len(c.frags) {
+			return c.frags[n.Fragment], true
+		}
+		return planner.DuckDBRelation{}, false
+	}
+	// Under a budget the planner allowed only joins on keys the catalog
+	// declares unique (planner.checkOneToOne); the engine holds the data
+	// to that.
+	opts := planner.DuckDBOptions{Leaf: fragment, OneToOne: cp.epsilon > 0}
 	units := cp.plan.UnitSets
-	gated := false
-	var rec func(n *planner.Node) (sandbox.Operator, error)
-	rec = func(n *planner.Node) (sandbox.Operator, error) {
-		kids := make([]sandbox.Operator, len(n.Inputs))
-		closeKids := func() {
-			for _, k := range kids {
-				if k != nil {
-					k.Close()
+	root := cp.plan.Sandbox
+	out := (*arrow.Schema)(nil)
+	if len(units) > 0 || cp.epsilon > 0 {
+		c.agg = outermostAggregate(root)
+		if c.agg == nil {
+			return nil, sluice.Errorf(sluice.EInternal, "the release is aggregate-only but the plan has no aggregate; refusing")
+		}
+		q, err := planner.RenderDuckDB(c.agg, opts)
+		if err != nil {
+			return nil, err
+		}
+		c.first = q
+		if c.firstSchema, err = sandbox.DuckDBSchema(q.Columns); err != nil {
+			return nil, err
+		}
+		for _, u := range units {
+			// The pseudonyms of each set become its sketch, which
+			// travels with its group to the last gate.
+			c.aggOb.Units = append(c.aggOb.Units, gate.UnitColumn{Name: u.Column, Dataset: u.Dataset, K: u.K, Format: gate.UnitPseudonyms, Keep: true})
+		}
+		if cp.epsilon > 0 {
+			// ClampSums prepared the plan: each SUM adds values clamped
+			// in the project just below.
+			noisy, err := planner.NoisyAggs(c.agg)
+			if err != nil {
+				return nil, err
+			}
+			c.aggOb.Epsilon = cp.epsilon
+			c.aggOb.Noisy = noisyColumns(noisy)
+		}
+		g, err := gate.NewFilter(c.firstSchema, c.aggOb)
+		if err != nil {
+			return nil, err
+		}
+		c.gatedSchema = g.Schema()
+		cols, err := sandbox.DuckDBColumns(c.gatedSchema)
+		if err != nil {
+			return nil, err
+		}
+		c.gated = planner.DuckDBRelation{View: gatedTable, Columns: cols}
+		out = c.gatedSchema
+		if c.agg != root {
+			opts.Leaf = func(n *planner.Node) (planner.DuckDBRelation, bool) {
+				if n == c.agg {
+					return c.gated, true
 				}
+				return fragment(n)
 			}
 		}
-		// The outermost aggregate is the first met from the root; mark it
-		// before descending so inner (derived-table) aggregates are not.
-		outermost := n.Op == planner.OpAggregate && !gated
-		if outermost {
-			gated = true
-		}
-		for i, in := range n.Inputs {
-			op, err := rec(in)
-			if err != nil {
-				closeKids()
-				return nil, err
-			}
-			kids[i] = op
-		}
-		switch n.Op {
-		case planner.OpFragment:
-			if n.Fragment < 0 || n.Fragment >= len(inputs) {
-				return nil, sluice.Errorf(sluice.EInternal, "the plan refers to fragment %d of %d", n.Fragment, len(inputs))
-			}
-			return inputs[n.Fragment], nil
-		case planner.OpJoin:
-			return cp.join(q, n, kids[0], kids[1])
-		case planner.OpFilter:
-			return q.Filter(kids[0], n.Predicate)
-		case planner.OpProject:
-			return q.Project(kids[0], n.Items)
-		case planner.OpSort:
-			keys := make([]sandbox.SortKey, len(n.SortKeys))
-			for i, k := range n.SortKeys {
-				keys[i] = sandbox.SortKey{Column: k.Column, Desc: k.Desc, NullsFirst: !k.Desc}
-			}
-			return q.Sort(kids[0], keys)
-		case planner.OpLimit:
-			lim := int64(math.MaxInt64)
-			if n.Limit != nil {
-				lim = *n.Limit
-			}
-			return q.Limit(kids[0], lim, n.Offset)
-		case planner.OpDistinct:
-			return q.Distinct(kids[0])
-		case planner.OpAggregate:
-			aggs := make([]sandbox.Agg, len(n.Aggs))
-			for i, a := range n.Aggs {
-				aggs[i] = sandbox.Agg{Func: sandbox.AggFunc(a.Func), Column: a.Column, Alias: a.Alias}
-			}
-			if !outermost || (len(units) == 0 && cp.epsilon <= 0) {
-				return q.HashAggregate(kids[0], n.GroupBy, aggs)
-			}
-			op, err := q.HashAggregate(kids[0], n.GroupBy, aggs)
-			if err != nil {
-				return nil, err
-			}
-			ob := gate.Obligations{}
-			for _, u := range units {
-				// The pseudonyms of each set become its sketch, which
-				// travels with its group to the last gate.
-				ob.Units = append(ob.Units, gate.UnitColumn{Name: u.Column, Dataset: u.Dataset, K: u.K, Format: gate.UnitPseudonyms, Keep: true})
-			}
-			if cp.epsilon > 0 {
-				// ClampSums prepared the plan: each SUM adds values
-				// clamped in the project just below.
-				noisy, err := planner.NoisyAggs(n)
-				if err != nil {
-					op.Close()
-					return nil, err
-				}
-				ob.Epsilon = cp.epsilon
-				ob.Noisy = noisyColumns(noisy)
-			}
-			g, err := gate.New(op, ob)
-			if err != nil {
-				op.Close()
-				return nil, err
-			}
-			gates.aggregate = g
-			return &gateOp{Gate: g, in: op}, nil
-		}
-		closeKids()
-		return nil, sluice.Errorf(sluice.ENotSupported, "sandbox operator %q is not supported yet", n.Op)
 	}
-	root, err := rec(n)
-	if err != nil {
-		return nil, err
-	}
-	if (len(units) > 0 || cp.epsilon > 0) && !gated {
-		root.Close()
-		return nil, sluice.Errorf(sluice.EInternal, "the release is aggregate-only but the plan has no aggregate; refusing")
+	if c.agg != root {
+		q, err := planner.RenderDuckDB(root, opts)
+		if err != nil {
+			return nil, err
+		}
+		c.rest = q
+		if c.restSchema, err = sandbox.DuckDBSchema(q.Columns); err != nil {
+			return nil, err
+		}
+		out = c.restSchema
 	}
 	if cp.rowCap > 0 || len(units) > 0 {
-		g, err := gate.New(root, gate.Obligations{RowCap: cp.rowCap, Units: sketchUnits(units)})
+		ob := gate.Obligations{RowCap: cp.rowCap, Units: sketchUnits(units)}
+		g, err := gate.NewFilter(out, ob)
 		if err != nil {
-			root.Close()
+			return nil, err
+		}
+		c.finalOb = &ob
+		out = g.Schema()
+	}
+	c.schema = out
+	return c, nil
+}
+
+// run executes the compiled plan in sess over the fragments' inputs (one
+// reader per fragment, which run takes over) and returns what the client
+// receives. sess holds every intermediate result; closing it ends them.
+func (cp *crossPlan) run(ctx context.Context, sess *engine.Session, c *compiled, inputs []array.RecordReader, gates *builtGates) (recordSource, error) {
+	for i, r := range inputs {
+		inputs[i] = nil
+		if err := sess.Register(fragmentTable(i), r); err != nil {
+			for _, rest := range inputs[i+1:] {
+				if rest != nil {
+					rest.Release()
+				}
+			}
+			return nil, err
+		}
+	}
+	var src recordSource
+	if c.first != nil {
+		rd, err := sess.Query(ctx, c.first.SQL, c.first.Args...)
+		if err != nil {
+			return nil, err
+		}
+		g, err := gate.New(&engineStream{rd: rd, want: c.firstSchema}, c.aggOb)
+		if err != nil {
+			rd.Release()
+			return nil, err
+		}
+		gates.aggregate = g
+		// The groups that pass are few (each has at least k persons);
+		// the rest of the plan reads them from the session.
+		recs, err := collectGated(ctx, g)
+		rd.Release()
+		if err != nil {
+			return nil, err
+		}
+		if c.rest == nil {
+			src = &heldStream{schema: c.gatedSchema, recs: recs}
+		} else {
+			held, err := array.NewRecordReader(c.gatedSchema, recs)
+			releaseRecords(recs) // the reader holds its own references
+			if err != nil {
+				return nil, err
+			}
+			if err := sess.Register(gatedTable, held); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if c.rest != nil {
+		rd, err := sess.Query(ctx, c.rest.SQL, c.rest.Args...)
+		if err != nil {
+			return nil, err
+		}
+		src = &engineStream{rd: rd, want: c.restSchema}
+	}
+	if c.finalOb != nil {
+		g, err := gate.New(src, *c.finalOb)
+		if err != nil {
 			return nil, err
 		}
 		gates.final = g
-		root = &gateOp{Gate: g, in: root}
+		src = g
 	}
-	return root, nil
+	return src, nil
 }
 
-func (cp *crossPlan) join(q *sandbox.Query, n *planner.Node, l, r sandbox.Operator) (sandbox.Operator, error) {
-	lk := make([]string, len(n.Keys))
-	rk := make([]string, len(n.Keys))
-	for i, k := range n.Keys {
-		lk[i], rk[i] = k.Left, k.Right
+// collectGated reads the aggregate gate's output to its end.
+func collectGated(ctx context.Context, g *gate.Gate) ([]arrow.Record, error) {
+	var recs []arrow.Record
+	var rows int64
+	for {
+		rec, err := g.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return recs, nil
+		}
+		if err != nil {
+			releaseRecords(recs)
+			return nil, err
+		}
+		rows += rec.NumRows()
+		recs = append(recs, rec)
+		if rows > maxGatedRows {
+			releaseRecords(recs)
+			return nil, sluice.Errorf(sluice.EResource, "the query releases more than %d groups; aggregate more coarsely", maxGatedRows)
+		}
 	}
-	// Under a budget the planner allowed only joins on keys the catalog
-	// declares unique (planner.checkOneToOne); the sandbox holds the data
-	// to that.
-	opts := sandbox.JoinOptions{Residual: n.Residual, OneToOne: cp.epsilon > 0}
-	switch n.JoinKind {
-	case planner.JoinInner:
-		return q.HashJoin(l, r, lk, rk, sandbox.InnerJoin, opts)
-	case planner.JoinLeft:
-		return q.HashJoin(l, r, lk, rk, sandbox.LeftJoin, opts)
-	case planner.JoinSemi:
-		if n.Residual != nil {
-			l.Close()
-			r.Close()
-			return nil, sluice.Errorf(sluice.ENotSupported, "an IN subquery with further conditions is not supported yet")
-		}
-		// A semi join is an inner join with the distinct right keys, keeping
-		// the left columns.
-		items := make([]planner.SelectItem, len(rk))
-		for i, k := range rk {
-			items[i] = planner.SelectItem{Expr: &planner.Expr{Kind: planner.KindColumn, Column: k}, Alias: k}
-		}
-		keysOnly, err := q.Project(r, items)
-		if err != nil {
-			l.Close()
-			return nil, err
-		}
-		distinct, err := q.Distinct(keysOnly)
-		if err != nil {
-			l.Close()
-			return nil, err
-		}
-		leftSchema := l.Schema()
-		joined, err := q.HashJoin(l, distinct, lk, rk, sandbox.InnerJoin, sandbox.JoinOptions{RightPrefix: "\x00semi."})
-		if err != nil {
-			return nil, err
-		}
-		keep := make([]planner.SelectItem, leftSchema.NumFields())
-		for i, f := range leftSchema.Fields() {
-			keep[i] = planner.SelectItem{Expr: &planner.Expr{Kind: planner.KindColumn, Column: f.Name}, Alias: f.Name}
-		}
-		return q.Project(joined, keep)
-	}
-	l.Close()
-	r.Close()
-	return nil, sluice.Errorf(sluice.ENotSupported, "join kind %q is not supported yet", n.JoinKind)
 }
 
-// gateOp makes a release gate a sandbox operator.
-type gateOp struct {
-	*gate.Gate
-	in sandbox.Operator
+func releaseRecords(recs []arrow.Record) {
+	for _, r := range recs {
+		r.Release()
+	}
 }
 
-func (g *gateOp) Close() { g.in.Close() }
+// engineStream reads a result of the engine as the sandbox's schema want
+// (sandbox.ConformDuckDB).
+type engineStream struct {
+	rd   array.RecordReader
+	want *arrow.Schema
+}
+
+func (e *engineStream) Schema() *arrow.Schema { return e.want }
+func (e *engineStream) Next(ctx context.Context) (arrow.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for e.rd.Next() {
+		rec := e.rd.RecordBatch()
+		if rec.NumRows() == 0 {
+			continue
+		}
+		return sandbox.ConformDuckDB(memory.DefaultAllocator, rec, e.want)
+	}
+	if err := e.rd.Err(); err != nil {
+		return nil, err
+	}
+	return nil, io.EOF
+}
+
+// heldStream replays records it holds (and owns).
+type heldStream struct {
+	schema *arrow.Schema
+	recs   []arrow.Record
+}
+
+func (h *heldStream) Schema() *arrow.Schema { return h.schema }
+func (h *heldStream) Next(ctx context.Context) (arrow.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(h.recs) == 0 {
+		return nil, io.EOF
+	}
+	r := h.recs[0]
+	h.recs = h.recs[1:]
+	return r, nil
+}
+
+func (h *heldStream) release() {
+	releaseRecords(h.recs)
+	h.recs = nil
+}
 
 // fragmentTally is what the broker received from one department's agent.
 type fragmentTally struct {
@@ -347,8 +453,8 @@ func (f *fragmentTally) record() audit.FragmentRecord {
 	return audit.FragmentRecord{Department: f.dept, Dataset: f.dataset, Rows: f.tally.Rows(), Bytes: f.tally.Bytes(), Digest: f.tally.Sum()}
 }
 
-// streamOp reads an agent's fragment stream into the sandbox, digesting
-// every record as received.
+// streamOp reads an agent's fragment stream for the relay, digesting
+// every record as received (the single-dataset path).
 type streamOp struct {
 	s      *agent.Stream
 	schema *arrow.Schema
@@ -356,7 +462,6 @@ type streamOp struct {
 }
 
 func (o *streamOp) Schema() *arrow.Schema { return o.schema }
-func (o *streamOp) Close()                { o.s.Release() }
 func (o *streamOp) Next(ctx context.Context) (arrow.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -373,17 +478,75 @@ func (o *streamOp) Next(ctx context.Context) (arrow.Record, error) {
 	return nil, io.EOF
 }
 
+// streamReader hands an agent's fragment stream to the engine as an Arrow
+// record reader, digesting every record as the engine pulls it. Its error
+// is the agent's (EUnavailable naming the department when the stream was
+// cut), which the engine only sees as a failed read.
+type streamReader struct {
+	refs   atomic.Int64
+	s      *agent.Stream
+	schema *arrow.Schema
+	t      *fragmentTally
+	cur    arrow.Record
+	mu     sync.Mutex
+	err    error
+}
+
+func newStreamReader(s *agent.Stream, schema *arrow.Schema, t *fragmentTally) *streamReader {
+	r := &streamReader{s: s, schema: schema, t: t}
+	r.refs.Store(1)
+	return r
+}
+
+func (r *streamReader) Retain() { r.refs.Add(1) }
+func (r *streamReader) Release() {
+	if r.refs.Add(-1) == 0 {
+		if r.cur != nil {
+			r.cur.Release()
+			r.cur = nil
+		}
+		r.s.Release()
+	}
+}
+func (r *streamReader) Schema() *arrow.Schema { return r.schema }
+func (r *streamReader) Next() bool {
+	if r.cur != nil {
+		r.cur.Release()
+		r.cur = nil
+	}
+	if !r.s.Next() {
+		if err := r.s.Err(); err != nil {
+			r.mu.Lock()
+			r.err = err
+			r.mu.Unlock()
+		}
+		return false
+	}
+	rec := r.s.Record()
+	rec.Retain()
+	r.t.tally.Add(rec)
+	r.cur = rec
+	return true
+}
+func (r *streamReader) RecordBatch() arrow.RecordBatch { return r.cur }
+func (r *streamReader) Record() arrow.RecordBatch      { return r.cur }
+func (r *streamReader) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
 // openInputs starts every fragment: plain fragments stream from their
 // agents; each private join runs its PSI exchange and becomes two
 // materialised inputs whose key column holds doubly blinded values.
-func (s *Server) openInputs(ctx context.Context, st *state.State, q *sandbox.Query, cp *crossPlan) ([]sandbox.Operator, []*fragmentTally, error) {
+func (s *Server) openInputs(ctx context.Context, st *state.State, cp *crossPlan) ([]array.RecordReader, []*fragmentTally, error) {
 	n := len(cp.plan.Fragments)
-	inputs := make([]sandbox.Operator, n)
+	inputs := make([]array.RecordReader, n)
 	tallies := make([]*fragmentTally, n)
-	fail := func(err error) ([]sandbox.Operator, []*fragmentTally, error) {
+	fail := func(err error) ([]array.RecordReader, []*fragmentTally, error) {
 		for _, in := range inputs {
 			if in != nil {
-				in.Close()
+				in.Release()
 			}
 		}
 		return nil, tallies, err
@@ -405,7 +568,7 @@ func (s *Server) openInputs(ctx context.Context, st *state.State, q *sandbox.Que
 				fs.Release()
 				return fail(sluice.Errorf(sluice.EInternal, "the agent of department %s returned a different schema than the broker planned; the catalogs disagree", ds.Department))
 			}
-			inputs[i] = &streamOp{s: fs, schema: schema, t: tallies[i]}
+			inputs[i] = newStreamReader(fs, schema, tallies[i])
 			continue
 		}
 		if done[i] {
@@ -413,7 +576,7 @@ func (s *Server) openInputs(ctx context.Context, st *state.State, q *sandbox.Que
 		}
 		side := cp.psi[i]
 		j := side.partner
-		a, b, ta, tb, err := s.privateJoinInputs(ctx, st, q, cp, i, j)
+		a, b, ta, tb, err := s.privateJoinInputs(ctx, st, cp, i, j)
 		tallies[i], tallies[j] = ta, tb
 		if err != nil {
 			return fail(err)
@@ -447,7 +610,7 @@ func (h *psiHalf) release() {
 // side's blinded keys to the other agent to blind again, and both sides'
 // rows come back keyed by the doubly blinded value. The broker never holds
 // a raw key, nor a singly blinded key it could match.
-func (s *Server) privateJoinInputs(ctx context.Context, st *state.State, q *sandbox.Query, cp *crossPlan, i, j int) (sandbox.Operator, sandbox.Operator, *fragmentTally, *fragmentTally, error) {
+func (s *Server) privateJoinInputs(ctx context.Context, st *state.State, cp *crossPlan, i, j int) (array.RecordReader, array.RecordReader, *fragmentTally, *fragmentTally, error) {
 	halves := [2]*psiHalf{}
 	idx := [2]int{i, j}
 	errs := make([]error, 2)
@@ -496,14 +659,17 @@ func (s *Server) privateJoinInputs(ctx context.Context, st *state.State, q *sand
 		closeAll()
 		return nil, nil, tally(0), tally(1), err
 	}
-	ops := [2]sandbox.Operator{}
+	ops := [2]array.RecordReader{}
 	for h := 0; h < 2; h++ {
 		if len(double[h]) != len(halves[h].keys) {
 			closeAll()
 			return nil, nil, tally(0), tally(1), sluice.Errorf(sluice.EInternal, "the agent of department %s returned %d blinded keys for %d", cp.datasets[idx[1-h]].Department, len(double[h]), len(halves[h].keys))
 		}
-		op, err := rekey(q, halves[h].recs, halves[h].present, double[h], cp, idx[h])
+		op, err := rekey(halves[h].recs, halves[h].present, double[h], cp, idx[h])
 		if err != nil {
+			if ops[0] != nil {
+				ops[0].Release()
+			}
 			closeAll()
 			return nil, nil, tally(0), tally(1), err
 		}
@@ -555,7 +721,7 @@ func blindSide(ctx context.Context, st *state.State, cp *crossPlan, i int) (*psi
 
 // rekey rebuilds a side's records with the doubly blinded key in place of
 // the singly blinded one, as the sandbox input of the join.
-func rekey(q *sandbox.Query, recs []arrow.Record, present []bool, double [][]byte, cp *crossPlan, i int) (sandbox.Operator, error) {
+func rekey(recs []arrow.Record, present []bool, double [][]byte, cp *crossPlan, i int) (array.RecordReader, error) {
 	schema, err := cp.fragmentSchema(i, cp.plan.Fragments[i])
 	if err != nil {
 		return nil, err
@@ -563,7 +729,7 @@ func rekey(q *sandbox.Query, recs []arrow.Record, present []bool, double [][]byt
 	out := make([]arrow.Record, 0, len(recs))
 	row, pos := 0, 0
 	for _, r := range recs {
-		b := array.NewBinaryBuilder(q.Allocator(), arrow.BinaryTypes.Binary)
+		b := array.NewBinaryBuilder(memory.DefaultAllocator, arrow.BinaryTypes.Binary)
 		for k := 0; k < int(r.NumRows()); k++ {
 			if !present[row] {
 				b.AppendNull()
@@ -582,17 +748,16 @@ func rekey(q *sandbox.Query, recs []arrow.Record, present []bool, double [][]byt
 		}
 		if len(cols) != schema.NumFields() {
 			keys.Release()
+			releaseRecords(out)
 			return nil, sluice.Errorf(sluice.EInternal, "a private-join side has %d columns, the plan %d", len(cols), schema.NumFields())
 		}
 		out = append(out, array.NewRecord(schema, cols, r.NumRows()))
 		keys.Release()
 	}
-	op, err := q.Scan(schema, out...)
-	for _, r := range out {
-		r.Release()
-	}
+	rd, err := array.NewRecordReader(schema, out)
+	releaseRecords(out) // the reader holds its own references
 	if err != nil {
 		return nil, fmt.Errorf("rekey: %w", err)
 	}
-	return op, nil
+	return rd, nil
 }

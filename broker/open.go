@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-gov/sluice/broker/workflow"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 	"github.com/sluice-gov/sluice/policy"
+	"github.com/sluice-gov/sluice/sandbox/engine"
 )
 
 // Parts are the pieces a broker is assembled from, loaded from its
@@ -261,7 +262,8 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Broker, func() err
 	// files' parts.
 	all := append([]Option{
 		WithAlerts(alertEngine, nil),
-		WithSandboxLimits(cfg.SandboxMemoryMiB<<20, cfg.SandboxTimeout),
+		WithSandboxLimits(engine.Limits{Memory: cfg.SandboxMemoryMiB << 20, Threads: cfg.SandboxThreads,
+			SpillDir: cfg.SandboxSpillDir, MaxSpill: cfg.SandboxMaxSpillMiB << 20, QueryTime: cfg.SandboxTimeout}),
 		WithBudgets(budgets),
 		WithGuard(guards),
 		WithTLS(tlsConfig),

@@ -31,6 +31,7 @@ import (
 	"github.com/sluice-gov/sluice/broker/guard"
 	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/policy"
+	"github.com/sluice-gov/sluice/sandbox/engine"
 )
 
 // PurposeHeader is the gRPC metadata key that carries the declared purpose.
@@ -63,9 +64,12 @@ type Server struct {
 	// guard is the differencing guard: the sketches of every protected
 	// release, by grantee department and dataset.
 	guard *guard.Store
-	// Sandbox limits per cross-department query.
-	sandboxMemory int64
-	sandboxTime   time.Duration
+	// The sandbox engine's limits per cross-department query, and the
+	// engine, opened at the first such query (sandboxEngine).
+	sandboxLimits engine.Limits
+	engineOnce    sync.Once
+	engine        *engine.Engine
+	engineErr     error
 	// src gives the state in force (broker/state): the workflow service,
 	// or, without one, the state New builds from its arguments (boot
 	// collects the options' parts for it).
@@ -116,10 +120,29 @@ func WithAlerts(e *alerts.Engine, grants []sluice.Grant) Option {
 	return func(s *Server) { s.alerts, s.boot.grants = e, grants }
 }
 
-// WithSandboxLimits sets the memory budget and deadline of each
-// cross-department query in the sandbox.
-func WithSandboxLimits(memory int64, d time.Duration) Option {
-	return func(s *Server) { s.sandboxMemory, s.sandboxTime = memory, d }
+// WithSandboxLimits sets the limits of each cross-department query in the
+// sandbox engine: memory (spilling to disk beyond it), threads, spill
+// directory and size, and time.
+func WithSandboxLimits(lim engine.Limits) Option {
+	return func(s *Server) { s.sandboxLimits = lim }
+}
+
+// closeEngine closes the sandbox engine if it was opened (its spill
+// directory goes with it).
+func (s *Server) closeEngine() {
+	s.engineOnce.Do(func() { s.engineErr = sluice.Errorf(sluice.EUnavailable, "the broker is shutting down") })
+	if s.engine != nil {
+		s.engine.Close()
+	}
+}
+
+// sandboxEngine opens the sandbox engine once, at the first
+// cross-department query.
+func (s *Server) sandboxEngine() (*engine.Engine, error) {
+	s.engineOnce.Do(func() {
+		s.engine, s.engineErr = engine.Open(context.Background(), s.sandboxLimits)
+	})
+	return s.engine, s.engineErr
 }
 
 // WithGrants tells the broker the grants in force (for the state New
@@ -195,6 +218,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.MaxRecvMsgSize(4<<20),
 	)
 	flight.RegisterFlightServiceServer(gs, flightsql.NewFlightServer(s))
+	defer s.closeEngine()
 	go s.expireHandles(ctx)
 	go s.rec.WatchGrants(ctx, s.now, func() []sluice.Grant { return s.snap().Grants })
 	errc := make(chan error, 1)

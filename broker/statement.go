@@ -27,7 +27,6 @@ import (
 	"github.com/sluice-gov/sluice/crypto/digest"
 	"github.com/sluice-gov/sluice/planner"
 	"github.com/sluice-gov/sluice/policy"
-	"github.com/sluice-gov/sluice/sandbox"
 	"github.com/sluice-gov/sluice/sandbox/gate"
 )
 
@@ -378,10 +377,11 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 }
 
 // runCross executes a cross-department plan: fragments and private joins
-// into the sandbox, the release gate, then the client.
+// into a session of the sandbox engine, the release gates, then the
+// client. The session holds everything in between; it is closed when the
+// relay ends.
 func (s *Server) runCross(ctx context.Context, q *pendingQuery, start time.Time) (*arrow.Schema, <-chan flight.StreamChunk, error) {
-	sq := sandbox.NewQuery(sandbox.Limits{Memory: s.sandboxMemory, Time: s.sandboxTime}, memory.DefaultAllocator)
-	inputs, tallies, err := s.openInputs(ctx, q.st, sq, q.cross)
+	var tallies []*fragmentTally
 	frags := func() []audit.FragmentRecord {
 		out := make([]audit.FragmentRecord, 0, len(tallies))
 		for _, t := range tallies {
@@ -392,24 +392,41 @@ func (s *Server) runCross(ctx context.Context, q *pendingQuery, start time.Time)
 		return out
 	}
 	result := digest.NewStream(q.schema)
-	if err != nil {
+	fail := func(err error) (*arrow.Schema, <-chan flight.StreamChunk, error) {
 		s.refund(q.release)
 		s.recordResult(ctx, q, frags(), result, start, err, nil)
 		return nil, nil, toStatus(err)
 	}
+	c, err := q.cross.compile()
+	if err == nil && !c.schema.Equal(q.schema) {
+		err = sluice.Errorf(sluice.EInternal, "the sandbox would produce a different schema than planned")
+	}
+	if err != nil {
+		return fail(err)
+	}
+	eng, err := s.sandboxEngine()
+	if err != nil {
+		return fail(err)
+	}
+	sess, err := eng.Session(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	inputs, tl, err := s.openInputs(ctx, q.st, q.cross)
+	tallies = tl
+	if err != nil {
+		sess.Close()
+		return fail(err)
+	}
+	readers := append([]array.RecordReader(nil), inputs...)
 	var gates builtGates
-	root, err := q.cross.build(sq, q.cross.plan.Sandbox, inputs, &gates)
-	if err == nil && !root.Schema().Equal(q.schema) {
-		root.Close()
-		err = sluice.Errorf(sluice.EInternal, "the sandbox produced a different schema than planned")
-	}
+	root, err := q.cross.run(ctx, sess, c, inputs, &gates)
 	if err != nil {
-		for _, in := range inputs {
-			in.Close()
-		}
-		s.refund(q.release)
-		s.recordResult(ctx, q, frags(), result, start, err, nil)
-		return nil, nil, toStatus(err)
+		// An agent's failure surfaces in the engine as a failed read:
+		// the agent's own error names the department.
+		err = inputError(readers, err)
+		sess.Close()
+		return fail(err)
 	}
 	report := func() map[string]any {
 		if gates.aggregate == nil {
@@ -426,9 +443,46 @@ func (s *Server) runCross(ctx context.Context, q *pendingQuery, start time.Time)
 	if gates.final != nil {
 		sets = gates.final.Sets
 	}
+	closeAll := func() {
+		if h, ok := root.(*heldStream); ok {
+			h.release()
+		}
+		sess.Close()
+	}
 	ch := make(chan flight.StreamChunk)
-	go s.relay(ctx, q, root, root.Close, result, frags, report, sets, start, ch)
+	go s.relay(ctx, q, &inputErrors{recordSource: root, readers: readers}, closeAll, result, frags, report, sets, start, ch)
 	return q.schema, ch, nil
+}
+
+// inputErrors reports an agent's error in place of the engine's when a
+// fragment stream failed while the engine read it.
+type inputErrors struct {
+	recordSource
+	readers []array.RecordReader
+}
+
+func (e *inputErrors) Next(ctx context.Context) (arrow.Record, error) {
+	rec, err := e.recordSource.Next(ctx)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = inputError(e.readers, err)
+	}
+	return rec, err
+}
+
+// inputError is the first fragment stream's error, if one failed, else
+// err.
+func inputError(readers []array.RecordReader, err error) error {
+	for _, r := range readers {
+		if r == nil {
+			continue
+		}
+		if sr, ok := r.(*streamReader); ok {
+			if ierr := sr.Err(); ierr != nil {
+				return ierr
+			}
+		}
+	}
+	return err
 }
 
 // maxGuardedRows bounds what the broker holds back while the

@@ -13,8 +13,9 @@ import (
 // the top project only, the analyst's output name. Names are unique
 // across the whole plan, so the inputs of a join never share a name.
 //
-// The sandbox plan is never rendered to SQL: the sandbox executes it over
-// Arrow record batches.
+// The sandbox plan is rendered to DuckDB SQL from the plan itself (never
+// from the analyst's text) by RenderDuckDB (render_duckdb.go), and runs in
+// the sandbox engine (sandbox/engine) over the fragments' Arrow batches.
 type Node struct {
 	// Op is fragment | join | filter | aggregate | project | sort | limit | distinct.
 	Op string `json:"op"`

@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-gov/sluice/adapters/agent"
 	"github.com/sluice-gov/sluice/broker"
 	"github.com/sluice-gov/sluice/cmd/sluice/demo"
+	"github.com/sluice-gov/sluice/sandbox/engine"
 )
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -33,6 +34,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *verbose {
 		log = slog.New(slog.NewTextHandler(stderr, nil))
 	}
+	warnNoEngine(stderr)
 	fmt.Fprintf(stdout, "Generating the demo world in %s (scale %d)…\n", *dir, *scale)
 	r, err := demo.Start(ctx, demo.RunOptions{Addr: *addr, Dir: *dir, Scale: *scale, Logger: log})
 	if err != nil {
@@ -64,6 +66,14 @@ Press Ctrl-C to stop.
 	return r.Stop()
 }
 
+// warnNoEngine says so when this binary has no sandbox engine: queries
+// across departments would fail.
+func warnNoEngine(stderr io.Writer) {
+	if !engine.Available {
+		fmt.Fprintln(stderr, "warning: this binary was built without -tags duckdb_arrow, so it has no sandbox engine and every query across departments will fail; run it with: go run -tags duckdb_arrow ./cmd/sluice ...")
+	}
+}
+
 func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("broker", "broker --config broker.yaml [--store FILE|postgres://...] [--policy-dir DIR]", stderr)
 	config := fs.String("config", "", "broker configuration file (required)")
@@ -85,6 +95,7 @@ func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *storeFlag != "" {
 		cfg.Store = *storeFlag
 	}
+	warnNoEngine(stderr)
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	srv, closeFn, err := broker.Open(ctx, cfg, broker.WithLogger(log))
 	if err != nil {

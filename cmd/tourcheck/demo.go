@@ -52,7 +52,7 @@ func newCmd(ctx context.Context, dir, name string, args ...string) *exec.Cmd {
 
 // buildSluice builds ./cmd/sluice of the module at root into bin.
 func buildSluice(ctx context.Context, root, bin string) error {
-	cmd := newCmd(ctx, root, "go", "build", "-o", bin, "./cmd/sluice")
+	cmd := newCmd(ctx, root, "go", "build", "-tags", "duckdb_arrow", "-o", bin, "./cmd/sluice")
 	cmd.Env = os.Environ() // the Go toolchain's own settings stay
 	out, err := cmd.CombinedOutput()
 	if err != nil {
