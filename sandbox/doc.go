@@ -1,120 +1,77 @@
-// Package sandbox is where department slices meet: Arrow-native, pull-based
-// operators (hash join, hash aggregation, sort, limit, distinct, filter,
-// projection) over record batches, under a per-query memory budget and
-// deadline. Nothing is written to disk.
+// Package sandbox is where department slices meet: the part of a
+// cross-department query that no single department can run (joins across
+// datasets, the aggregates and everything above them) runs at the broker,
+// over the fragments' Arrow streams, in embedded DuckDB. The package holds
+// the hand-off between the two worlds (this file's siblings); its
+// subpackages hold the engine (sandbox/engine), the release gate
+// (sandbox/gate) and the person sketches the gate keeps (sandbox/sketch).
 //
-// # Queries and limits
+// # How a cross-department plan runs
 //
-//	q := sandbox.NewQuery(sandbox.Limits{Memory: 512 * sandbox.MiB, Time: 30 * time.Second}, nil)
+// The planner splits an analyst's query into fragments, one per dataset,
+// which the departments' agents run, and a sandbox plan (planner.Node)
+// over the fragments' outputs. broker/execute.go runs the plan:
 //
-// A Query carries the limits of one analyst query. Every operator is built
-// from it and shares its Budget:
+//  1. Compile (crossPlan.compile). Each fragment's Arrow schema becomes a
+//     relation whose columns have the types the sandbox reads them as
+//     (DuckDBColumns). planner.RenderDuckDB (planner/render_duckdb.go)
+//     renders the plan as one DuckDB SELECT from the plan alone: every
+//     literal a bind parameter, every identifier quoted, every operand
+//     cast to the sandbox's computation type, so that the answer does not
+//     depend on DuckDB's own typing rules (the renderer's documentation
+//     lists each rule). Whatever cannot be computed so is refused there,
+//     before any data moves. DuckDBSchema of the rendered columns is the
+//     schema promised to the client. When the release is aggregate-only
+//     (a minimum group size in persons, or a differential-privacy
+//     budget), the plan is rendered in two queries: up to and including
+//     the outermost aggregate, and the rest over the aggregate's gated
+//     output.
+//  2. Run (crossPlan.run) in a session of the engine (sandbox/engine): a
+//     private, locked-down, in-memory DuckDB database for this query
+//     alone. Each fragment's stream is registered as a table (copied in
+//     once, through the Arrow C stream interface), the query runs, and its
+//     result comes back as Arrow batches, each converted to the promised
+//     schema (ConformDuckDB: DuckDB's date32 becomes date64, the
+//     promised names, metadata and timestamp zone).
+//  3. Gate (sandbox/gate). Right after the outermost aggregate, the gate
+//     suppresses every group in which a contributor set holds fewer than
+//     k distinct persons (the units() aggregate collects each group's
+//     8-byte pseudonyms of a protected dataset's persons), adds Laplace
+//     noise under a budget, and replaces the pseudonyms by sketches; the
+//     groups that pass are registered in the session and the rest of the
+//     plan runs over them. The last gate checks the row cap, strips the
+//     sketches and keeps them for the differencing guard.
 //
-//   - Memory: q.Allocator() is a memory.Allocator counting the live bytes of
-//     every Arrow buffer allocated through it (give it to the Flight/IPC
-//     reader of agent streams, ipc.WithAllocator, so incoming batches count
-//     too); materialising operators add explicit reservations for their
-//     Go-side structures (hash tables, sort permutations, aggregate states,
-//     distinct sets), calibrated against measured Go map sizes. A
-//     reservation that would exceed the limit fails at once; an Arrow
-//     allocation cannot fail, so an overrun is recorded and the query ends
-//     at the next check (between batches, and every few thousand rows).
-//     Budget.Peak is the high-water mark. Exceeding the limit ends the query
-//     with sluice.EResource: "the query needs more than N MiB in the sandbox
-//     (memory limit); add filters or aggregate at the source".
-//   - Time: Limits.Time from NewQuery, and any deadline of the context given
-//     to Next. Exceeding either ends the query with sluice.EResource naming
-//     the time limit. A cancelled context ends it with an error that
-//     unwraps to context.Canceled (code sluice.EUnavailable).
-//   - Batches: every operator emits batches of at most Limits.BatchSize
-//     rows (DefaultBatchSize, 4096); sources split larger batches.
+// # What the sandbox guarantees
 //
-// # Operators
+// Every session runs under the broker's limits (engine.Limits, from the
+// configuration's sandbox_* settings), each query separately:
 //
-// An Operator is Schema() / Next(ctx) (arrow.Record, error) / Close(). Next
-// returns a batch the caller owns (Release it) or io.EOF at the end. Close
-// releases everything the operator holds, closes its inputs, and is
-// idempotent; always call it, also after an error. Operators take over
-// their inputs: closing the root closes the tree.
+//   - Memory: DuckDB's memory limit. Inputs, joins, aggregates and sorts
+//     beyond it spill to the session's own directory (0700, removed when
+//     the session closes) instead of failing; what cannot spill (a list
+//     aggregate such as units() over one huge group) fails with
+//     sluice.EResource naming the memory limit.
+//   - Spill: the space a query may spill; beyond it sluice.EResource naming
+//     the spill limit.
+//   - Time: the wall-clock limit from the session's start, or the
+//     caller's deadline: sluice.EResource naming the time limit. A
+//     cancelled context interrupts DuckDB within milliseconds with an
+//     error that unwraps to context.Canceled.
+//   - Lockdown: no file or network access (but to the spill directory),
+//     no extension installed or loaded beyond those built in, the
+//     configuration locked, and only single SELECT statements; the
+//     settings are verified when the session opens and a mismatch fails
+//     it.
+//   - Errors are *sluice.Error. DuckDB's messages about values (an
+//     overflow quotes its operands) are withheld, never shown nor
+//     wrapped.
 //
-//	q.Scan(schema, recs...)         // records in memory (tests, small inputs)
-//	q.FromReader(rdr)               // an array.RecordReader, e.g. an agent's Flight stream
-//	q.Filter(in, pred)              // rows where pred is TRUE
-//	q.Project(in, items)            // []planner.SelectItem: expressions with aliases
-//	q.HashJoin(left, right, lk, rk, sandbox.InnerJoin|sandbox.LeftJoin, sandbox.JoinOptions{...})
-//	q.HashAggregate(in, groupBy, []sandbox.Agg{...})
-//	q.Sort(in, []sandbox.SortKey{{Column: "x", Desc: true, NullsFirst: false}})
-//	q.Limit(in, n, offset)          // n < 0: no limit; stops pulling once n rows are out
-//	q.Distinct(in)
-//	sandbox.Collect(ctx, op)        // drain into memory (tests, small results)
-//
-// Every constructor validates against its input's schema and fails with a
-// *sluice.Error (EInvalid, ENotSupported); runtime failures are
-// *sluice.Error too. Nothing panics on bad input: a batch that does not
-// match its operator's declared schema is an EInternal error.
-//
-// # Expressions
-//
-// Filter, Project and the join residual evaluate planner.Expr, vectorised
-// per batch. Columns are referenced by output column name of the input
-// schema (exact match first, then a unique case-insensitive match).
-// Supported: literals; + - * (integer overflow is EInvalid), / (always
-// float, NULL on division by zero), % (integers, NULL on zero); = <> < <= >
-// >= with numeric widening (integer < decimal < float), date/timestamp
-// comparison, and string literals compared with dates ('2020-01-01',
-// '2020-01-01 10:00:00', RFC 3339; UTC); AND/OR/NOT with SQL three-valued
-// logic; IS [NOT] NULL; [NOT] IN (NULL-aware: x NOT IN (1, NULL) is NULL);
-// [NOT] BETWEEN; [NOT] LIKE (% and _ over characters, backslash escapes
-// the next character, case-sensitive); CASE (searched and with operand);
-// lower, upper, length (characters), substr (1-based characters), trim
-// (spaces), abs, round (half away from zero; integers and floats give a
-// float, decimals a decimal), coalesce.
-//
-// Types: int64 (int32 read as int64), float64 (float32 read as float64),
-// decimal128 (computed at scale 4, emitted as decimal128(38,4)), utf8,
-// binary (blinded join keys: equality and IS NULL), bool, date64 (date32
-// read as date64), timestamp (any unit, computed and emitted as
-// timestamp[us, UTC]). A computed column carries the "sluice.type" field
-// metadata; a bare column reference passes the input field through.
-//
-// # Hash join
-//
-// The right input is the build side, materialised into one array per
-// column under the budget; the left input streams. Keys may be of any
-// supported type, including binary; key pairs of compatible types are
-// compared at their common type (integer with decimal or float, date with
-// timestamp, text with binary); NULL keys never match. A single
-// integer-like key uses an int64 hash map, others an encoded-bytes map.
-// The output is left's columns then right's; right columns whose name
-// clashes with a left column get JoinOptions.RightPrefix (default
-// "right_"). JoinOptions.Residual is a condition over the joined row
-// (names as in the output schema) that a pair must satisfy; for a LEFT join
-// a left row none of whose pairs satisfies it is emitted once with NULL
-// right columns. Unmatched left rows of a LEFT join come after the matches
-// of their input batch.
-//
-// # Aggregation
-//
-// HashAggregate groups by columns (NULLs form one group; groups come out in
-// order of first appearance) with Agg{Func, Column, Alias}: count,
-// count_star, count_distinct, sum, avg, min, max, units. SUM of integers is
-// int64 (accumulated in 128 bits; a total beyond int64 is EInvalid
-// "integer overflow in SUM"), of floats float64, of decimals decimal(38,4);
-// AVG is float64; MIN/MAX keep the input type; NULLs are ignored; without
-// group-by an empty input gives one row (counts 0, others NULL).
-//
-// The minimum group size counts persons, not rows: units (AggUnits)
-// collects a group's non-NULL 8-byte pseudonyms of a protected dataset's
-// persons into one binary value, one such column per contributor set, and
-// the release gate (sandbox/gate, format UnitPseudonyms) right after the
-// aggregate suppresses every group in which one of them holds fewer than k
-// distinct persons, then replaces each by its sketch. A group's number of
-// rows plays no part in it.
-//
-// # Sort, limit, distinct
-//
-// Sort materialises its input under the budget and is stable; NULLs sort
-// last unless SortKey.NullsFirst, in either direction. Limit skips offset
-// rows, passes n and stops pulling its input as soon as it has them.
-// Distinct streams the first occurrence of every distinct row (NULLs equal).
+// The semantics are those of the hand-written Arrow operators the sandbox
+// had before: NULL handling, types, integer overflow as an error, LIKE
+// with backslash escapes, division and modulo by zero as NULL, NULLs first
+// ascending and last descending. The package's tests hold the engine path
+// to those operators' recorded answers (testdata/engine, see
+// golden_test.go), run as the broker runs a plan (path_test.go); the
+// sandbox tests need DuckDB's Arrow interface: go test -tags duckdb_arrow.
 package sandbox

@@ -1,4 +1,9 @@
+//go:build duckdb_arrow
+
 package sandbox
+
+// Expressions on the engine path: projected (and filtered) over one
+// input, in the input's order (rn).
 
 import (
 	"testing"
@@ -10,6 +15,7 @@ import (
 )
 
 var exprSchema = schemaOf(
+	col{"rn", arrow.PrimitiveTypes.Int64},
 	col{"a", arrow.PrimitiveTypes.Int64},
 	col{"b", arrow.PrimitiveTypes.Float64},
 	col{"s", arrow.BinaryTypes.String},
@@ -20,10 +26,29 @@ var exprSchema = schemaOf(
 )
 
 var exprRows = [][]any{
-	{1, 1.5, "Abc", true, "10.5000", "2020-01-01", "2020-01-01T10:00:00Z"},
-	{2, 0.0, "x_y%z", false, "-2.2500", "2021-06-30", "2021-06-30T23:59:59Z"},
-	{nil, 2.0, nil, nil, nil, nil, nil},
-	{-4, nil, " 黄河 ", true, "0.0001", "1999-12-31", "1999-12-31T00:00:00Z"},
+	{1, 1, 1.5, "Abc", true, "10.5000", "2020-01-01", "2020-01-01T10:00:00Z"},
+	{2, 2, 0.0, "x_y%z", false, "-2.2500", "2021-06-30", "2021-06-30T23:59:59Z"},
+	{3, nil, 2.0, nil, nil, nil, nil, nil},
+	{4, -4, nil, " 黄河 ", true, "0.0001", "1999-12-31", "1999-12-31T00:00:00Z"},
+}
+
+// exprPath is a session holding exprRows (in batches of batch rows).
+func exprPath(t testing.TB, batch int) *enginePath {
+	return openPath(t, nil, nil, newInput(t, nil, exprSchema, batch, exprRows...))
+}
+
+// project is items projected over exprRows, in their order.
+func project(items ...any) *planner.Node {
+	return nSort(nProject(nFrag(0), append([]any{"rn", c("rn")}, items...)...), "rn")
+}
+
+// column is column k of rows.
+func column(rows [][]any, k int) [][]any {
+	out := [][]any{}
+	for _, r := range rows {
+		out = append(out, []any{r[k]})
+	}
+	return out
 }
 
 func TestProjectExpressions(t *testing.T) {
@@ -97,25 +122,21 @@ func TestProjectExpressions(t *testing.T) {
 		{"coalesce widens", fn("coalesce", c("b"), c("a")), []any{1.5, 0.0, 2.0, -4.0}},
 		{"coalesce strings", fn("coalesce", c("s"), s("?")), []any{"Abc", "x_y%z", "?", " 黄河 "}},
 	}
+	p := exprPath(t, 0)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			q, _ := newQ(t, Limits{})
-			src := scan(t, q, exprSchema, exprRows...)
-			op, err := q.Project(src, []planner.SelectItem{{Expr: tc.e, Alias: "x"}})
-			if err != nil {
-				src.Close()
-				t.Fatal(err)
-			}
-			rows := mustRows(t, q, op, nil)
+			r := p.on(t).mustRun(project("x", tc.e), pathOpts{})
 			var want [][]any
 			for _, w := range tc.want {
 				want = append(want, []any{w})
 			}
-			sameRows(t, rows, want)
+			sameRows(t, column(r.rows, 1), want)
 		})
 	}
 }
 
+// TestProjectErrors: what the sandbox cannot compute is refused when the
+// plan is rendered, before anything runs, with the old operators' codes.
 func TestProjectErrors(t *testing.T) {
 	cases := []struct {
 		name string
@@ -127,7 +148,7 @@ func TestProjectErrors(t *testing.T) {
 		{"string plus", bin(c("s"), "+", i(1)), sluice.EInvalid, "needs numbers"},
 		{"compare string with int", bin(c("s"), "=", i(1)), sluice.EInvalid, "cannot compare"},
 		{"bad date literal", bin(c("dt"), "=", s("yesterday")), sluice.EInvalid, "not a date"},
-		{"aggregate", &planner.Expr{Kind: planner.KindAggregate, Func: "sum", Args: []*planner.Expr{c("a")}}, sluice.ENotSupported, "HashAggregate"},
+		{"aggregate", &planner.Expr{Kind: planner.KindAggregate, Func: "sum", Args: []*planner.Expr{c("a")}}, sluice.ENotSupported, "row by row"},
 		{"unknown function", fn("sleep", i(1)), sluice.ENotSupported, "not supported"},
 		{"like on int", like(false, c("a"), s("1%")), sluice.EInvalid, "LIKE works on text"},
 		{"nil", nil, sluice.EInvalid, "empty expression"},
@@ -137,26 +158,20 @@ func TestProjectErrors(t *testing.T) {
 		{"unknown kind", &planner.Expr{Kind: "frobnicate"}, sluice.EInvalid, "unknown expression kind"},
 		{"wrong arg count", &planner.Expr{Kind: planner.KindBinary, Op: "+", Args: []*planner.Expr{i(1)}}, sluice.EInvalid, "two arguments"},
 	}
+	p := exprPath(t, 0)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			q, _ := newQ(t, Limits{})
-			src := scan(t, q, exprSchema, exprRows...)
-			defer src.Close()
-			_, err := q.Project(src, []planner.SelectItem{{Expr: tc.e, Alias: "x"}})
+			_, err := p.on(t).run(project("x", tc.e), pathOpts{})
 			wantCode(t, err, tc.code, tc.msg)
 		})
 	}
 }
 
+// TestRuntimeOverflow: integer overflow is an error, not a wrapped value;
+// the engine withholds DuckDB's message, which quotes the operands.
 func TestRuntimeOverflow(t *testing.T) {
-	q, _ := newQ(t, Limits{})
-	src := scan(t, q, exprSchema, exprRows...)
-	op, err := q.Project(src, []planner.SelectItem{{Expr: bin(c("a"), "*", i(1<<62)), Alias: "x"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = drain(t, q, op)
-	wantCode(t, err, sluice.EInvalid, "integer overflow")
+	_, err := exprPath(t, 0).run(project("x", bin(c("a"), "*", i(1<<62))), pathOpts{})
+	wantCode(t, err, sluice.EInvalid, "overflow", "withheld")
 }
 
 func TestDeepExpressionRejected(t *testing.T) {
@@ -164,35 +179,26 @@ func TestDeepExpressionRejected(t *testing.T) {
 	for k := 0; k < 500; k++ {
 		e = un("-", e)
 	}
-	q, _ := newQ(t, Limits{})
-	src := scan(t, q, exprSchema, exprRows...)
-	defer src.Close()
-	_, err := q.Project(src, []planner.SelectItem{{Expr: e, Alias: "x"}})
+	_, err := exprPath(t, 0).run(project("x", e), pathOpts{})
 	wantCode(t, err, sluice.EInvalid, "nested")
 }
 
 func TestProjectKeepsColumnsAndTypes(t *testing.T) {
-	q, _ := newQ(t, Limits{})
-	src := scan(t, q, exprSchema, exprRows...)
-	op, err := q.Project(src, []planner.SelectItem{
-		{Expr: c("s"), Alias: "name"},
-		{Expr: bin(c("d"), "+", c("d")), Alias: "dd"},
-		{Expr: null(), Alias: "n"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := op.Schema()
-	if sc.Field(0).Name != "name" || !arrow.TypeEqual(sc.Field(0).Type, arrow.BinaryTypes.String) {
-		t.Errorf("field 0 = %v", sc.Field(0))
-	}
-	if !arrow.TypeEqual(sc.Field(1).Type, decType) {
+	r := exprPath(t, 0).mustRun(project("name", c("s"), "dd", bin(c("d"), "+", c("d")), "n", null()), pathOpts{})
+	sc := r.schema
+	if sc.Field(1).Name != "name" || !arrow.TypeEqual(sc.Field(1).Type, arrow.BinaryTypes.String) {
 		t.Errorf("field 1 = %v", sc.Field(1))
 	}
-	if v, _ := sc.Field(1).Metadata.GetValue(metaType); v != "decimal" {
-		t.Errorf("field 1 metadata = %v", sc.Field(1).Metadata)
+	if !arrow.TypeEqual(sc.Field(2).Type, decType) {
+		t.Errorf("field 2 = %v", sc.Field(2))
 	}
-	rows := mustRows(t, q, op, nil)
+	if v, _ := sc.Field(2).Metadata.GetValue(sluice.MetaType); v != "decimal" {
+		t.Errorf("field 2 metadata = %v", sc.Field(2).Metadata)
+	}
+	var rows [][]any
+	for _, row := range r.rows {
+		rows = append(rows, row[1:])
+	}
 	sameRows(t, rows, [][]any{
 		{"Abc", "21.0000", nil}, {"x_y%z", "-4.5000", nil}, {nil, nil, nil}, {" 黄河 ", "0.0002", nil},
 	})
@@ -212,32 +218,26 @@ func TestFilter(t *testing.T) {
 		{"null literal", null(), nil},
 		{"or with null", bin(c("flag"), "OR", isNull(c("a"), false)), []any{1, nil, -4}},
 	}
+	p := exprPath(t, 3)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			q, _ := newQ(t, Limits{BatchSize: 3})
-			src := scan(t, q, exprSchema, exprRows...)
-			fl, err := q.Filter(src, tc.pred)
-			if err != nil {
-				src.Close()
-				t.Fatal(err)
-			}
-			op, err := q.Project(fl, []planner.SelectItem{{Expr: c("a"), Alias: "a"}})
-			rows := mustRows(t, q, op, err)
+			plan := nSort(nProject(nFilter(nFrag(0), tc.pred), "rn", c("rn"), "a", c("a")), "rn")
+			r := p.on(t).mustRun(plan, pathOpts{})
 			var want [][]any
 			for _, w := range tc.want {
 				want = append(want, []any{w})
 			}
-			sameRows(t, rows, want)
+			sameRows(t, column(r.rows, 1), want)
 		})
 	}
-	q, _ := newQ(t, Limits{})
-	src := scan(t, q, exprSchema, exprRows...)
-	defer src.Close()
-	_, err := q.Filter(src, c("a"))
+	_, err := p.run(nFilter(nFrag(0), c("a")), pathOpts{})
 	wantCode(t, err, sluice.EInvalid, "condition")
 }
 
-func TestLikeMatcher(t *testing.T) {
+// TestLike: LIKE patterns from a column: % and _ over characters,
+// backslash escapes the next character (a trailing one is literal),
+// case-sensitive.
+func TestLike(t *testing.T) {
 	cases := []struct {
 		p, s string
 		want bool
@@ -247,8 +247,20 @@ func TestLikeMatcher(t *testing.T) {
 		{"%a%a%a%", "aaa", true}, {"%a%a%a%", "aa", false}, {`\%`, "%", true}, {`\%`, "a", false},
 		{`a\`, `a\`, true}, {"%b", "abab", true}, {"a%%b", "ab", true},
 	}
-	for _, tc := range cases {
-		if got := compileLike(tc.p).match(tc.s); got != tc.want {
+	sc := schemaOf(col{"rn", arrow.PrimitiveTypes.Int64}, col{"s", arrow.BinaryTypes.String}, col{"p", arrow.BinaryTypes.String})
+	var rows [][]any
+	for k, tc := range cases {
+		rows = append(rows, []any{k, tc.s, tc.p})
+	}
+	r, err := runPlan(t, nSort(nProject(nFrag(0), "rn", c("rn"), "m", like(false, c("s"), c("p"))), "rn"), pathOpts{}, newInput(t, nil, sc, 0, rows...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.rows) != len(cases) {
+		t.Fatalf("%d rows", len(r.rows))
+	}
+	for k, tc := range cases {
+		if got := r.rows[k][1]; got != tc.want {
 			t.Errorf("%q LIKE %q = %v, want %v", tc.s, tc.p, got, tc.want)
 		}
 	}
