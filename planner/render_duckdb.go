@@ -10,14 +10,15 @@ import (
 )
 
 // This file renders a sandbox plan (Node tree) as one DuckDB SELECT whose
-// answer is the answer of the hand-written sandbox operators (package
+// answer is the answer of the hand-written sandbox operators it replaced (package
 // sandbox), value for value and type for type. The SQL is built only from
 // the plan: every literal of the query is a bind parameter ($n), every
 // identifier is quoted, and the only constants written into the text are
 // the renderer's own (casts, 10000, the round() digits 0..15 that DuckDB
 // requires as a constant, the one-to-one message).
 //
-// How the sandbox's semantics are kept (see sandbox/doc.go):
+// How the sandbox's semantics are kept (their expectations are the golden
+// corpus in sandbox/testdata/engine):
 //
 //   - Types. The renderer type-checks every expression exactly as the
 //     sandbox compiles it (integer < decimal < float widening, string
@@ -214,7 +215,7 @@ func RenderDuckDB(n *Node, opts DuckDBOptions) (*DuckDBQuery, error) {
 
 // ---- types ----
 
-// dtype mirrors the sandbox's computation types (sandbox/vec.go vtype).
+// dtype mirrors the computation types of the sandbox the renderer replaced.
 type dtype uint8
 
 const (

@@ -11,7 +11,7 @@ import (
 )
 
 // The expressions and aggregates of RenderDuckDB: a type checker that
-// mirrors the sandbox's expression compiler (sandbox/expr.go) and writes
+// mirrors the expression compiler of the sandbox it replaced and writes
 // each expression with its operands cast to the sandbox's computation
 // types.
 
@@ -143,7 +143,7 @@ func castSQL(sql string, from, to dtype) string {
 	return "CAST(" + sql + " AS " + to.sqlType() + ")"
 }
 
-// duckTimeLayouts are the sandbox's (sandbox/expr.go timeLayouts).
+// duckTimeLayouts are the time layouts the sandbox accepted.
 var duckTimeLayouts = []string{
 	"2006-01-02",
 	"2006-01-02 15:04:05",
@@ -255,7 +255,7 @@ func (r *duckRenderer) compileExpr(sc *duckScope, e *Expr, depth int) (*dx, erro
 	case KindStar:
 		return nil, invalid("* may appear only as COUNT(*)")
 	case KindAggregate:
-		return nil, sluice.Errorf(sluice.ENotSupported, "aggregate %s() cannot be evaluated row by row; aggregate with HashAggregate", clip(strings.ToLower(e.Func)))
+		return nil, sluice.Errorf(sluice.ENotSupported, "aggregate %s() cannot be evaluated row by row; aggregate in GROUP BY", clip(strings.ToLower(e.Func)))
 	}
 	args := make([]*dx, len(e.Args))
 	for i, a := range e.Args {

@@ -16,7 +16,7 @@ import (
 // The DuckDB renderer's own tests: the shape of the SQL (golden files),
 // its safety (literals only as parameters, identifiers quoted, each
 // relation read once) and its refusals. That the SQL gives the sandbox's
-// answers is tested against DuckDB in sandbox/duckdb_equiv_test.go
+// answers is tested through the engine in sandbox/golden_test.go
 // (go test -tags duckdb_arrow ./sandbox/ -run Equiv).
 
 func dcolumns(spec ...string) []DuckDBColumn {
