@@ -135,6 +135,14 @@ type DuckDBQuery struct {
 // message as the sandbox's. It names no key.
 const DuckDBOneToOneMessage = "a row met more than one row in a join the catalog declares one-to-one (its keys unique), so the result cannot be released under a differential-privacy budget; the declaration does not match the data: ask the provider's data admin to correct the catalog"
 
+// IsDuckDBRendererError reports whether err is one the rendered SQL raises
+// itself (error(...) with the renderer's own text, which quotes no value):
+// the one-to-one check and the units() pseudonym check.
+// DuckDBRuntimeError gives it its meaning.
+func IsDuckDBRendererError(err error) bool {
+	return err != nil && (IsDuckDBOneToOne(err) || strings.Contains(err.Error(), duckUnitsMessage))
+}
+
 // IsDuckDBOneToOne reports whether err is DuckDB's error for a join
 // rendered under DuckDBOptions.OneToOne that met a row twice. The text is
 // the renderer's own and quotes no value: an error classifier that

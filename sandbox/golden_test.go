@@ -30,10 +30,10 @@ package sandbox
 //     OR on every row, so an integer overflow in a branch not taken failed
 //     the query; DuckDB evaluates lazily and answers: the rows are its
 //     answer, old_answer the old failure;
-//   - a join declared one-to-one that met a row twice failed with
-//     sluice.ENotSupported saying so; the engine
-//     classifies DuckDB's error() as invalid input and withholds its
-//     message, so the failure arrives as sluice.EInvalid (engine_error).
+//   - engine_error, where set, is the code the engine path fails with
+//     where it differs from the old operators' (none at present: a join
+//     declared one-to-one that meets a row twice fails with
+//     sluice.ENotSupported saying so, as before).
 //
 // Rows compare as multisets unless the case is ordered (the plan sorts on
 // keys without ties).

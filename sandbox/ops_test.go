@@ -41,12 +41,9 @@ func claims(t testing.TB, batch int) input {
 }
 
 // engineOneToOneCode is the code a join declared one-to-one fails with
-// when a row meets a second row. The old operators (and the renderer's
-// message, planner.DuckDBOneToOneMessage) say sluice.ENotSupported; the
-// engine classifies the error DuckDB raises for it as invalid input and
-// withholds its message (sandbox/engine/errors.go), so it arrives as
-// sluice.EInvalid without the explanation.
-const engineOneToOneCode = sluice.EInvalid
+// when a row meets a second row, with planner.DuckDBOneToOneMessage, as the
+// old operators did (the engine passes the renderer's own error through).
+const engineOneToOneCode = sluice.ENotSupported
 
 func TestHashJoin(t *testing.T) {
 	cases := []struct {

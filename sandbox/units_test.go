@@ -74,11 +74,10 @@ func TestHashAggregateUnits(t *testing.T) {
 
 	_, err := p.run(nAgg(nFrag(0), nil, "units", "x", ""), pathOpts{})
 	wantCode(t, err, sluice.EInvalid, "binary pseudonyms")
-	// A pseudonym that is not 8 bytes (an agent's bug) fails the query.
-	// The old operators said so (sluice.EInternal); the engine withholds
-	// the message of DuckDB's error() and reports invalid input.
+	// A pseudonym that is not 8 bytes (an agent's bug) fails the query,
+	// saying so (sluice.EInternal), as the old operators did.
 	_, err = p.run(nAgg(nFrag(0), nil, "units", "u", ""), pathOpts{inputs: []int{1}})
-	wantCode(t, err, sluice.EInvalid)
+	wantCode(t, err, sluice.EInternal, "not 8 bytes")
 }
 
 // conformed is an engine result as the gate reads it (broker/execute.go

@@ -10,6 +10,7 @@ import (
 	"github.com/duckdb/duckdb-go/v2"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/planner"
 )
 
 // classify turns an error of a statement run under ctx into a
@@ -42,6 +43,11 @@ func (s *Session) classify(ctx context.Context, err error) error {
 }
 
 func (s *Session) duckErr(de *duckdb.Error) error {
+	if planner.IsDuckDBRendererError(de) {
+		// The renderer's own checks (a one-to-one join met a row twice,
+		// a malformed pseudonym): their text names no value.
+		return planner.DuckDBRuntimeError(de)
+	}
 	lim := s.e.lim
 	msg := firstLine(de.Msg)
 	switch de.Type {
