@@ -20,7 +20,7 @@ type Graph struct {
 // Load lists the module's packages under root with `go list` (production
 // imports only: a test may import what the code may not).
 func Load(root string) (*Graph, error) {
-	cmd := exec.Command("go", "list", "-e", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}", "./...")
+	cmd := exec.Command("go", "list", "-e", "-tags", "duckdb_arrow", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}", "./...")
 	cmd.Dir = root
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
