@@ -73,6 +73,10 @@ func spillCases() map[string]struct {
 	}
 }
 
+// mustSpill are the spill cases whose operators cannot finish under the
+// memory limit without spilling more than 4 MiB.
+var mustSpill = map[string]bool{"join": true, "aggregate": true}
+
 // TestMemoryLimit: under a memory limit far below what the operators
 // hold, DuckDB spills to the session's directory and completes; with the
 // spill space capped it fails with sluice.EResource naming the spill
@@ -96,7 +100,14 @@ func TestMemoryLimit(t *testing.T) {
 			t.Logf("%v", time.Since(start))
 		})
 		t.Run(name+"/spill_limit", func(t *testing.T) {
-			_, err := runPathOn(t, capped, tc.plan, inputs...)
+			r, err := runPathOn(t, capped, tc.plan, inputs...)
+			if err == nil && !mustSpill[name] {
+				// Read in place, DuckDB may need no spill here at all
+				// (ORDER BY … LIMIT runs as a top-N; a distinct of
+				// int64 fits): then the answer must be right.
+				sameRows(t, r.rows, [][]any{tc.want})
+				return
+			}
 			wantCode(t, err, sluice.EResource, "more than 4 MiB of spill space", "spill limit")
 		})
 	}

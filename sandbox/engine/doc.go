@@ -16,21 +16,20 @@
 //	for r.Next() { use(r.RecordBatch()) }
 //	err = r.Err()
 //
-// The package needs duckdb-go's Arrow interface, which is compiled only
-// with the build tag duckdb_arrow: build and test with -tags duckdb_arrow.
-// Without the tag the package still compiles, and Open and Session fail
-// with sluice.EInternal saying so.
+// The package uses DuckDB through duckdb-go's mapping and arrowmapping
+// packages (its bindings of the C API) and a little C of its own
+// (scan.go); duckdb-go compiles its Arrow interface only with the build tag
+// duckdb_arrow: build and test with -tags duckdb_arrow. Without the tag the
+// package still compiles, and Open and Session fail with sluice.EInternal
+// saying so.
 //
 // # A database per session
 //
-// Every Session is its own in-memory DuckDB database with a single
-// connection, not a connection to a shared database. A shared database
-// would not isolate analyst queries from each other:
+// Every Session has an in-memory DuckDB database to itself for as long as
+// it is open, and a connection of its own to it; no two open sessions
+// share a database. A database shared by concurrent queries would not
+// isolate them from each other:
 //
-//   - the views DuckDB's C API creates over Arrow streams (duckdb-go's
-//     RegisterView) are ordinary views in the shared catalog, visible to
-//     and scannable from every connection, and registering a name replaces
-//     another connection's view of that name;
 //   - DuckDB lets queries read its temporary directory even with external
 //     access disabled (it adds temp_directory to allowed_directories), so
 //     one query could read another's spilled blocks;
@@ -38,32 +37,54 @@
 //     database would give every query the whole broker's budget instead of
 //     a per-query limit, which is what the broker's configuration means.
 //
-// A database per session costs a few tens of milliseconds to open and lock
-// down; the Engine keeps one spare, opened in the background, so that a
-// session is usually ready when a query arrives. The Engine itself holds
-// only the limits and the spill directory.
+// Opening and locking down a database costs some tens of milliseconds
+// (most of it DuckDB building its catalog of functions; no setting makes
+// that cheaper), a connection some microseconds. So the Engine keeps a
+// small pool: when a session closes, its connection goes, and with it
+// everything the session created (its temporary views and tables belong to
+// the connection), and the database goes back to the pool for a later
+// session, if
+//
+//   - the session ended cleanly: no statement failed or was interrupted,
+//     no result was left before its end (else the database is closed, in
+//     the background);
+//   - a check finds it as it was opened (stateSQL): no table or view
+//     beyond the system's, nothing in the buffer manager's memory but a
+//     bounded amount of DuckDB's allocator, nothing in the spill directory
+//     but DuckDB's empty marker of its owner, and the settings of the
+//     lockdown and the limits unchanged (read through the C API);
+//   - it has served fewer than maxUses (1000) sessions, and fewer than
+//     maxIdle (2) databases are idle.
+//
+// The check costs about a millisecond, in Session.Close. When no database
+// is idle, Session opens one (and one more in the background, for the next
+// session). TestPoolIsolation is the evidence: after a session that read
+// streams in place, copied, materialized and spilled, every catalog entry,
+// setting and memory tag of the database equals its state when opened, and
+// the next session finds nothing of the first.
 //
 // # Lockdown
 //
-// Before a session's database runs anything of the caller's, it is
-// configured and locked, and the result is checked (any setting missing or
-// different fails the session):
+// Before a database runs anything of a session's, it is configured and
+// locked, and the result is checked (any setting missing or different
+// fails the database):
 //
 //   - at creation: autoinstall_known_extensions, autoload_known_extensions,
 //     allow_community_extensions, allow_unsigned_extensions and
 //     allow_persistent_secrets false, allow_extension_repositories
-//     'forbidden', memory_limit, threads, preserve_insertion_order false;
-//   - then, in this order: temp_directory (the session's own directory,
+//     'forbidden', memory_limit, threads, preserve_insertion_order true;
+//   - then, in this order: temp_directory (the database's own directory,
 //     0700, inside the engine's), max_temp_directory_size,
 //     allowed_configs = ['preserve_insertion_order'],
 //     enable_external_access = false, lock_configuration = true.
 //
 // With external access disabled DuckDB refuses every file and network
 // access (read_csv, read_parquet, glob, COPY, ATTACH of a file, EXPORT,
-// INSTALL, LOAD of anything not built in), except to the session's own
+// INSTALL, LOAD of anything not built in), except to the database's own
 // spill directory; with the configuration locked, every SET, RESET and
 // PRAGMA that changes a setting is refused, except
-// preserve_insertion_order, which only trades speed for row order.
+// preserve_insertion_order, which only trades speed for row order (the
+// engine turns it off for a connection while it copies an input).
 // Query adds its own check in front: it runs exactly one statement, and it
 // must be a SELECT, so ATTACH ':memory:', CREATE, SET VARIABLE and the like
 // never reach DuckDB either. The extensions built into the binary
@@ -72,43 +93,61 @@
 //
 // # Inputs
 //
-// Register and Materialize hand an array.RecordReader to DuckDB through
-// the Arrow C stream interface (duckdb-go's RegisterView): no copy and no
-// IPC on the Go side. DuckDB copies the stream once, with CREATE TEMP
-// TABLE name AS SELECT * FROM the stream, into a temporary table, which is
-// in its buffer manager: counted against the memory limit and spilled
-// beyond it. Queries then read tables, any number of times.
+// Register and Materialize hand an array.RecordReader to DuckDB without a
+// copy on the Go side: DuckDB reads it through __sluice_scan, a table
+// function of the engine (scan.go, in C against DuckDB's C API). It pulls
+// the reader's batches one at a time (Arrow C data interface), cuts them
+// into slices of DuckDB's vector size, has DuckDB convert each
+// (duckdb_data_chunk_from_arrow, which references the Arrow buffers) and
+// hands DuckDB the columns the query reads; DuckDB's threads scan in
+// parallel. It applies no filter (DuckDB applies them after the scan) and
+// gets the projection right, which DuckDB's own Arrow scan over a C stream
+// does not (TestUpstreamArrowScanPushdown: a WHERE clause on such a
+// stream is silently dropped, a subset of its columns reads the wrong
+// ones). DuckDB's arrow_scan_dumb, which would not push anything down, is
+// out of reach: in this DuckDB both Arrow scans take a C++ factory as a
+// bind input, which neither SQL nor the C API can give.
 //
-// Querying the streams in place would avoid that copy, but DuckDB gets it
-// wrong: its C API registers the stream with arrow_scan, which lets the
-// optimizer push filters and column selections into the scan and expects
-// the stream's producer to apply them, and the C stream's producer
-// ignores them. A WHERE clause on a registered stream is silently dropped,
-// and selecting a subset of its columns reads the wrong ones (SELECT y
-// returns the values of the first column x; with a string column the
-// process dies of a segmentation fault): see TestUpstreamArrowScanPushdown.
-// And a stream can be read only once, so a self-join or a second query
-// would see it exhausted. SELECT * with no filter is the one shape that is
-// right, so that is the only one the engine runs over a stream.
-//
-// Register defers the copy to the start of the session's next statement
-// (under that statement's context and limits); Materialize copies at once
-// under its own context. Either way the reader is released, exactly once,
-// as soon as it has been copied (or when the session closes, or at once if
-// the call fails). A reader's error ends the statement with that error
-// (its *sluice.Error, or sluice.EUnavailable wrapping it).
+// Register reads in place: a Query that names the input reads it as it
+// runs, under its context and limits, and the input is not held in DuckDB
+// (only what the query keeps of it: a hash table, say, under the memory
+// limit). A stream can be read once, so the session keeps the batches it
+// reads (in Go memory, which DuckDB's limit does not count), as long as
+// those of all its registered inputs fit in Limits.Memory/16: a later
+// query reads a kept input again from its start (the kept batches, then
+// the rest of the stream if the query before stopped early). An input
+// that does not fit serves one query; a later one that names it fails and
+// asks for Materialize. The broker's rendered SQL reads each input once
+// (unless it materialises a CTE), so it needs no copy. A query that reads
+// an input more than once (a self-join, a CTE DuckDB inlines twice) gets a
+// copy, made first (the engine counts how often the statement binds each
+// input when it prepares it); a recursive query, which would scan a
+// stream again as it runs, fails (__sluice_scan refuses a second scan in
+// one statement) and asks for Materialize: never a partial read.
+// Materialize copies the input into a temporary table at once (CREATE
+// TEMP TABLE ... AS SELECT * FROM __sluice_scan), which any number of
+// queries read; the table is in DuckDB's buffer manager, under the memory
+// limit, and spills beyond it. A registered input's name is resolved by a
+// replacement scan of the database (no catalog entry), or, if the catalog
+// has a table or view of that name or it is not a plain identifier, by a
+// temporary view. The reader is released, exactly once, when it has been
+// read to its end and kept, or when the query that read it ends if it
+// could not be kept, or when the session closes (at once if the call
+// fails). A reader's error ends the statement with that error (its
+// *sluice.Error, or sluice.EUnavailable wrapping it).
 //
 // # Results
 //
-// duckdb-go's Arrow QueryContext executes a statement to completion and
-// holds the whole result in memory that DuckDB's memory limit does not
-// count, before the first batch. Query therefore writes the result to a
-// temporary table (CREATE TEMP TABLE ... AS the query, with
-// preserve_insertion_order on, so ORDER BY is kept) and returns a reader
-// that fetches it in pages of at most 65536 rows by rowid range, one page
-// in memory at a time. The reader has the query's column names and
-// DuckDB's Arrow types; Release it (Session.Close releases any left). The
-// time to the first batch is the time of the whole query.
+// Query executes the statement as a streaming result
+// (duckdb_pending_prepared_streaming): DuckDB runs it as the caller reads,
+// buffering a bounded part ahead (TestStreamingResultBounded: reading 16M
+// rows grows the process by some tens of MiB), and each chunk of at most
+// 2048 rows becomes an Arrow batch. Query returns once the first batch is
+// ready, so that errors before the first row (most of them) come from
+// Query. The reader has the query's column names and DuckDB's Arrow types;
+// Release it (Session.Close releases any left). While a result is being
+// read, the session runs nothing else (a DuckDB connection runs one
+// statement at a time): read it to its end or release it first.
 //
 // # Limits and errors
 //
@@ -117,7 +156,7 @@
 //   - DuckDB out of memory: sluice.EResource, "the query needs more than N
 //     MiB in the sandbox (memory limit); add filters or aggregate at the
 //     source". DuckDB spills joins, aggregates, sorts and tables to the
-//     session's directory first; what cannot spill (a list aggregate, a
+//     database's directory first; what cannot spill (a list aggregate, a
 //     distinct aggregate without groups) hits the limit.
 //   - spill beyond MaxSpill: sluice.EResource naming the spill limit.
 //   - Limits.QueryTime, counted from Engine.Session over every statement
@@ -126,14 +165,20 @@
 //     context.DeadlineExceeded.
 //   - a cancelled context, Session.Close or Engine.Close during a
 //     statement: sluice.EUnavailable, unwrapping to context.Canceled. The
-//     running statement is interrupted through duckdb-go (duckdb_interrupt
-//     when the context is done), within milliseconds.
+//     running statement is interrupted (duckdb_interrupt when the context
+//     is done, again every 20ms until it stops), within milliseconds.
 //   - SQL errors (parser, binder, catalog) and refused statements:
 //     sluice.EInvalid with DuckDB's first line.
 //   - errors about a value (conversion, overflow, division by zero,
 //     invalid input, constraint): sluice.EInvalid naming the kind only;
 //     DuckDB's message quotes the value, so it is neither shown nor
 //     wrapped.
+//   - a query that reads a registered input more than once in a way the
+//     engine cannot see before it runs (a recursive query):
+//     sluice.EInvalid, asking for Materialize.
+//   - misuse: a second query naming a registered input that was too large
+//     to keep, a statement while a result is being read, an input name in
+//     use or reserved: sluice.EInternal.
 //   - anything else: sluice.EInternal.
 //
 // A Session's methods are serialised and may be called from any

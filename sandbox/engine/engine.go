@@ -4,18 +4,11 @@ package engine
 
 import (
 	"context"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/duckdb/duckdb-go/v2"
 
 	sluice "github.com/sluice-gov/sluice"
 )
@@ -33,30 +26,48 @@ var (
 // -tags duckdb_arrow).
 const Available = true
 
-// Engine holds the limits and the spill directory of the sandbox; every
-// Session it hands out is a separate, locked-down, in-memory DuckDB
-// database. Opening one takes some tens of milliseconds, so the engine
-// keeps one spare, opened in the background after each hand-out. An
-// Engine is safe for concurrent use.
+// The pool of databases (see "A database per session" in the package
+// documentation).
+const (
+	// maxIdle bounds the databases kept open between sessions.
+	maxIdle = 2
+	// maxUses is the number of sessions after which a database is closed
+	// rather than used again.
+	maxUses = 1000
+)
+
+// Engine holds the limits, the spill directory and a small pool of
+// locked-down in-memory DuckDB databases; every Session uses one database
+// of its own, through a connection of its own, for as long as it is open.
+// An Engine is safe for concurrent use.
 type Engine struct {
 	lim Limits
 	dir string // private spill root, 0700
 
 	ctx    context.Context // cancelled by Close: interrupts every session
 	cancel context.CancelCauseFunc
-	fill   sync.WaitGroup // the goroutine opening the spare
+	bg     sync.WaitGroup // background opening and closing of databases
 
 	mu       sync.Mutex
 	closed   bool
 	sessions map[*Session]struct{} // handed out, not closed
-	spare    *Session              // opened and locked down, not handed out
-	filling  bool
+	idle     []*database           // checked, waiting for a session
+	filling  bool                  // a database is being opened in the background
+	stats    poolStats
+}
+
+// poolStats counts what the pool did, for tests and benchmarks.
+type poolStats struct {
+	opened    int // databases opened
+	reused    int // sessions given a database another session used
+	discarded int // databases closed after a session, not used again
 }
 
 // Open validates lim, creates the private spill directory and opens a
-// first session, which checks that this DuckDB accepts and applies every
+// first database, which checks that this DuckDB accepts and applies every
 // lockdown setting (a broker with a DuckDB it cannot lock down fails at
-// start-up, not at its first query) and becomes the spare.
+// start-up, not at its first query); it waits in the pool for the first
+// session.
 func Open(ctx context.Context, lim Limits) (*Engine, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, cancelled(err)
@@ -82,12 +93,15 @@ func Open(ctx context.Context, lim Limits) (*Engine, error) {
 	lim.SpillDir = dir
 	e := &Engine{lim: lim, dir: dir, sessions: map[*Session]struct{}{}}
 	e.ctx, e.cancel = context.WithCancelCause(context.Background())
-	s, err := e.open(ctx)
+	d, err := e.openDB(ctx)
 	if err != nil {
 		_ = e.Close()
 		return nil, err
 	}
-	e.spare = s
+	e.mu.Lock()
+	e.stats.opened++
+	e.idle = append(e.idle, d)
+	e.mu.Unlock()
 	return e, nil
 }
 
@@ -96,7 +110,7 @@ func Open(ctx context.Context, lim Limits) (*Engine, error) {
 func (e *Engine) Limits() Limits { return e.lim }
 
 // Close interrupts the statements running in the engine's sessions, closes
-// the sessions (releasing every reader they hold) and the spare, and
+// the sessions (releasing every reader they hold) and the databases, and
 // removes the spill directory. It is idempotent.
 func (e *Engine) Close() error {
 	e.mu.Lock()
@@ -108,20 +122,25 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 
 	e.cancel(errEngineClosed)
-	e.fill.Wait()
 	e.mu.Lock()
-	sessions := make([]*Session, 0, len(e.sessions)+1)
+	sessions := make([]*Session, 0, len(e.sessions))
 	for s := range e.sessions {
 		sessions = append(sessions, s)
-	}
-	if e.spare != nil {
-		sessions = append(sessions, e.spare)
-		e.spare = nil
 	}
 	e.mu.Unlock()
 	var errs []error
 	for _, s := range sessions {
 		errs = append(errs, s.Close())
+	}
+	// No database is opened or closed in the background once closed is
+	// set and the sessions are closed.
+	e.bg.Wait()
+	e.mu.Lock()
+	idle := e.idle
+	e.idle = nil
+	e.mu.Unlock()
+	for _, d := range idle {
+		d.close()
 	}
 	if err := os.RemoveAll(e.dir); err != nil {
 		errs = append(errs, sluice.Errorf(sluice.EInternal, "sandbox: cannot remove the spill directory: %v", err))
@@ -135,10 +154,11 @@ func (e *Engine) forget(s *Session) {
 	e.mu.Unlock()
 }
 
-// Session returns a new DuckDB database for one analyst query, locked down
-// and under the limits: the spare if there is one (and a new spare is
-// opened in the background), else one opened now, under ctx. The time
-// limit (Limits.QueryTime) starts now. The caller must Close the session.
+// Session returns a session for one analyst query: a database of the pool
+// that no other session uses (one opened now, under ctx, if none is
+// idle), locked down and under the limits, and a new connection to it.
+// The time limit (Limits.QueryTime) starts now. The caller must Close the
+// session.
 func (e *Engine) Session(ctx context.Context) (*Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, cancelled(err)
@@ -148,17 +168,32 @@ func (e *Engine) Session(ctx context.Context) (*Session, error) {
 		e.mu.Unlock()
 		return nil, shuttingDown()
 	}
-	s := e.spare
-	e.spare = nil
-	e.refillLocked()
-	e.mu.Unlock()
-
-	if s == nil {
-		var err error
-		if s, err = e.open(ctx); err != nil {
-			return nil, err
+	var d *database
+	if n := len(e.idle); n > 0 {
+		d = e.idle[n-1]
+		e.idle = e.idle[:n-1]
+		if d.uses > 0 {
+			e.stats.reused++
 		}
 	}
+	e.refillLocked()
+	e.mu.Unlock()
+	var err error
+	if d == nil {
+		if d, err = e.openDB(ctx); err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		e.stats.opened++
+		e.mu.Unlock()
+	}
+	conn, err := d.connect()
+	if err != nil {
+		e.discard(d)
+		return nil, err
+	}
+	d.uses++
+	s := newSession(e, d, conn)
 	sctx, cancel := context.WithCancelCause(e.ctx)
 	s.ctx, s.cancel = sctx, cancel
 	if e.lim.QueryTime > 0 {
@@ -180,177 +215,70 @@ func shuttingDown() error {
 	return &sluice.Error{Code: sluice.EUnavailable, Message: "the sandbox is shutting down", Err: errEngineClosed}
 }
 
-// refillLocked opens a new spare in the background unless there is one or
-// one is being opened. e.mu must be held.
+// refillLocked opens a database in the background when none is idle, so
+// that a concurrent session does not wait for one. e.mu must be held.
 func (e *Engine) refillLocked() {
-	if e.closed || e.spare != nil || e.filling {
+	if e.closed || len(e.idle) > 0 || e.filling {
 		return
 	}
 	e.filling = true
-	e.fill.Add(1)
+	e.bg.Add(1)
 	go func() {
-		defer e.fill.Done()
-		var s *Session
-		var err error
-		select {
-		case <-e.ctx.Done(): // closing: open nothing
-		default:
-			s, err = e.open(e.ctx)
-		}
+		defer e.bg.Done()
+		d, err := e.openDB(e.ctx)
 		e.mu.Lock()
 		e.filling = false
-		keep := err == nil && s != nil && !e.closed && e.spare == nil
+		keep := err == nil && !e.closed && len(e.idle) < maxIdle
 		if keep {
-			e.spare = s
+			e.stats.opened++
+			e.idle = append(e.idle, d)
 		}
 		e.mu.Unlock()
-		if !keep && s != nil {
-			_ = s.Close()
+		if !keep && d != nil {
+			d.close()
 		}
 		// An error here is not lost: the next Session opens its database
 		// itself and reports it.
 	}()
 }
 
-// open creates a session's spill directory and database.
-func (e *Engine) open(ctx context.Context) (*Session, error) {
-	dir, err := os.MkdirTemp(e.dir, "s-")
-	if err != nil {
-		return nil, sluice.Errorf(sluice.EInternal, "sandbox: cannot create a session spill directory: %v", err)
+// release takes back d from a session that has closed its connection. A
+// database is used again only if its session ended cleanly (no error, no
+// interruption), it has served fewer than maxUses sessions, fewer than
+// maxIdle databases are idle, and check finds it as it was opened;
+// otherwise it is closed.
+func (e *Engine) release(d *database, clean bool) {
+	e.mu.Lock()
+	reuse := clean && d.uses < maxUses && !e.closed && len(e.idle) < maxIdle
+	e.mu.Unlock()
+	if reuse {
+		d.checked = d.check()
 	}
-	s := &Session{e: e, dir: dir, names: map[string]bool{}, readers: map[*resultReader]struct{}{}}
-	if err := s.open(ctx); err != nil {
-		_ = s.closeDB()
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	return s, nil
-}
-
-// startupSettings are given to DuckDB as the configuration of the new
-// database: they are in force before it exists. Every name must be known
-// to this DuckDB, or opening fails (fail closed). DuckDB applies them in no
-// fixed order, so only settings independent of each other are here.
-func (e *Engine) startupSettings() url.Values {
-	v := url.Values{}
-	v.Set("memory_limit", strconv.FormatInt(e.lim.Memory, 10)+"B")
-	v.Set("threads", strconv.Itoa(e.lim.Threads))
-	// Inputs are copied in without keeping their order, which is faster
-	// and needs less memory; Query turns it on for the result.
-	v.Set("preserve_insertion_order", "false")
-	v.Set("autoinstall_known_extensions", "false")
-	v.Set("autoload_known_extensions", "false")
-	v.Set("allow_community_extensions", "false")
-	v.Set("allow_unsigned_extensions", "false")
-	v.Set("allow_extension_repositories", "forbidden")
-	v.Set("allow_persistent_secrets", "false")
-	return v
-}
-
-// lockdown runs, in this order, on the database's only connection right
-// after it is opened. The order matters: temp_directory before
-// max_temp_directory_size (with both in the start-up configuration, where
-// the order is random, the size limit was sometimes not enforced), both
-// before enable_external_access (DuckDB refuses a new temp_directory once
-// external access is off), and lock_configuration last.
-// preserve_insertion_order stays changeable: it only trades speed for
-// order (see Session.Query).
-func (e *Engine) lockdown(dir string) string {
-	return strings.Join([]string{
-		"SET temp_directory = " + quoteString(dir),
-		"SET max_temp_directory_size = '" + strconv.FormatInt(e.lim.MaxSpill, 10) + "B'",
-		"SET allowed_configs = ['preserve_insertion_order']",
-		"SET enable_external_access = false",
-		"SET lock_configuration = true",
-	}, "; ")
-}
-
-// lockdownChecks are the settings verified after the lockdown, with the
-// value each must have in a session spilling to dir; a mismatch fails the
-// session (fail closed).
-func lockdownChecks(dir string) map[string]string {
-	return map[string]string{
-		"enable_external_access":       "false",
-		"lock_configuration":           "true",
-		"autoinstall_known_extensions": "false",
-		"autoload_known_extensions":    "false",
-		"allow_community_extensions":   "false",
-		"allow_unsigned_extensions":    "false",
-		"allow_persistent_secrets":     "false",
-		"allowed_paths":                "[]",
-		"allowed_configs":              "[preserve_insertion_order]",
-		"preserve_insertion_order":     "false",
-		"temp_directory":               dir,
-		// DuckDB adds the temporary directory itself, so that it can
-		// spill with external access disabled. A query can therefore list
-		// and read the files there: that is one reason why every session
-		// has its own database and its own directory.
-		"allowed_directories": "[" + dir + "/]",
-	}
-}
-
-func quoteString(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-}
-
-// open creates the session's database and its connection.
-func (s *Session) open(ctx context.Context) error {
-	conn, err := duckdb.NewConnector("?"+s.e.startupSettings().Encode(), nil)
-	if err != nil {
-		return sluice.Errorf(sluice.EInternal, "sandbox: cannot open DuckDB with the sandbox settings: %v", err)
-	}
-	s.conn = conn
-	dc, err := conn.Connect(ctx)
-	if err != nil {
-		return sluice.Errorf(sluice.EInternal, "sandbox: cannot connect to DuckDB: %v", err)
-	}
-	c, ok := dc.(*duckdb.Conn)
-	if !ok {
-		_ = dc.Close()
-		return sluice.Errorf(sluice.EInternal, "sandbox: unexpected DuckDB connection type %T", dc)
-	}
-	s.dc = c
-	if _, err := c.ExecContext(ctx, s.e.lockdown(s.dir), nil); err != nil {
-		return sluice.Errorf(sluice.EInternal, "sandbox: cannot lock DuckDB down: %v", err)
-	}
-	if err := s.verifyLockdown(ctx); err != nil {
-		return err
-	}
-	a, err := duckdb.NewArrowFromConn(c)
-	if err != nil {
-		return sluice.Errorf(sluice.EInternal, "sandbox: DuckDB's Arrow interface: %v", err)
-	}
-	s.arrow = a
-	return nil
-}
-
-func (s *Session) verifyLockdown(ctx context.Context) error {
-	checks := lockdownChecks(s.dir)
-	names := make([]string, 0, len(checks))
-	for name := range checks {
-		names = append(names, quoteString(name))
-	}
-	sort.Strings(names)
-	rows, err := s.dc.QueryContext(ctx, "SELECT name, value FROM duckdb_settings() WHERE name IN ("+strings.Join(names, ", ")+")", nil)
-	if err != nil {
-		return sluice.Errorf(sluice.EInternal, "sandbox: cannot read DuckDB's settings: %v", err)
-	}
-	defer rows.Close()
-	got := map[string]string{}
-	vals := make([]driver.Value, 2)
-	for rows.Next(vals) == nil {
-		name, _ := vals[0].(string)
-		value, _ := vals[1].(string)
-		got[name] = value
-	}
-	for name, want := range checks {
-		v, ok := got[name]
-		if !ok {
-			return sluice.Errorf(sluice.EInternal, "sandbox: this DuckDB has no setting %s; the lockdown cannot be verified", name)
+	if reuse && d.checked == nil {
+		e.mu.Lock()
+		if !e.closed && len(e.idle) < maxIdle {
+			e.idle = append(e.idle, d)
+			e.mu.Unlock()
+			return
 		}
-		if v != want {
-			return sluice.Errorf(sluice.EInternal, "sandbox: DuckDB setting %s is %q after the lockdown, want %q", name, v, want)
-		}
+		e.mu.Unlock()
 	}
-	return nil
+	e.discard(d)
+}
+
+// discard closes d, in the background unless the engine is closing.
+func (e *Engine) discard(d *database) {
+	e.mu.Lock()
+	e.stats.discarded++
+	if e.closed {
+		e.mu.Unlock()
+		d.close()
+		return
+	}
+	e.bg.Add(1)
+	e.mu.Unlock()
+	go func() {
+		defer e.bg.Done()
+		d.close()
+	}()
 }

@@ -20,7 +20,7 @@ const (
 
 // Limits come from the broker's configuration. They apply to every
 // Session, that is to every analyst query, separately (see the package
-// documentation): a Session is its own DuckDB database.
+// documentation): a Session has a DuckDB database to itself.
 type Limits struct {
 	// Memory is DuckDB's memory_limit for one session in bytes
 	// (DefaultMemory when 0). DuckDB spills hash tables, sorts and
@@ -30,8 +30,9 @@ type Limits struct {
 	// (DefaultThreads when 0).
 	Threads int
 	// SpillDir is the parent of the private spill directory (0700) that
-	// Open creates (os.TempDir() when empty). Each session spills into its
-	// own subdirectory; Session.Close and Engine.Close remove them.
+	// Open creates (os.TempDir() when empty). Each database of the engine
+	// spills into its own subdirectory, which it leaves empty for the next
+	// session or removes when it is closed; Engine.Close removes them all.
 	SpillDir string
 	// MaxSpill is DuckDB's max_temp_directory_size for one session in
 	// bytes (DefaultMaxSpill when 0).

@@ -5,37 +5,38 @@ package engine
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"os"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 
-	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/duckdb/duckdb-go/v2"
+	"github.com/duckdb/duckdb-go/v2/mapping"
 
 	sluice "github.com/sluice-gov/sluice"
 )
 
-// reservedPrefix starts the names the engine gives its own views and
-// tables; inputs may not use it.
+// reservedPrefix starts the names the engine gives its own objects;
+// inputs may not use it.
 const reservedPrefix = "__sluice"
 
 // maxNameLen bounds input names.
 const maxNameLen = 128
 
-// Session is one analyst query in the sandbox: a private, locked-down,
-// in-memory DuckDB database with a single connection. Its methods are
-// serialised (DuckDB connections are not safe for concurrent use) and may
-// be called from any goroutine; Close may be called concurrently with a
-// running statement, which it interrupts.
+// Session is one analyst query in the sandbox: a connection of its own to
+// a locked-down in-memory DuckDB database that no other session uses while
+// it is open. Its methods are serialised (DuckDB connections are not safe
+// for concurrent use) and may be called from any goroutine; Close may be
+// called concurrently with a running statement, which it interrupts.
 type Session struct {
 	e   *Engine
-	dir string // this session's spill directory
+	d   *database
+	dir string // the database's spill directory
 
 	// ctx is done when the session is closed, its engine is closed or its
 	// time limit is reached; every statement's context follows it.
@@ -44,26 +45,39 @@ type Session struct {
 
 	mu      sync.Mutex // serialises everything that touches the connection
 	closed  bool
-	conn    *duckdb.Connector
-	dc      *duckdb.Conn
-	arrow   *duckdb.Arrow
+	conn    mapping.Connection
 	names   map[string]bool // input names in use, lower-cased
-	pending []*input        // registered, not read yet
-	staged  []*input        // read, but their staging view could not be dropped
-	readers map[*resultReader]struct{}
-	seq     int
-	ordered bool // preserve_insertion_order is on
+	pending []*input        // registered, not yet known to DuckDB
+	inputs  []*scanInput    // known to DuckDB: views over streams, or copied
+	result  *resultReader   // the result being read, if any
+	budget  *replayBudget   // for the batches kept of registered inputs
+	// failed is set by any statement that failed or was interrupted
+	// (also a result released before its end): the database is then
+	// closed with the session, never used again.
+	failed bool
+}
+
+func newSession(e *Engine, d *database, conn mapping.Connection) *Session {
+	return &Session{e: e, d: d, dir: d.dir, conn: conn, names: map[string]bool{},
+		budget: &replayBudget{left: e.lim.Memory / replayShare}}
 }
 
 // Register makes r queryable as the table name. Register takes r over:
 // the session releases it exactly once (also if Register fails).
 //
-// Nothing is read yet: at the start of the next Query (or Materialize)
-// DuckDB reads r through the Arrow C stream interface, once and in full,
-// into the temporary table name, under that statement's context and
-// limits, and r is released. A registered input can then be read any
-// number of times. DuckDB cannot query the stream in place safely: see
-// "Inputs" in the package documentation.
+// Nothing is read yet. A query that names the input reads it in place, as
+// the query runs, under its context and limits: DuckDB scans the stream
+// through the engine's own table function, which applies no filter and
+// reads the columns the query needs (see "Inputs" in the package
+// documentation). The session keeps the batches it reads, as long as those
+// of all its registered inputs fit in Limits.Memory/16 (Go memory, outside
+// DuckDB's limit), so that later queries read the input again from its
+// start; a query that reads it more than once (a self-join, a CTE used
+// twice) gets a copy, made before the query runs. An input whose batches
+// do not fit serves one query: a later one that names it fails with
+// sluice.EInternal (Materialize an input that several queries read). r is
+// released once it has been read to its end and kept, or when the query
+// that read it ends if it could not be kept, or when the session closes.
 func (s *Session) Register(name string, r array.RecordReader) error {
 	if r == nil {
 		return sluice.Errorf(sluice.EInternal, "sandbox: input %q has no reader", name)
@@ -74,7 +88,7 @@ func (s *Session) Register(name string, r array.RecordReader) error {
 		r.Release()
 		return err
 	}
-	s.pending = append(s.pending, &input{name: name, r: r})
+	s.pending = append(s.pending, newInput(name, r, s.budget))
 	s.names[strings.ToLower(name)] = true
 	return nil
 }
@@ -82,161 +96,377 @@ func (s *Session) Register(name string, r array.RecordReader) error {
 // Materialize reads r to its end into the temporary table name now (CREATE
 // TEMP TABLE name AS SELECT * FROM the stream), under ctx. The table lives
 // in DuckDB's buffer manager: it counts against the memory limit and
-// spills beyond it. r is released before Materialize returns, also on
-// error.
+// spills beyond it, and any number of queries can read it. r is released
+// before Materialize returns, also on error.
 func (s *Session) Materialize(ctx context.Context, name string, r array.RecordReader) error {
 	if r == nil {
 		return sluice.Errorf(sluice.EInternal, "sandbox: input %q has no reader", name)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.checkNewName(name); err != nil {
+	err := s.checkNewName(name)
+	if err == nil {
+		err = s.checkIdleLocked()
+	}
+	if err != nil {
 		r.Release()
 		return err
 	}
 	s.names[strings.ToLower(name)] = true
 	cctx, done := s.statementContext(ctx)
 	defer done()
-	if err := s.copyPendingLocked(cctx); err != nil {
-		r.Release()
-		return err
-	}
-	return s.copyLocked(cctx, &input{name: name, r: r})
-}
-
-// copyPendingLocked copies the registered inputs not yet read, in the
-// order they were registered. After an error every one is released.
-func (s *Session) copyPendingLocked(ctx context.Context) error {
-	var err error
-	for len(s.pending) > 0 {
-		in := s.pending[0]
-		s.pending = s.pending[1:]
-		if err != nil {
-			in.close()
-			continue
-		}
-		err = s.copyLocked(ctx, in)
-	}
-	return err
-}
-
-// copyLocked reads in's stream into the temporary table in.name through a
-// staging Arrow view, then drops the view and releases the stream. The
-// statement is SELECT * with no filter, the one shape of arrow_scan over
-// a C stream that is correct (see "Inputs" in the package documentation).
-func (s *Session) copyLocked(ctx context.Context, in *input) error {
-	in.ctx = ctx
-	if err := s.setOrderLocked(ctx, false); err != nil {
-		in.close()
-		return err
-	}
-	s.seq++
-	view := reservedPrefix + "_in_" + strconv.Itoa(s.seq)
-	release, err := s.arrow.RegisterView(in, view)
+	in := newInput(name, r, nil)
+	si, err := s.exposeLocked(in)
 	if err != nil {
 		in.close()
-		return sluice.Errorf(sluice.EInternal, "sandbox: cannot register input %q with DuckDB: %v", in.name, err)
-	}
-	in.release = release
-	_, err = s.dc.ExecContext(ctx, "CREATE TEMP TABLE "+quoteIdent(in.name)+" AS SELECT * FROM "+quoteIdent(view), nil)
-	if err != nil {
-		if ierr := in.Err(); ierr != nil && ctx.Err() == nil {
-			err = ierr // the reader's own error, not DuckDB's rendering of it
-		} else {
-			err = s.classify(ctx, err)
-		}
-	}
-	// The stream may be released only once nothing can scan it.
-	if _, derr := s.dc.ExecContext(context.Background(), "DROP VIEW "+quoteIdent(view), nil); derr != nil {
-		s.staged = append(s.staged, in) // released by Close, after the database
-		if err == nil {
-			err = sluice.Errorf(sluice.EInternal, "sandbox: cannot drop the staging view of input %q: %v", in.name, derr)
-		}
+		s.failed = true
 		return err
 	}
-	in.close()
-	return err
+	return s.copyLocked(cctx, si, "")
 }
 
 // Query runs one SELECT statement (args bind its $n or ? parameters) and
 // returns its result as a stream of Arrow batches, which the caller must
-// Release; the session releases it at Close at the latest. The statement's
-// result is written to a temporary table, which DuckDB keeps under the
-// memory limit and spills beyond it, and read back in pages of at most
-// pageRows rows: the result is never held outside DuckDB's limits in one
-// piece (see the package documentation for why). Anything but a single
-// SELECT is refused with sluice.EInvalid.
+// Release; the session releases it at Close at the latest. DuckDB streams
+// the result: the query runs as the caller reads, and only a bounded
+// buffer of it is held at a time (in DuckDB's memory, under its limit).
+// Query returns once the first batch is ready (for a query that sorts,
+// aggregates or joins, once that is done), so that most errors come from
+// Query itself; later ones end the stream (Next false, Err set). While a
+// result is being read, the session runs nothing else: Query and
+// Materialize fail with sluice.EInternal until the result has been read
+// to its end or released. Anything but a single SELECT is refused with
+// sluice.EInvalid.
 func (s *Session) Query(ctx context.Context, query string, args ...any) (array.RecordReader, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, s.closedErr()
 	}
+	if err := s.checkIdleLocked(); err != nil {
+		return nil, err
+	}
 	cctx, done := s.statementContext(ctx)
-	if err := s.copyPendingLocked(cctx); err != nil {
-		done()
-		return nil, err
-	}
-	names, err := s.checkSelect(query)
+	rr, err := s.queryLocked(cctx, done, query, args)
 	if err != nil {
+		// Whatever failed (also a statement DuckDB refused), the database
+		// is not used again.
+		s.failed = true
 		done()
 		return nil, err
-	}
-	// The result keeps the query's order (ORDER BY) only with insertion
-	// order preserved, in the table and in the scans of its pages.
-	if err := s.setOrderLocked(cctx, true); err != nil {
-		done()
-		return nil, err
-	}
-	s.seq++
-	table := reservedPrefix + "_result_" + strconv.Itoa(s.seq)
-	// The SQL goes after AS verbatim (no parentheses), so a trailing
-	// comment in it cannot swallow anything; checkSelect has established
-	// that it is exactly one SELECT statement.
-	res, err := s.dc.ExecContext(cctx, "CREATE TEMP TABLE "+quoteIdent(table)+" AS\n"+query, namedArgs(args))
-	if err != nil {
-		err = s.classify(cctx, err)
-		done()
-		return nil, err
-	}
-	total, err := res.RowsAffected()
-	if err != nil {
-		done()
-		return nil, sluice.Errorf(sluice.EInternal, "sandbox: counting a result: %v", err)
-	}
-	rr := &resultReader{s: s, ctx: cctx, done: done, table: table, total: total, refs: 1}
-	s.readers[rr] = struct{}{}
-	// The first page gives the schema (also of an empty result) and any
-	// error before the caller holds a reader.
-	if err := rr.nextPageLocked(); err != nil {
-		rr.releaseLocked()
-		return nil, err
-	}
-	rr.schema = rr.page.Schema()
-	// CREATE TABLE AS renames duplicate column names (a, a becomes a,
-	// a_1); the caller gets the query's own names back.
-	if len(names) == rr.schema.NumFields() {
-		fields := rr.schema.Fields()
-		renamed := false
-		for i := range fields {
-			if fields[i].Name != names[i] {
-				fields[i].Name = names[i]
-				renamed = true
-			}
-		}
-		if renamed {
-			md := rr.schema.Metadata()
-			rr.schema = arrow.NewSchema(fields, &md)
-			rr.renamed = true
-		}
 	}
 	return rr, nil
 }
 
+func (s *Session) queryLocked(ctx context.Context, done func(), query string, args []any) (*resultReader, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, s.contextErr(context.Cause(ctx))
+	}
+	if err := s.exposePendingLocked(ctx); err != nil {
+		return nil, err
+	}
+	stmt, err := s.prepareLocked(query)
+	if err != nil {
+		return nil, err
+	}
+	// A stream can be read once: copy the inputs this statement reads
+	// more than once, then prepare it again over the copies.
+	var twice []*scanInput
+	for _, si := range s.inputs {
+		if si.state() == inputStream && si.bindCount() > 1 && si.in.canScan() {
+			twice = append(twice, si)
+		}
+	}
+	if len(twice) > 0 {
+		mapping.DestroyPrepare(&stmt)
+		for _, si := range twice {
+			before := ""
+			if !s.d.reg.resolves(si) {
+				before = "DROP VIEW " + quoteIdent(si.in.name) + ";\n"
+			}
+			err := s.copyLocked(ctx, si, before)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if stmt, err = s.prepareLocked(query); err != nil {
+			return nil, err
+		}
+	}
+	var read []*scanInput
+	for _, si := range s.inputs {
+		if si.state() == inputStream && si.bindCount() == 1 {
+			read = append(read, si)
+		}
+	}
+	if err := bindArgs(stmt, args); err != nil {
+		mapping.DestroyPrepare(&stmt)
+		return nil, err
+	}
+	// From here the inputs this statement reads are consumed, whatever
+	// happens.
+	for _, si := range read {
+		si.startRead(ctx)
+	}
+	var pending mapping.PendingResult
+	if pendingStreaming(stmt, &pending) == mapping.StateError {
+		err := messageError(mapping.PendingError(pending))
+		mapping.DestroyPending(&pending)
+		mapping.DestroyPrepare(&stmt)
+		for _, si := range read {
+			si.endRead()
+		}
+		return nil, s.statementErr(ctx, err, read)
+	}
+	rr := &resultReader{s: s, ctx: ctx, done: done, stmt: stmt, inputs: read, refs: 1}
+	stop := s.interruptOn(ctx)
+	st := mapping.ExecutePending(pending, &rr.res)
+	stop()
+	mapping.DestroyPending(&pending)
+	rr.open = true
+	if st == mapping.StateError {
+		err := s.statementErr(ctx, resultError(&rr.res), read)
+		rr.closeLocked()
+		return nil, err
+	}
+	if err := rr.initLocked(); err != nil {
+		rr.closeLocked()
+		return nil, err
+	}
+	s.result = rr
+	// The first batch: the query's errors before the caller holds a
+	// reader, as far as they come before any row.
+	if !rr.fetchLocked() {
+		if rr.err != nil {
+			err := rr.err
+			rr.releaseLocked()
+			return nil, err
+		}
+	}
+	rr.prefetched = true
+	return rr, nil
+}
+
+// prepareLocked prepares query, which must be exactly one SELECT
+// statement, counting how often it reads each input stream.
+func (s *Session) prepareLocked(query string) (mapping.PreparedStatement, error) {
+	var stmt mapping.PreparedStatement
+	var stmts mapping.ExtractedStatements
+	n := mapping.ExtractStatements(s.conn, query, &stmts)
+	defer mapping.DestroyExtracted(&stmts)
+	if n == 0 {
+		if msg := mapping.ExtractStatementsError(stmts); msg != "" {
+			return stmt, s.classify(context.Background(), messageError(msg))
+		}
+		return stmt, sluice.Errorf(sluice.EInvalid, "the sandbox runs exactly one SELECT statement per query")
+	}
+	if n != 1 {
+		return stmt, sluice.Errorf(sluice.EInvalid, "the sandbox runs exactly one SELECT statement per query")
+	}
+	s.d.reg.resetBinds()
+	if mapping.PrepareExtractedStatement(s.conn, stmts, 0, &stmt) == mapping.StateError {
+		msg := mapping.PrepareError(stmt)
+		mapping.DestroyPrepare(&stmt)
+		for _, si := range s.inputs {
+			if si.rebound() {
+				return stmt, sluice.Errorf(sluice.EInternal, "sandbox: input %q was read by an earlier query of this session and is too large to keep for another (over %s of kept inputs); Materialize an input that more than one query reads", si.in.name, formatBytes(s.e.lim.Memory/replayShare))
+			}
+		}
+		return stmt, s.classify(context.Background(), messageError(msg))
+	}
+	if t := mapping.PreparedStatementType(stmt); t != mapping.StatementTypeSelect {
+		mapping.DestroyPrepare(&stmt)
+		return stmt, sluice.Errorf(sluice.EInvalid, "the sandbox runs only SELECT statements; this is %s statement", stmtTypeName(duckdb.StmtType(t)))
+	}
+	return stmt, nil
+}
+
+// exposePendingLocked makes the registered inputs known to DuckDB: a name
+// the query cannot mean otherwise is resolved to __sluice_scan by the
+// database's replacement scan, at no cost; any other (one the catalog
+// has, or not a plain identifier) is a temporary view over __sluice_scan,
+// which comes first in DuckDB's search path. Either goes with the
+// session's connection.
+func (s *Session) exposePendingLocked(ctx context.Context) error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	pending := s.pending
+	s.pending = nil
+	var b strings.Builder
+	var views []*scanInput
+	for i, in := range pending {
+		si, err := s.exposeLocked(in)
+		if err != nil {
+			for _, rest := range pending[i:] {
+				rest.close()
+			}
+			s.failed = true
+			return err
+		}
+		if plainName(in.name) && !s.d.names[strings.ToLower(in.name)] {
+			s.d.reg.resolve(si)
+			continue
+		}
+		views = append(views, si)
+		b.WriteString("CREATE TEMP VIEW " + quoteIdent(in.name) + " AS SELECT * FROM " + scanFunction + "(" + strconv.FormatInt(si.token, 10) + ");\n")
+	}
+	if len(views) == 0 {
+		return nil
+	}
+	return s.execLocked(ctx, b.String(), views...)
+}
+
+// plainName tells whether name is an identifier DuckDB's replacement scan
+// gets as it is: letters, digits and underscores, not starting with a
+// digit (nothing DuckDB's own replacement scans take for a file name).
+func plainName(name string) bool {
+	for i, c := range name {
+		switch {
+		case c == '_', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return name != ""
+}
+
+// copyLocked copies the stream of si into the temporary table of its name,
+// after running before (SQL, or ""). Insertion order is not preserved
+// while copying, which is faster and needs less memory; afterwards the
+// connection preserves it again.
+func (s *Session) copyLocked(ctx context.Context, si *scanInput, before string) error {
+	si.startRead(ctx)
+	err := s.execLocked(ctx, before+"SET SESSION preserve_insertion_order = false;\n"+
+		"CREATE TEMP TABLE "+quoteIdent(si.in.name)+" AS SELECT * FROM "+scanFunction+"("+strconv.FormatInt(si.token, 10)+");\n"+
+		"SET SESSION preserve_insertion_order = true", si)
+	si.endRead()
+	si.setState(inputCopied)
+	si.in.close() // the table holds it now
+	if err != nil {
+		// Whatever ran, the session's later statements keep their order.
+		_ = execRaw(s.conn, "SET SESSION preserve_insertion_order = true")
+	}
+	return err
+}
+
+// exposeLocked prepares in for __sluice_scan.
+func (s *Session) exposeLocked(in *input) (*scanInput, error) {
+	si, err := newScanInput(s.d.reg, s.d.conv, in, s.e.lim.Threads)
+	if err != nil {
+		return nil, err
+	}
+	s.inputs = append(s.inputs, si)
+	return si, nil
+}
+
+// execLocked runs sql (statements of the engine's own) under ctx; sis are
+// the inputs it reads, whose errors take precedence over DuckDB's.
+func (s *Session) execLocked(ctx context.Context, sql string, sis ...*scanInput) error {
+	if err := ctx.Err(); err != nil {
+		s.failed = true
+		return s.contextErr(context.Cause(ctx))
+	}
+	var res mapping.Result
+	stop := s.interruptOn(ctx)
+	st := mapping.Query(s.conn, sql, &res)
+	stop()
+	defer mapping.DestroyResult(&res)
+	if st == mapping.StateError {
+		return s.statementErr(ctx, resultError(&res), sis)
+	}
+	return nil
+}
+
+// statementErr is the error of a statement that failed with err (a
+// *duckdb.Error) under ctx, reading sis: an input's own error if one
+// failed, else err classified. The database is not used again.
+func (s *Session) statementErr(ctx context.Context, err error, sis []*scanInput) error {
+	s.failed = true
+	if ctx.Err() == nil {
+		for _, si := range sis {
+			if ierr := si.in.Err(); ierr != nil {
+				return ierr // the reader's own error, not DuckDB's rendering of it
+			}
+		}
+		var de *duckdb.Error
+		if errors.As(err, &de) && strings.Contains(de.Msg, scanTwiceMsg) {
+			name := "an input"
+			for _, si := range sis {
+				if si.inits() > 1 {
+					name = fmt.Sprintf("input %q", si.in.name)
+				}
+			}
+			return sluice.Errorf(sluice.EInvalid, "the query reads %s more than once (a recursive query?), which a registered input cannot be; Materialize it", name)
+		}
+	}
+	return s.classify(ctx, err)
+}
+
+// interruptOn interrupts the session's running call once ctx is done, and
+// again every interruptEvery until the returned stop is called; after stop
+// returns, no interrupt reaches the connection.
+func (s *Session) interruptOn(ctx context.Context) (stop func()) {
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	var mu sync.Mutex
+	stopped := false
+	quit := make(chan struct{})
+	exited := make(chan struct{})
+	conn := s.conn
+	cancelAfter := context.AfterFunc(ctx, func() {
+		defer close(exited)
+		t := time.NewTicker(interruptEvery)
+		defer t.Stop()
+		for {
+			mu.Lock()
+			if stopped {
+				mu.Unlock()
+				return
+			}
+			mapping.Interrupt(conn)
+			mu.Unlock()
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() {
+		if cancelAfter() {
+			return // never started
+		}
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		close(quit)
+		<-exited
+	}
+}
+
+// interruptEvery is how often a statement whose context is done is
+// interrupted again (DuckDB can clear an interrupt it received before the
+// statement reached a point that checks it).
+const interruptEvery = 20 * time.Millisecond
+
+// checkIdleLocked fails while a result is being read: a DuckDB connection
+// runs one statement at a time.
+func (s *Session) checkIdleLocked() error {
+	if s.result != nil {
+		return sluice.Errorf(sluice.EInternal, "sandbox: a result of this session is still being read; read it to its end or release it before the next statement")
+	}
+	return nil
+}
+
 // Close interrupts a running statement, releases every result reader and
-// input the session holds, closes its database (dropping every view and
-// table) and removes its spill directory. It is idempotent and must be
-// called also after errors.
+// input the session holds and closes its connection, which drops every
+// view and table it created. Its database then goes back to the pool if
+// the session ended cleanly and the database shows nothing of it (see
+// "A database per session" in the package documentation), else it is
+// closed. Close is idempotent and must be called also after errors.
 func (s *Session) Close() error {
 	if s.cancel != nil {
 		s.cancel(errSessionClosed)
@@ -247,46 +477,27 @@ func (s *Session) Close() error {
 		return nil
 	}
 	s.closed = true
-	for rr := range s.readers {
-		if rr.err == nil {
+	if rr := s.result; rr != nil {
+		if rr.err == nil && !rr.eof {
 			rr.err = s.closedErr()
 		}
-		rr.releaseLocked()
+		rr.closeLocked()
 	}
-	err := s.closeDB()
-	// Only now that the database is gone can nothing read the streams.
+	if s.conn.Ptr != nil {
+		mapping.Disconnect(&s.conn)
+	}
+	// Only now that the connection is gone can nothing read the streams.
+	for _, si := range s.inputs {
+		s.d.reg.remove(si)
+		si.free()
+		si.in.close()
+	}
 	for _, in := range s.pending {
 		in.close()
 	}
-	for _, in := range s.staged {
-		in.close()
-	}
-	s.pending, s.staged = nil, nil
-	if rerr := os.RemoveAll(s.dir); rerr != nil && err == nil {
-		err = sluice.Errorf(sluice.EInternal, "sandbox: cannot remove a session spill directory: %v", rerr)
-	}
+	s.inputs, s.pending = nil, nil
+	s.e.release(s.d, !s.failed)
 	s.e.forget(s)
-	return err
-}
-
-// closeDB closes the connection and the database.
-func (s *Session) closeDB() error {
-	var errs []error
-	if s.dc != nil {
-		if err := s.dc.Close(); err != nil {
-			errs = append(errs, err)
-		}
-		s.dc = nil
-	}
-	if s.conn != nil {
-		if err := s.conn.Close(); err != nil {
-			errs = append(errs, err)
-		}
-		s.conn = nil
-	}
-	if len(errs) > 0 {
-		return sluice.Errorf(sluice.EInternal, "sandbox: closing DuckDB: %v", errors.Join(errs...))
-	}
 	return nil
 }
 
@@ -301,24 +512,16 @@ func (s *Session) closedErr() error {
 	return s.contextErr(cause)
 }
 
-// setOrderLocked turns preserve_insertion_order on or off (the one setting
-// the lockdown leaves changeable).
-func (s *Session) setOrderLocked(ctx context.Context, on bool) error {
-	if s.ordered == on {
-		return nil
-	}
-	if _, err := s.dc.ExecContext(ctx, "SET preserve_insertion_order = "+strconv.FormatBool(on), nil); err != nil {
-		return s.classify(ctx, err)
-	}
-	s.ordered = on
-	return nil
-}
-
 // statementContext derives the context of one statement from the caller's
 // and the session's: it is done when either is. done must be called when
 // the statement (or the result reader) is finished.
 func (s *Session) statementContext(ctx context.Context) (context.Context, func()) {
 	cctx, cancel := context.WithCancelCause(ctx)
+	if s.ctx.Err() != nil {
+		// AfterFunc would cancel in a goroutine of its own, maybe after
+		// the statement started.
+		cancel(context.Cause(s.ctx))
+	}
 	stop := context.AfterFunc(s.ctx, func() { cancel(context.Cause(s.ctx)) })
 	return cctx, func() {
 		stop()
@@ -348,59 +551,75 @@ func (s *Session) checkNewName(name string) error {
 	return nil
 }
 
-// checkSelect refuses anything but exactly one SELECT statement, before
-// running anything, and returns the statement's column names.
-// duckdb.Conn.Prepare (unlike PrepareContext and QueryContext, which
-// execute all statements but the last) only prepares, and fails on more
-// than one statement.
-func (s *Session) checkSelect(query string) ([]string, error) {
-	st, err := s.dc.Prepare(query)
-	if err != nil {
-		var de *duckdb.Error
-		if errors.As(err, &de) {
-			return nil, s.classify(context.Background(), err)
-		}
-		return nil, sluice.Errorf(sluice.EInvalid, "the sandbox runs exactly one SELECT statement per query")
+// bindArgs binds args to stmt's parameters: by position, or by name for
+// a sql.NamedArg.
+func bindArgs(stmt mapping.PreparedStatement, args []any) error {
+	if n := int(mapping.NParams(stmt)); n != len(args) {
+		return sluice.Errorf(sluice.EInvalid, "the query has %d parameters; %d values were given", n, len(args))
 	}
-	defer st.Close()
-	ds, ok := st.(*duckdb.Stmt)
-	if !ok {
-		return nil, sluice.Errorf(sluice.EInternal, "sandbox: unexpected DuckDB statement type %T", st)
-	}
-	t, err := ds.StatementType()
-	if err != nil {
-		return nil, sluice.Errorf(sluice.EInternal, "sandbox: cannot read the statement type: %v", err)
-	}
-	if t != duckdb.STATEMENT_TYPE_SELECT {
-		return nil, sluice.Errorf(sluice.EInvalid, "the sandbox runs only SELECT statements; this is %s statement", stmtTypeName(t))
-	}
-	n, err := ds.ColumnCount()
-	if err != nil {
-		return nil, sluice.Errorf(sluice.EInternal, "sandbox: cannot read the statement's columns: %v", err)
-	}
-	names := make([]string, n)
-	for i := range names {
-		if names[i], err = ds.ColumnName(i); err != nil {
-			return nil, sluice.Errorf(sluice.EInternal, "sandbox: cannot read the statement's columns: %v", err)
-		}
-	}
-	return names, nil
-}
-
-func namedArgs(args []any) []driver.NamedValue {
-	if len(args) == 0 {
-		return nil
-	}
-	out := make([]driver.NamedValue, len(args))
 	for i, a := range args {
-		out[i].Ordinal = i + 1
+		idx := mapping.IdxT(i + 1)
 		if na, ok := a.(sql.NamedArg); ok {
-			out[i].Name = na.Name
+			if mapping.BindParameterIndex(stmt, &idx, na.Name) == mapping.StateError {
+				return sluice.Errorf(sluice.EInvalid, "the query has no parameter named %q", na.Name)
+			}
 			a = na.Value
 		}
-		out[i].Value = a
+		if err := bindArg(stmt, idx, a); err != nil {
+			return err
+		}
 	}
-	return out
+	return nil
+}
+
+func bindArg(stmt mapping.PreparedStatement, i mapping.IdxT, a any) error {
+	var st mapping.State
+	switch v := a.(type) {
+	case nil:
+		st = mapping.BindNull(stmt, i)
+	case bool:
+		st = mapping.BindBoolean(stmt, i, v)
+	case int:
+		st = mapping.BindInt64(stmt, i, int64(v))
+	case int8:
+		st = mapping.BindInt8(stmt, i, v)
+	case int16:
+		st = mapping.BindInt16(stmt, i, v)
+	case int32:
+		st = mapping.BindInt32(stmt, i, v)
+	case int64:
+		st = mapping.BindInt64(stmt, i, v)
+	case uint:
+		st = mapping.BindUInt64(stmt, i, uint64(v))
+	case uint8:
+		st = mapping.BindUInt8(stmt, i, v)
+	case uint16:
+		st = mapping.BindUInt16(stmt, i, v)
+	case uint32:
+		st = mapping.BindUInt32(stmt, i, v)
+	case uint64:
+		if v <= math.MaxInt64 {
+			st = mapping.BindInt64(stmt, i, int64(v))
+		} else {
+			st = mapping.BindUInt64(stmt, i, v)
+		}
+	case float32:
+		st = mapping.BindFloat(stmt, i, v)
+	case float64:
+		st = mapping.BindDouble(stmt, i, v)
+	case string:
+		st = mapping.BindVarchar(stmt, i, v)
+	case []byte:
+		st = mapping.BindBlob(stmt, i, v)
+	case time.Time:
+		st = mapping.BindTimestamp(stmt, i, mapping.NewTimestamp(v.UTC().UnixMicro()))
+	default:
+		return sluice.Errorf(sluice.EInternal, "sandbox: query parameter %d has the unsupported type %T", i, a)
+	}
+	if st == mapping.StateError {
+		return sluice.Errorf(sluice.EInvalid, "the sandbox cannot bind query parameter %d", i)
+	}
+	return nil
 }
 
 func quoteIdent(name string) string {
@@ -457,87 +676,4 @@ func stmtTypeName(t duckdb.StmtType) string {
 		return "an extension's"
 	}
 	return "a non-SELECT"
-}
-
-// input is a registered reader on its way into a table. It stops pulling
-// from the reader once the statement's context is done, and keeps the
-// reader's error so that the statement reports it rather than DuckDB's
-// rendering of it.
-type input struct {
-	name    string
-	r       array.RecordReader
-	ctx     context.Context
-	release func() // releases the C stream (DuckDB's reference)
-
-	mu     sync.Mutex
-	err    error
-	closed bool
-}
-
-var _ array.RecordReader = (*input)(nil)
-
-func (in *input) Schema() *arrow.Schema { return in.r.Schema() }
-
-func (in *input) Next() bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.err != nil || in.closed {
-		return false
-	}
-	if in.ctx.Err() != nil {
-		in.err = context.Cause(in.ctx) // the statement reports it
-		return false
-	}
-	if in.r.Next() {
-		return true
-	}
-	if err := in.r.Err(); err != nil {
-		var se *sluice.Error
-		if errors.As(err, &se) {
-			in.err = err
-		} else {
-			in.err = &sluice.Error{Code: sluice.EUnavailable, Message: fmt.Sprintf("input %q failed while the sandbox read it", in.name), Err: err}
-		}
-	}
-	return false
-}
-
-func (in *input) RecordBatch() arrow.RecordBatch {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.err != nil || in.closed {
-		return nil
-	}
-	return in.r.RecordBatch()
-}
-
-// Record is the deprecated name of RecordBatch.
-func (in *input) Record() arrow.RecordBatch { return in.RecordBatch() }
-
-func (in *input) Err() error {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.err
-}
-
-// Retain and Release are DuckDB's (through the C stream); the session's
-// own reference is dropped by close.
-func (in *input) Retain()  { in.r.Retain() }
-func (in *input) Release() { in.r.Release() }
-
-// close releases DuckDB's reference (the C stream, if it was exported) and
-// the session's, exactly once. The staging view must be gone or the
-// database closed.
-func (in *input) close() {
-	in.mu.Lock()
-	if in.closed {
-		in.mu.Unlock()
-		return
-	}
-	in.closed = true
-	in.mu.Unlock()
-	if in.release != nil {
-		in.release()
-	}
-	in.r.Release()
 }

@@ -17,9 +17,9 @@ import (
 // producer ignores them. A filter is then silently dropped and a column
 // subset reads the wrong columns (with a string column, a segmentation
 // fault: not tested, it would kill the test binary). That is why the
-// engine copies every input with SELECT * before querying it. When this
-// test fails, DuckDB has fixed the scan: reconsider querying registered
-// streams in place (see "Inputs" in the package documentation).
+// engine does not use it: it reads streams through its own scan,
+// __sluice_scan (TestScanInPlace). When this test fails, DuckDB has fixed
+// its scan (see "Inputs" in the package documentation).
 func TestUpstreamArrowScanPushdown(t *testing.T) {
 	c, err := duckdb.NewConnector("", nil)
 	if err != nil {
