@@ -185,23 +185,6 @@ const gatedTable = "gated_groups"
 // persons).
 const maxGatedRows = 1_000_000
 
-// outermostAggregate is the first aggregate met from the root, the one
-// whose groups are released (inner aggregates feed it).
-func outermostAggregate(n *planner.Node) *planner.Node {
-	if n == nil {
-		return nil
-	}
-	if n.Op == planner.OpAggregate {
-		return n
-	}
-	for _, in := range n.Inputs {
-		if a := outermostAggregate(in); a != nil {
-			return a
-		}
-	}
-	return nil
-}
-
 // compile renders the plan for the engine and computes its schemas.
 func (cp *crossPlan) compile() (*compiled, error) {
 	c := &compiled{}
@@ -230,7 +213,7 @@ func (cp *crossPlan) compile() (*compiled, error) {
 	root := cp.plan.Sandbox
 	out := (*arrow.Schema)(nil)
 	if len(units) > 0 || cp.epsilon > 0 {
-		c.agg = outermostAggregate(root)
+		c.agg = root.OutermostAggregate()
 		if c.agg == nil {
 			return nil, sluice.Errorf(sluice.EInternal, "the release is aggregate-only but the plan has no aggregate; refusing")
 		}

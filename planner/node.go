@@ -125,6 +125,24 @@ type JoinPair struct {
 	KeyDomain string    `json:"key_domain,omitempty"`
 }
 
+// OutermostAggregate is the first aggregate met from n (depth first, inputs
+// in order): the one whose groups a release gate checks; inner aggregates
+// feed it. Nil when the plan does not aggregate.
+func (n *Node) OutermostAggregate() *Node {
+	if n == nil {
+		return nil
+	}
+	if n.Op == OpAggregate {
+		return n
+	}
+	for _, in := range n.Inputs {
+		if a := in.OutermostAggregate(); a != nil {
+			return a
+		}
+	}
+	return nil
+}
+
 // Normalized renders the sandbox plan as an indented tree in a canonical
 // text form for audit records and golden files. Fragments are named by
 // their index in Plan.Fragments.

@@ -318,7 +318,7 @@ func runGoldenCase(p *enginePath, tc goldenCase, o pathOpts) (*result, error) {
 	if !tc.Split {
 		return p.run(tc.Plan, o)
 	}
-	agg := outermostAggregate(tc.Plan)
+	agg := tc.Plan.OutermostAggregate()
 	if agg == nil || agg == tc.Plan {
 		p.t.Fatal("a split case needs an aggregate below the root")
 	}
@@ -331,23 +331,6 @@ func runGoldenCase(p *enginePath, tc goldenCase, o pathOpts) (*result, error) {
 	rel := p.add(gated)
 	o.leaf = map[*planner.Node]planner.DuckDBRelation{agg: rel}
 	return p.run(tc.Plan, o)
-}
-
-// outermostAggregate is the first aggregate met from the root (as
-// broker/execute.go finds it).
-func outermostAggregate(n *planner.Node) *planner.Node {
-	if n == nil {
-		return nil
-	}
-	if n.Op == planner.OpAggregate {
-		return n
-	}
-	for _, in := range n.Inputs {
-		if a := outermostAggregate(in); a != nil {
-			return a
-		}
-	}
-	return nil
 }
 
 // checkGolden returns how the engine path's answer differs from the
