@@ -11,7 +11,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/jmoiron/sqlx v1.4.0
 	github.com/open-policy-agent/opa v1.22.2
-	github.com/xwb1989/sqlparser v0.0.0-20180606152119-120387863bf2
+	github.com/pganalyze/pg_query_go/v6 v6.2.5
 	golang.org/x/text v0.43.0
 	google.golang.org/grpc v1.85.0
 	gopkg.in/yaml.v3 v3.0.1

@@ -37,6 +37,10 @@ import (
 // PurposeHeader is the gRPC metadata key that carries the declared purpose.
 const PurposeHeader = "x-sluice-purpose"
 
+// ArrowVersion is the Arrow library the broker speaks, reported through
+// GetSqlInfo.
+const ArrowVersion = "18.9.0"
+
 // Version is reported through GetSqlInfo.
 const Version = "0.1.0"
 
@@ -184,12 +188,33 @@ func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *state.Use
 	info := map[flightsql.SqlInfo]any{
 		flightsql.SqlInfoFlightSqlServerName:         "Sluice",
 		flightsql.SqlInfoFlightSqlServerVersion:      Version,
-		flightsql.SqlInfoFlightSqlServerArrowVersion: "15.0.2",
+		flightsql.SqlInfoFlightSqlServerArrowVersion: ArrowVersion,
 		flightsql.SqlInfoFlightSqlServerReadOnly:     true,
 		flightsql.SqlInfoFlightSqlServerSql:          true,
 		flightsql.SqlInfoFlightSqlServerSubstrait:    false,
 		flightsql.SqlInfoFlightSqlServerTransaction:  int32(0),
 		flightsql.SqlInfoFlightSqlServerCancel:       false,
+		// The dialect is PostgreSQL's grammar (planner/sqlast): names are
+		// quoted with double quotes; the catalog matches names without
+		// regard to case, quoted or not.
+		flightsql.SqlInfoIdentifierQuoteChar:           `"`,
+		flightsql.SqlInfoIdentifierCase:                int32(flightsql.SqlCaseSensitivityCaseInsensitive),
+		flightsql.SqlInfoQuotedIdentifierCase:          int32(flightsql.SqlCaseSensitivityCaseInsensitive),
+		flightsql.SqlInfoDDLCatalog:                    false,
+		flightsql.SqlInfoSelectForUpdateSupported:      false,
+		flightsql.SqlInfoStoredProceduresSupported:     false,
+		flightsql.SqlInfoSupportsColumnAliasing:        true,
+		flightsql.SqlInfoNullPlusNullIsNull:            true,
+		flightsql.SqlInfoSupportsTableCorrelationNames: true,
+		flightsql.SqlInfoSupportsExpressionsInOrderBy:  true,
+		// What the planner plans today (docs/sql.md): IN (SELECT ...)
+		// subqueries only, LEFT JOIN as the one outer join, no set
+		// operations yet.
+		flightsql.SqlInfoSupportedSubqueries:    int32(1 << 2),
+		flightsql.SqlInfoOuterJoinsSupportLevel: int32(1),
+		flightsql.SqlInfoSupportedUnions:        int32(0),
+		flightsql.SqlInfoStringFunctions:        []string{"lower", "upper", "length", "substr", "substring", "trim", "coalesce"},
+		flightsql.SqlInfoNumericFunctions:       []string{"abs", "round"},
 	}
 	for id, v := range info {
 		if err := s.RegisterSqlInfo(id, v); err != nil {

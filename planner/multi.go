@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/xwb1989/sqlparser"
+	"github.com/sluice-gov/sluice/planner/sqlast"
 
 	sluice "github.com/sluice-gov/sluice"
 )
@@ -34,49 +34,9 @@ const (
 	maxSubqueryDepth = 8
 )
 
-// needsMulti reports whether sel is more than one plain table: a join, a
-// comma list, a derived table or a subquery anywhere.
-func needsMulti(sel *sqlparser.Select) bool {
-	if len(sel.From) != 1 {
-		return true
-	}
-	te := sel.From[0]
-	for {
-		p, ok := te.(*sqlparser.ParenTableExpr)
-		if !ok {
-			break
-		}
-		if len(p.Exprs) != 1 {
-			return true
-		}
-		te = p.Exprs[0]
-	}
-	switch t := te.(type) {
-	case *sqlparser.JoinTableExpr:
-		return true
-	case *sqlparser.AliasedTableExpr:
-		if _, ok := t.Expr.(*sqlparser.Subquery); ok {
-			return true
-		}
-	}
-	return hasSubquery(sel.SelectExprs, sel.Where, sel.GroupBy, sel.Having, sel.OrderBy)
-}
-
-func hasSubquery(nodes ...sqlparser.SQLNode) bool {
-	var found bool
-	_ = sqlparser.Walk(func(node sqlparser.SQLNode) (bool, error) {
-		switch node.(type) {
-		case *sqlparser.Subquery, *sqlparser.ExistsExpr:
-			found = true
-			return false, nil
-		}
-		return true, nil
-	}, nodes...)
-	return found
-}
-
 // mplan is the state of planning one multi-dataset query.
 type mplan struct {
+	sql     string // the analyst's text, for positions in errors
 	cat     *sluice.Catalog
 	frags   []*mfrag
 	aliases map[string]bool     // internal aliases, lower case
@@ -87,6 +47,9 @@ type mplan struct {
 	pairs   []JoinPair
 	depth   int
 }
+
+// at adds a position in the analyst's SQL to an error (see locate).
+func (m *mplan) at(err error, pos int) error { return locate(err, m.sql, pos) }
 
 // mfrag is one fragment being planned.
 type mfrag struct {
@@ -174,14 +137,14 @@ func (s *scopeSet) add(r *relation) error {
 	return nil
 }
 
-func (s *scopeSet) match(q sqlparser.TableName) []*relation {
+func (s *scopeSet) match(q *sqlast.TableName) []*relation {
 	var out []*relation
 	for _, r := range s.rels {
-		if !q.Qualifier.IsEmpty() {
-			if r.table && strings.EqualFold(q.Qualifier.String(), r.ds.Department) && strings.EqualFold(q.Name.String(), r.ds.Name) {
+		if q.Schema != "" {
+			if r.table && strings.EqualFold(q.Schema, r.ds.Department) && strings.EqualFold(q.Name, r.ds.Name) {
 				out = append(out, r)
 			}
-		} else if strings.EqualFold(q.Name.String(), r.name) {
+		} else if strings.EqualFold(q.Name, r.name) {
 			out = append(out, r)
 		}
 	}
@@ -200,8 +163,8 @@ var errCorrelated = "correlated subqueries (a subquery that refers to a table of
 
 // lookup resolves a column name. found is false (with no error) when no
 // relation has an unqualified name.
-func (s *scopeSet) lookup(q sqlparser.TableName, name string) (string, bool, error) {
-	if !q.IsEmpty() {
+func (s *scopeSet) lookup(q *sqlast.TableName, name string) (string, bool, error) {
+	if q != nil {
 		rels := s.match(q)
 		if len(rels) == 0 {
 			for o := s.outer; o != nil; o = o.outer {
@@ -209,10 +172,10 @@ func (s *scopeSet) lookup(q sqlparser.TableName, name string) (string, bool, err
 					return "", false, notSupported("%s", errCorrelated)
 				}
 			}
-			return "", false, invalid("%s.%s names no table of this query; it reads %s", clip(tableNameText(q)), clip(name), s.describe())
+			return "", false, invalid("%s.%s names no table of this query; it reads %s", clip(q.String()), clip(name), s.describe())
 		}
 		if len(rels) > 1 {
-			return "", false, invalid("%s is ambiguous: the query reads it more than once; qualify its columns with an alias", clip(tableNameText(q)))
+			return "", false, invalid("%s is ambiguous: the query reads it more than once; qualify its columns with an alias", clip(q.String()))
 		}
 		c := rels[0].col(name)
 		if c == nil {
@@ -256,12 +219,12 @@ func (s *scopeSet) outerHas(name string) bool {
 }
 
 // star expands * or t.* to internal column names.
-func (s *scopeSet) star(t sqlparser.TableName) ([]string, error) {
+func (s *scopeSet) star(t *sqlast.TableName) ([]string, error) {
 	rels := s.rels
-	if !t.IsEmpty() {
+	if t != nil {
 		rels = s.match(t)
 		if len(rels) == 0 {
-			return nil, invalid("%s.* names no table of this query; it reads %s", clip(tableNameText(t)), s.describe())
+			return nil, invalid("%s.* names no table of this query; it reads %s", clip(t.String()), s.describe())
 		}
 	}
 	var out []string
@@ -303,10 +266,10 @@ func (s *scopeSet) synth() *sluice.Dataset {
 
 // multiColumn resolves a column reference of a multi-dataset query; the
 // alias rules are those of column().
-func (r *resolver) multiColumn(c *sqlparser.ColName, sc scope, top bool) (*Expr, error) {
-	name := c.Name.String()
-	if !c.Qualifier.IsEmpty() {
-		internal, _, err := r.multi.lookup(c.Qualifier, name)
+func (r *resolver) multiColumn(c *sqlast.ColumnRef, sc scope, top bool) (*Expr, error) {
+	name := c.Name
+	if c.Table != nil {
+		internal, _, err := r.multi.lookup(c.Table, name)
 		if err != nil {
 			return nil, err
 		}
@@ -317,7 +280,7 @@ func (r *resolver) multiColumn(c *sqlparser.ColName, sc scope, top bool) (*Expr,
 			return e, nil
 		}
 	}
-	internal, found, err := r.multi.lookup(sqlparser.TableName{}, name)
+	internal, found, err := r.multi.lookup(nil, name)
 	if err != nil {
 		return nil, err
 	}
@@ -402,11 +365,15 @@ func (m *mplan) addFragCol(f *mfrag, internal string, col *sluice.Column) {
 }
 
 // tableRelation is one occurrence of a dataset in FROM.
-func (m *mplan) tableRelation(tn sqlparser.TableName, alias string) (*relation, error) {
-	ds, err := resolveDataset(m.cat, tn)
+func (m *mplan) tableRelation(t *sqlast.Table) (*relation, error) {
+	ds, err := resolveDataset(m.cat, t.Name)
 	if err != nil {
 		return nil, err
 	}
+	if len(t.ColumnAliases) > 0 {
+		return nil, notSupported("column aliases for a table (AS t(a, b)) are not supported yet; alias the columns in the select list")
+	}
+	alias := t.Alias
 	name := alias
 	if name == "" {
 		name = ds.Name
@@ -438,46 +405,22 @@ func starHidden(ds *sluice.Dataset, c *sluice.Column) bool {
 	return true
 }
 
-// singleTable returns the one plain table of a FROM clause, if it is one.
-func singleTable(from sqlparser.TableExprs) (*sqlparser.AliasedTableExpr, sqlparser.TableName, bool) {
-	if len(from) != 1 {
-		return nil, sqlparser.TableName{}, false
-	}
-	te := from[0]
-	for {
-		p, ok := te.(*sqlparser.ParenTableExpr)
-		if !ok || len(p.Exprs) != 1 {
-			break
-		}
-		te = p.Exprs[0]
-	}
-	at, ok := te.(*sqlparser.AliasedTableExpr)
-	if !ok {
-		return nil, sqlparser.TableName{}, false
-	}
-	tn, ok := at.Expr.(sqlparser.TableName)
-	return at, tn, ok
-}
-
 // flattenable reports whether a subquery is a plain projection of
 // columns of one dataset with an optional WHERE: it then becomes a
 // fragment of its own.
-func flattenable(sel *sqlparser.Select) bool {
-	if sel.Distinct != "" || len(sel.GroupBy) > 0 || sel.Having != nil || len(sel.OrderBy) > 0 ||
-		sel.Limit != nil || sel.Lock != "" || sel.Hints != "" {
+func flattenable(sel *sqlast.Select) bool {
+	if sel.Distinct || len(sel.GroupBy) > 0 || sel.Having != nil || len(sel.OrderBy) > 0 ||
+		sel.Limit != nil || sel.Offset != nil || sel.Op != "" || len(sel.With) > 0 {
 		return false
 	}
-	if _, _, ok := singleTable(sel.From); !ok {
+	if t, ok := singleTable(sel.From); !ok || len(t.ColumnAliases) > 0 {
 		return false
 	}
-	for _, se := range sel.SelectExprs {
-		switch s := se.(type) {
-		case *sqlparser.StarExpr:
-		case *sqlparser.AliasedExpr:
-			if _, ok := s.Expr.(*sqlparser.ColName); !ok {
-				return false
-			}
-		default:
+	for _, it := range sel.Items {
+		if it.Star {
+			continue
+		}
+		if _, ok := it.Expr.(*sqlast.ColumnRef); !ok {
 			return false
 		}
 	}
@@ -486,16 +429,13 @@ func flattenable(sel *sqlparser.Select) bool {
 
 // flatten plans a flattenable subquery as one fragment; base names its
 // internal alias, name is the relation's name in the enclosing query.
-func (m *mplan) flatten(sel *sqlparser.Select, name, base string, outer *scopeSet) (*relation, error) {
-	at, tn, _ := singleTable(sel.From)
-	if at.Hints != nil || len(at.Partitions) > 0 {
-		return nil, notSupported("index hints and PARTITION selection are not supported yet; remove them")
-	}
-	ds, err := resolveDataset(m.cat, tn)
+func (m *mplan) flatten(sel *sqlast.Select, name, base string, outer *scopeSet) (*relation, error) {
+	at, _ := singleTable(sel.From)
+	ds, err := resolveDataset(m.cat, at.Name)
 	if err != nil {
-		return nil, err
+		return nil, m.at(err, at.Name.Pos)
 	}
-	innerName := at.As.String()
+	innerName := at.Alias
 	if innerName == "" {
 		innerName = ds.Name
 	}
@@ -511,39 +451,38 @@ func (m *mplan) flatten(sel *sqlparser.Select, name, base string, outer *scopeSe
 		raw.cols = append(raw.cols, relCol{name: c.Name, internal: c.Name, hidden: starHidden(ds, c)})
 	}
 	inner.rels = []*relation{raw}
-	r := &resolver{multi: inner}
+	r := &resolver{sql: m.sql, multi: inner}
 	var where *Expr
 	if sel.Where != nil {
-		if where, err = r.expr(sel.Where.Expr, scopeWhere, true, 0); err != nil {
+		if where, err = r.expr(sel.Where, scopeWhere, true, 0); err != nil {
 			return nil, err
 		}
 	}
 	type out struct{ name, column string }
 	var outs []out
-	for _, se := range sel.SelectExprs {
-		switch s := se.(type) {
-		case *sqlparser.StarExpr:
-			cols, err := inner.star(s.TableName)
+	for _, s := range sel.Items {
+		if s.Star {
+			cols, err := inner.star(s.Table)
 			if err != nil {
-				return nil, err
+				return nil, m.at(err, s.Pos)
 			}
 			for _, c := range cols {
 				outs = append(outs, out{c, c})
 			}
-		case *sqlparser.AliasedExpr:
-			e, err := r.expr(s.Expr, scopeSelect, true, 0)
-			if err != nil {
-				return nil, err
-			}
-			n := e.Column
-			if !s.As.IsEmpty() {
-				n = s.As.String()
-				if err := checkAlias(n); err != nil {
-					return nil, err
-				}
-			}
-			outs = append(outs, out{n, e.Column})
+			continue
 		}
+		e, err := r.expr(s.Expr, scopeSelect, true, 0)
+		if err != nil {
+			return nil, err
+		}
+		n := e.Column
+		if s.Alias != "" {
+			n = s.Alias
+			if err := checkAlias(n); err != nil {
+				return nil, m.at(err, s.Pos)
+			}
+		}
+		outs = append(outs, out{n, e.Column})
 	}
 	f, err := m.newFragment(m.uniqAlias(base), ds)
 	if err != nil {
@@ -567,39 +506,20 @@ func (m *mplan) flatten(sel *sqlparser.Select, name, base string, outer *scopeSe
 	return rel, nil
 }
 
-// subSelect unwraps the SELECT of a subquery.
-func subSelect(sq *sqlparser.Subquery) (*sqlparser.Select, error) {
-	st := sq.Select
-	for {
-		p, ok := st.(*sqlparser.ParenSelect)
-		if !ok {
-			break
-		}
-		st = p.Select
-	}
-	switch s := st.(type) {
-	case *sqlparser.Select:
-		if s.Lock != "" || s.Hints != "" {
-			return nil, notSupported("locking clauses and optimizer hints are not supported yet; remove them")
-		}
-		return s, nil
-	case *sqlparser.Union:
-		return nil, notSupported("UNION is not supported yet; run each SELECT on its own")
-	}
-	return nil, notSupported("this subquery is not supported yet; write SELECT ... FROM department.dataset")
-}
-
 // derivedRelation plans (SELECT ...) AS alias in FROM.
-func (m *mplan) derivedRelation(sq *sqlparser.Subquery, alias string, s *scopeSet) (*relation, error) {
+func (m *mplan) derivedRelation(d *sqlast.Derived, s *scopeSet) (*relation, error) {
+	alias, sel := d.Alias, d.Query
 	if alias == "" {
 		return nil, invalid("a subquery in FROM needs an alias: FROM (SELECT ...) AS s")
 	}
 	if err := checkTableAlias(alias); err != nil {
 		return nil, err
 	}
-	sel, err := subSelect(sq)
-	if err != nil {
-		return nil, err
+	if d.Lateral {
+		return nil, notSupported("LATERAL subqueries are not supported yet; join the tables instead")
+	}
+	if len(d.ColumnAliases) > 0 {
+		return nil, notSupported("column aliases for a subquery (AS s(a, b)) are not supported yet; alias the columns in its select list")
 	}
 	if flattenable(sel) {
 		return m.flatten(sel, alias, alias, s)
@@ -627,7 +547,7 @@ type fromNode struct {
 	rels        map[*relation]bool
 }
 
-func (m *mplan) buildFrom(tes sqlparser.TableExprs, s *scopeSet) (*fromNode, error) {
+func (m *mplan) buildFrom(tes []sqlast.TableExpr, s *scopeSet) (*fromNode, error) {
 	var out *fromNode
 	for _, te := range tes {
 		fn, err := m.tableExpr(te, s)
@@ -657,23 +577,20 @@ func unionRels(a, b map[*relation]bool) map[*relation]bool {
 	return out
 }
 
-func (m *mplan) tableExpr(te sqlparser.TableExpr, s *scopeSet) (*fromNode, error) {
-	switch t := te.(type) {
-	case *sqlparser.ParenTableExpr:
-		return m.buildFrom(t.Exprs, s)
-	case *sqlparser.AliasedTableExpr:
-		if t.Hints != nil || len(t.Partitions) > 0 {
-			return nil, notSupported("index hints and PARTITION selection are not supported yet; remove them")
+func (m *mplan) tableExpr(te sqlast.TableExpr, s *scopeSet) (fn *fromNode, err error) {
+	defer func() {
+		if err != nil {
+			err = m.at(err, te.Position())
 		}
+	}()
+	switch t := te.(type) {
+	case *sqlast.Table, *sqlast.Derived:
 		var rel *relation
 		var err error
-		switch x := t.Expr.(type) {
-		case sqlparser.TableName:
-			rel, err = m.tableRelation(x, t.As.String())
-		case *sqlparser.Subquery:
-			rel, err = m.derivedRelation(x, t.As.String(), s)
-		default:
-			return nil, notSupported("this FROM clause is not supported yet; write FROM department.dataset")
+		if tt, ok := t.(*sqlast.Table); ok {
+			rel, err = m.tableRelation(tt)
+		} else {
+			rel, err = m.derivedRelation(t.(*sqlast.Derived), s)
 		}
 		if err != nil {
 			return nil, err
@@ -682,55 +599,58 @@ func (m *mplan) tableExpr(te sqlparser.TableExpr, s *scopeSet) (*fromNode, error
 			return nil, err
 		}
 		return &fromNode{rel: rel, rels: map[*relation]bool{rel: true}}, nil
-	case *sqlparser.JoinTableExpr:
+	case *sqlast.Join:
 		var kind string
-		switch t.Join {
-		case sqlparser.JoinStr:
+		switch t.Kind {
+		case sqlast.JoinInner, sqlast.JoinCross:
 			kind = JoinInner
-		case sqlparser.LeftJoinStr:
+		case sqlast.JoinLeft:
 			kind = JoinLeft
-		case sqlparser.RightJoinStr:
+		case sqlast.JoinRight:
 			return nil, notSupported("RIGHT JOIN is not supported yet; swap the tables and use LEFT JOIN")
-		case sqlparser.StraightJoinStr:
-			return nil, notSupported("STRAIGHT_JOIN is not supported yet; use JOIN")
+		case sqlast.JoinFull:
+			return nil, notSupported("FULL JOIN is not supported yet; use JOIN or LEFT JOIN with ON")
 		default:
-			return nil, notSupported("%s is not supported yet; use JOIN or LEFT JOIN with ON", strings.ToUpper(clip(t.Join)))
+			return nil, notSupported("%s is not supported yet; use JOIN or LEFT JOIN with ON", t.Kind)
 		}
-		if len(t.Condition.Using) > 0 {
+		if t.Natural {
+			return nil, notSupported("NATURAL JOIN is not supported yet; write ON a.col = b.col")
+		}
+		if len(t.Using) > 0 {
 			return nil, notSupported("JOIN ... USING is not supported yet; write ON a.col = b.col")
 		}
-		left, err := m.tableExpr(t.LeftExpr, s)
+		left, err := m.tableExpr(t.Left, s)
 		if err != nil {
 			return nil, err
 		}
-		right, err := m.tableExpr(t.RightExpr, s)
+		right, err := m.tableExpr(t.Right, s)
 		if err != nil {
 			return nil, err
 		}
 		fn := &fromNode{kind: kind, left: left, right: right, rels: unionRels(left.rels, right.rels)}
-		if t.Condition.On == nil {
+		if t.On == nil {
 			if kind == JoinLeft {
 				return nil, invalid("LEFT JOIN needs an ON condition")
 			}
 			return fn, nil
 		}
-		r := &resolver{multi: s}
-		on, err := r.expr(t.Condition.On, scopeWhere, true, 0)
+		r := &resolver{sql: m.sql, multi: s}
+		on, err := r.expr(t.On, scopeWhere, true, 0)
 		if err != nil {
 			return nil, err
 		}
 		c := &checker{ds: s.synth(), maybeMasked: true}
 		ty, err := c.check(on, false, false, 0)
 		if err != nil {
-			return nil, err
+			return nil, m.at(err, t.On.Position())
 		}
 		if ty.t != "" && ty.t != sluice.TypeBoolean {
-			return nil, invalid("ON needs a condition, got %s; write e.g. ON a.x = b.x", ty.t)
+			return nil, m.at(invalid("ON needs a condition, got %s; write e.g. ON a.x = b.x", ty.t), t.On.Position())
 		}
 		for _, cj := range splitConj(on) {
 			for rel := range m.relsOf(cj) {
 				if !fn.rels[rel] {
-					return nil, invalid("the ON condition of a join may refer only to the tables it joins, not to %s", rel.describe())
+					return nil, m.at(invalid("the ON condition of a join may refer only to the tables it joins, not to %s", rel.describe()), t.On.Position())
 				}
 			}
 			fn.on = append(fn.on, cj)
@@ -762,16 +682,14 @@ func andAll(es []*Expr) *Expr {
 	return out
 }
 
-func splitAndAST(e sqlparser.Expr) []sqlparser.Expr {
+func splitAndAST(e sqlast.Expr) []sqlast.Expr {
 	switch x := e.(type) {
-	case *sqlparser.AndExpr:
-		return append(splitAndAST(x.Left), splitAndAST(x.Right)...)
-	case *sqlparser.ParenExpr:
-		if _, ok := x.Expr.(*sqlparser.AndExpr); ok {
-			return splitAndAST(x.Expr)
+	case *sqlast.Binary:
+		if x.Op == "AND" {
+			return append(splitAndAST(x.L), splitAndAST(x.R)...)
 		}
 	}
-	return []sqlparser.Expr{e}
+	return []sqlast.Expr{e}
 }
 
 func exprColumns(e *Expr, fn func(string)) {
@@ -983,18 +901,15 @@ func (m *mplan) classifyJoin(n *Node) error {
 
 // semiJoin plans `col IN (SELECT ...)` as a semi join of node with the
 // subquery.
-func (m *mplan) semiJoin(node *Node, cmp *sqlparser.ComparisonExpr, r *resolver, s *scopeSet) (*Node, error) {
-	lhs, err := r.expr(cmp.Left, scopeWhere, true, 0)
+func (m *mplan) semiJoin(node *Node, in *sqlast.InSubquery, r *resolver, s *scopeSet) (*Node, error) {
+	lhs, err := r.expr(in.X, scopeWhere, true, 0)
 	if err != nil {
 		return nil, err
 	}
 	if lhs.Kind != KindColumn {
-		return nil, notSupported("IN (SELECT ...) with an expression on its left is not supported yet; compare a column")
+		return nil, m.at(notSupported("IN (SELECT ...) with an expression on its left is not supported yet; compare a column"), in.Pos)
 	}
-	sel, err := subSelect(cmp.Right.(*sqlparser.Subquery))
-	if err != nil {
-		return nil, err
-	}
+	sel := in.Query
 	var right *Node
 	var key string
 	if flattenable(sel) {
@@ -1032,36 +947,43 @@ type selPlan struct {
 
 // planSelect plans one SELECT; prefix ("alias.") names the outputs of a
 // subquery, "" the analyst's result.
-func (m *mplan) planSelect(sel *sqlparser.Select, prefix string, outer *scopeSet) (*selPlan, error) {
+func (m *mplan) planSelect(sel *sqlast.Select, prefix string, outer *scopeSet) (*selPlan, error) {
 	m.depth++
 	defer func() { m.depth-- }()
 	if m.depth > maxSubqueryDepth {
 		return nil, notSupported("subqueries nested more than %d deep are not supported yet", maxSubqueryDepth)
-	}
-	if sel.Lock != "" || sel.Hints != "" {
-		return nil, notSupported("locking clauses and optimizer hints are not supported yet; remove them")
 	}
 	s := &scopeSet{m: m, outer: outer}
 	from, err := m.buildFrom(sel.From, s)
 	if err != nil {
 		return nil, err
 	}
-	r := &resolver{multi: s}
-	var whereAST []sqlparser.Expr
-	var ins []*sqlparser.ComparisonExpr
+	r := &resolver{sql: m.sql, multi: s}
+	var whereAST []sqlast.Expr
+	var ins []*sqlast.InSubquery
 	if sel.Where != nil {
-		for _, c := range splitAndAST(sel.Where.Expr) {
-			if cmp, ok := c.(*sqlparser.ComparisonExpr); ok {
-				if _, sub := cmp.Right.(*sqlparser.Subquery); sub {
-					if cmp.Operator == sqlparser.NotInStr {
-						return nil, notSupported("NOT IN (SELECT ...) is not supported yet; use col IN (SELECT col FROM ...) or a LEFT JOIN")
-					}
-					if cmp.Operator != sqlparser.InStr {
-						return nil, notSupported("scalar subqueries are not supported yet (a comparison %s (SELECT ...)); use col IN (SELECT col FROM ...) or a join", strings.ToUpper(clip(cmp.Operator)))
-					}
-					ins = append(ins, cmp)
-					continue
+		for _, c := range splitAndAST(sel.Where) {
+			switch q := c.(type) {
+			case *sqlast.InSubquery:
+				if q.Not {
+					return nil, m.at(notSupported("NOT IN (SELECT ...) is not supported yet; use col IN (SELECT col FROM ...) or a LEFT JOIN"), q.Pos)
 				}
+				ins = append(ins, q)
+				continue
+			case *sqlast.Exists:
+				return nil, m.at(notSupported("EXISTS (SELECT ...) is not supported yet; use col IN (SELECT col FROM ...) or a join"), q.Pos)
+			}
+			if hasSubquery(c) {
+				var pos int
+				sqlast.Walk(c, func(x sqlast.Expr) bool {
+					switch x.(type) {
+					case *sqlast.Subquery, *sqlast.Exists, *sqlast.InSubquery:
+						pos = x.Position()
+						return false
+					}
+					return true
+				})
+				return nil, m.at(notSupported("subqueries inside other conditions (scalar, EXISTS, IN under OR or NOT) are not supported yet; use col IN (SELECT col FROM ...) as a condition of its own, or a join"), pos)
 			}
 			whereAST = append(whereAST, c)
 		}
@@ -1323,9 +1245,9 @@ func (m *mplan) finishSelect(node *Node, L *Fragment, prefix string, synth *slui
 }
 
 // planMulti plans a query over several datasets.
-func (p *Planner) planMulti(queryID, sql string, sel *sqlparser.Select) (*Plan, error) {
+func (p *Planner) planMulti(queryID, sql string, sel *sqlast.Select) (*Plan, error) {
 	m := &mplan{
-		cat: p.cat, aliases: map[string]bool{}, meta: map[string]*colMeta{},
+		sql: sql, cat: p.cat, aliases: map[string]bool{}, meta: map[string]*colMeta{},
 		owner: map[string]*relation{}, psiKey: map[int]string{},
 	}
 	sp, err := m.planSelect(sel, "", nil)

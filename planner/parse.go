@@ -1,68 +1,48 @@
 package planner
 
 import (
+	"errors"
 	"strings"
 	"unicode/utf8"
 
-	"github.com/xwb1989/sqlparser"
-
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/planner/sqlast"
 )
 
 // MaxSQLBytes bounds the text of one query: enough for any hand-written
 // analysis, small enough that parsing cannot be used to exhaust the broker.
 const MaxSQLBytes = 64 << 10
 
-const syntaxHint = "write one SELECT over department.dataset (e.g. SELECT district, count(*) FROM civil.residents GROUP BY district); quote names that are not plain ASCII with backticks"
+const syntaxHint = `write one SELECT over department.dataset in PostgreSQL SQL (e.g. SELECT district, count(*) FROM civil.residents GROUP BY district); quote names with double quotes ("人数")`
 
-// parseSelect parses sql and returns its one SELECT, rejecting every other
-// statement and every query shape the planner cannot push down faithfully.
-func parseSelect(sql string) (*sqlparser.Select, error) {
+// parseSelect parses sql with the PostgreSQL grammar and returns its one
+// SELECT, rejecting every other statement.
+func parseSelect(sql string) (*sqlast.Select, error) {
 	if len(sql) > MaxSQLBytes {
 		return nil, invalid("the query is %d bytes; the limit is %d bytes", len(sql), MaxSQLBytes)
 	}
 	if !utf8.ValidString(sql) {
 		return nil, invalid("the query is not valid UTF-8 text")
 	}
+	if strings.IndexByte(sql, 0) >= 0 {
+		return nil, invalid("the query contains a NUL character")
+	}
 	if strings.TrimSpace(strings.TrimRight(strings.TrimSpace(sql), ";")) == "" {
 		return nil, invalid("the query is empty; %s", syntaxHint)
 	}
-	if pieces, err := sqlparser.SplitStatementToPieces(sql); err == nil {
-		n := 0
-		for _, p := range pieces {
-			if strings.TrimSpace(p) != "" {
-				n++
-			}
-		}
-		if n > 1 {
-			return nil, invalid("the query has %d statements; send exactly one SELECT", n)
-		}
-	}
-	stmt, err := sqlparser.Parse(sql)
+	sel, err := sqlast.Parse(sql)
 	if err != nil {
-		return nil, invalid("SQL syntax error: %s; %s", strings.ToValidUTF8(err.Error(), "?"), syntaxHint)
-	}
-	for {
-		p, ok := stmt.(*sqlparser.ParenSelect)
-		if !ok {
-			break
+		var pe *sqlast.Error
+		if !errors.As(err, &pe) {
+			return nil, invalid("SQL syntax error: %s; %s", strings.ToValidUTF8(err.Error(), "?"), syntaxHint)
 		}
-		stmt = p.Select
-	}
-	var sel *sqlparser.Select
-	switch s := stmt.(type) {
-	case *sqlparser.Select:
-		sel = s
-	case *sqlparser.Union:
-		return nil, notSupported("UNION is not supported yet; run each SELECT on its own")
-	default:
-		return nil, invalid("only SELECT queries are accepted; Sluice never changes department data")
-	}
-	if sel.Lock != "" {
-		return nil, notSupported("SELECT ... FOR UPDATE / LOCK IN SHARE MODE is not supported yet; remove the locking clause")
-	}
-	if sel.Hints != "" {
-		return nil, notSupported("optimizer hints (%s) are not supported yet; remove them", strings.TrimSpace(sel.Hints))
+		code, msg := sluice.EInvalid, strings.ToValidUTF8(pe.Msg, "?")
+		if pe.NotSupported {
+			code = sluice.ENotSupported
+		} else if strings.HasPrefix(msg, "SQL syntax error") && !strings.Contains(msg, "backticks") {
+			msg += "; " + syntaxHint
+		}
+		return nil, locate(sluice.Errorf(code, "%s", msg), sql, pe.Pos)
 	}
 	return sel, nil
 }
@@ -71,56 +51,100 @@ func notSupported(format string, args ...any) error {
 	return sluice.Errorf(sluice.ENotSupported, format, args...)
 }
 
-// checkNoSubquery rejects subqueries anywhere in the statement before name
-// resolution, so the analyst gets the real reason rather than a confusing
-// name error from inside the subquery.
-func checkNoSubquery(sel *sqlparser.Select) error {
-	var found bool
-	_ = sqlparser.Walk(func(node sqlparser.SQLNode) (bool, error) {
-		switch node.(type) {
-		case *sqlparser.Subquery, *sqlparser.ExistsExpr:
-			found = true
-			return false, nil
-		}
-		return true, nil
-	}, sel.SelectExprs, sel.From, sel.Where, sel.GroupBy, sel.Having, sel.OrderBy)
-	if found {
+// hasSubquery reports whether any of the expressions holds a subquery.
+func hasSubquery(es ...sqlast.Expr) bool {
+	found := false
+	for _, e := range es {
+		sqlast.Walk(e, func(x sqlast.Expr) bool {
+			switch x.(type) {
+			case *sqlast.Subquery, *sqlast.Exists, *sqlast.InSubquery:
+				found = true
+			}
+			return !found
+		})
+	}
+	return found
+}
+
+// checkNoSubquery rejects subqueries anywhere in a single-dataset
+// statement before name resolution, so the analyst gets the real reason
+// rather than a confusing name error from inside the subquery.
+func checkNoSubquery(sel *sqlast.Select) error {
+	if hasSubquery(sel.Exprs()...) {
 		return notSupported("subqueries are not supported yet; query one dataset with WHERE, GROUP BY and HAVING")
 	}
 	return nil
 }
 
-// sourceTable returns the one table of the FROM clause and its alias.
-func sourceTable(sel *sqlparser.Select) (sqlparser.TableName, string, error) {
-	if len(sel.From) != 1 {
-		return sqlparser.TableName{}, "", notSupported("a query over more than one dataset is not supported yet; query one dataset at a time")
+// unparen is the one plain table of a FROM clause of one item, if it is
+// one.
+func singleTable(from []sqlast.TableExpr) (*sqlast.Table, bool) {
+	if len(from) != 1 {
+		return nil, false
 	}
-	te := sel.From[0]
-	for {
-		p, ok := te.(*sqlparser.ParenTableExpr)
-		if !ok {
-			break
+	t, ok := from[0].(*sqlast.Table)
+	return t, ok
+}
+
+// checkSupported refuses, with their position, the constructs the grammar
+// reads but the planner cannot plan yet, wherever they appear: WITH and
+// set operations. (Window functions, casts and the rest are refused where
+// the resolver meets them.)
+func checkSupported(sel *sqlast.Select, sql string) error {
+	var err error
+	var visit func(s *sqlast.Select, depth int)
+	visitExprs := func(es []sqlast.Expr, depth int) {
+		for _, e := range es {
+			sqlast.Walk(e, func(x sqlast.Expr) bool {
+				if err != nil {
+					return false
+				}
+				switch q := x.(type) {
+				case *sqlast.Subquery:
+					visit(q.Query, depth+1)
+				case *sqlast.Exists:
+					visit(q.Query, depth+1)
+				case *sqlast.InSubquery:
+					visit(q.Query, depth+1)
+				}
+				return err == nil
+			})
 		}
-		if len(p.Exprs) != 1 {
-			return sqlparser.TableName{}, "", notSupported("a query over more than one dataset is not supported yet; query one dataset at a time")
-		}
-		te = p.Exprs[0]
 	}
-	switch t := te.(type) {
-	case *sqlparser.JoinTableExpr:
-		return sqlparser.TableName{}, "", notSupported("JOIN is not supported yet; query one dataset at a time")
-	case *sqlparser.AliasedTableExpr:
-		if t.Hints != nil {
-			return sqlparser.TableName{}, "", notSupported("index hints are not supported yet; remove them")
+	var visitFrom func(t sqlast.TableExpr, depth int)
+	visitFrom = func(t sqlast.TableExpr, depth int) {
+		switch f := t.(type) {
+		case *sqlast.Derived:
+			visit(f.Query, depth+1)
+		case *sqlast.Join:
+			visitFrom(f.Left, depth)
+			visitFrom(f.Right, depth)
+			if f.On != nil {
+				visitExprs([]sqlast.Expr{f.On}, depth)
+			}
 		}
-		if len(t.Partitions) > 0 {
-			return sqlparser.TableName{}, "", notSupported("PARTITION selection is not supported yet; remove it")
-		}
-		name, ok := t.Expr.(sqlparser.TableName)
-		if !ok {
-			return sqlparser.TableName{}, "", notSupported("subqueries are not supported yet; query one dataset with WHERE, GROUP BY and HAVING")
-		}
-		return name, t.As.String(), nil
 	}
-	return sqlparser.TableName{}, "", notSupported("this FROM clause is not supported yet; write FROM department.dataset")
+	visit = func(s *sqlast.Select, depth int) {
+		if err != nil || s == nil {
+			return
+		}
+		if depth > maxSubqueryDepth*4 {
+			err = notSupported("subqueries nested more than %d deep are not supported yet", maxSubqueryDepth)
+			return
+		}
+		if len(s.With) > 0 {
+			err = locate(notSupported("WITH (common table expressions) is not supported yet; write the query inline as a subquery in FROM"), sql, s.With[0].Pos)
+			return
+		}
+		if s.Op != "" {
+			err = locate(notSupported("%s is not supported yet; run each SELECT on its own", s.Op), sql, s.Pos)
+			return
+		}
+		for _, t := range s.From {
+			visitFrom(t, depth)
+		}
+		visitExprs(s.Exprs(), depth)
+	}
+	visit(sel, 0)
+	return err
 }

@@ -1,5 +1,5 @@
 // Package planner turns an analyst's SQL into a resolved logical plan:
-// parse (xwb1989/sqlparser), resolve names against the catalog, compute
+// parse (the PostgreSQL grammar, planner/sqlast), resolve names against the catalog, compute
 // column lineage, split into per-department fragments with pushdown, and
 // render fragment SQL for each target dialect with literals as bind
 // parameters.
@@ -19,9 +19,6 @@
 package planner
 
 import (
-	"regexp"
-	"strings"
-
 	sluice "github.com/sluice-gov/sluice"
 )
 
@@ -69,13 +66,6 @@ type Plan struct {
 	UnitSets []UnitSet
 }
 
-// The parser reports these constructs as plain syntax errors; spotting
-// them gives the analyst the real reason instead.
-var (
-	windowRE = regexp.MustCompile(`(?i)\)\s*over\s*\(`)
-	withRE   = regexp.MustCompile(`(?i)^\s*with\s`)
-)
-
 // Plan parses and plans one SELECT: over one dataset here, over several in
 // planMulti (multi.go). queryID is copied into every fragment. The plan
 // carries no obligations yet: once the policy has allowed it, Plan.Apply
@@ -93,31 +83,23 @@ func (p *Planner) Plan(queryID, sql string) (plan *Plan, err error) {
 	}
 	sel, err := parseSelect(sql)
 	if err != nil {
-		if sluice.ErrorCode(err) == sluice.EInvalid && strings.HasPrefix(sluice.ErrorMessage(err), "SQL syntax error") {
-			switch {
-			case windowRE.MatchString(sql):
-				return nil, notSupported("window functions (OVER) are not supported yet; use GROUP BY")
-			case withRE.MatchString(sql):
-				return nil, notSupported("WITH (common table expressions) is not supported yet; write one SELECT")
-			}
-		}
 		return nil, err
 	}
-	if needsMulti(sel) {
+	if err := checkSupported(sel, sql); err != nil {
+		return nil, err
+	}
+	t, single := singleTable(sel.From)
+	if !single || hasSubquery(sel.Exprs()...) {
 		return p.planMulti(queryID, sql, sel)
 	}
-	if err := checkNoSubquery(sel); err != nil {
-		return nil, err
-	}
-	tn, alias, err := sourceTable(sel)
+	ds, err := resolveDataset(p.cat, t.Name)
 	if err != nil {
-		return nil, err
+		return nil, locate(err, sql, t.Name.Pos)
 	}
-	ds, err := resolveDataset(p.cat, tn)
-	if err != nil {
-		return nil, err
+	if len(t.ColumnAliases) > 0 {
+		return nil, locate(notSupported("column aliases for a table (AS t(a, b)) are not supported yet; alias the columns in the select list"), sql, t.Name.Pos)
 	}
-	r := &resolver{ds: ds, alias: alias}
+	r := &resolver{sql: sql, ds: ds, alias: t.Alias}
 	frag, err := r.build(sel)
 	if err != nil {
 		return nil, err

@@ -33,7 +33,7 @@ var renderCases = []renderCase{
 	{name: "whole_table_k", sql: "SELECT count(*) AS n, max(annual_claims) FROM health.insured WHERE chronic_disease = 1", k: 10},
 	{name: "group_by_masked", sql: "SELECT birth_date AS birth_year, substr(name, 1, 1) AS surname, count(*) FROM civil.residents GROUP BY 1, 2 ORDER BY 1, surname", masks: residentMasks, k: 5},
 	{name: "expressions", sql: "SELECT credit_code, registered_capital / 10000 AS wan, round(registered_capital / 3, 2) AS third, CASE WHEN registered_capital > 1000000 THEN 'large' WHEN registered_capital IS NULL THEN NULL ELSE 'small' END AS size, length(name) AS len, coalesce(legal_rep_name, 'unknown') AS rep FROM market.enterprises WHERE NOT (status = 'revoked') AND established BETWEEN '2010-01-01' AND '2020-12-31' AND -registered_capital < -5 LIMIT 10 OFFSET 20"},
-	{name: "distinct_offset", sql: "SELECT DISTINCT lower(industry) AS industry FROM market.enterprises ORDER BY 1 LIMIT 5, 100"},
+	{name: "distinct_offset", sql: "SELECT DISTINCT lower(industry) AS industry FROM market.enterprises ORDER BY 1 LIMIT 100 OFFSET 5"},
 	{name: "redact_mask", sql: "SELECT household_district, migrant, name FROM police.household WHERE migrant = 1 AND name IS NOT NULL", masks: map[string]sluice.MaskRule{"name": sluice.MaskRedact}},
 }
 
@@ -103,7 +103,7 @@ func TestRenderDialectBasics(t *testing.T) {
 	cat := testCatalog(t)
 	p := New(cat)
 	ds := cat.Dataset("market", "enterprises")
-	f := mustPlan(t, p, "SELECT name AS `a\"b``c` FROM market.enterprises WHERE name = 'x''; DROP TABLE t; --' AND registered_capital > 1").Fragment
+	f := mustPlan(t, p, "SELECT name AS \"a\"\"b`c\" FROM market.enterprises WHERE name = 'x''; DROP TABLE t; --' AND registered_capital > 1").Fragment
 	tests := []struct {
 		d    sluice.Driver
 		want string

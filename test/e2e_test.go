@@ -612,7 +612,18 @@ func TestMetadataCalls(t *testing.T) {
 	if fmt.Sprint(demo) != "[civil health market police]" || !sort.StringsAreSorted(got) {
 		t.Fatalf("schemas: %v", got)
 	}
-	info, err = cl.GetSqlInfo(ctx, []flightsql.SqlInfo{flightsql.SqlInfoFlightSqlServerName})
+	// GetSqlInfo tells the dialect truthfully: PostgreSQL's quote
+	// character, the Arrow version the broker speaks.
+	want := map[flightsql.SqlInfo]string{
+		flightsql.SqlInfoFlightSqlServerName:         "Sluice",
+		flightsql.SqlInfoIdentifierQuoteChar:         `"`,
+		flightsql.SqlInfoFlightSqlServerArrowVersion: "18.9.0",
+	}
+	var ids []flightsql.SqlInfo
+	for id := range want {
+		ids = append(ids, id)
+	}
+	info, err = cl.GetSqlInfo(ctx, ids)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -621,8 +632,20 @@ func TestMetadataCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rd.Release()
-	if !rd.Next() || rd.Record().NumRows() != 1 {
-		t.Fatal("GetSqlInfo returned no server name")
+	got2 := map[flightsql.SqlInfo]string{}
+	for rd.Next() {
+		rec := rd.RecordBatch()
+		names := rec.Column(0).(*array.Uint32)
+		vals := rec.Column(1).(*array.DenseUnion)
+		for i := 0; i < int(rec.NumRows()); i++ {
+			child := vals.Field(vals.ChildID(i))
+			if s, ok := child.(*array.String); ok {
+				got2[flightsql.SqlInfo(names.Value(i))] = s.Value(int(vals.ValueOffset(i)))
+			}
+		}
+	}
+	if fmt.Sprint(got2) != fmt.Sprint(want) {
+		t.Fatalf("GetSqlInfo: %v, want %v", got2, want)
 	}
 }
 

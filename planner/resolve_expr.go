@@ -1,0 +1,306 @@
+package planner
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+
+	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/planner/sqlast"
+)
+
+// expr resolves one expression of the query into the IR. An error raised
+// for a node that carries no position yet gets the node's.
+func (r *resolver) expr(e sqlast.Expr, sc scope, top bool, depth int) (out *Expr, err error) {
+	if depth > maxExprDepth {
+		return nil, invalid("expression is nested more than %d levels deep; simplify the query", maxExprDepth)
+	}
+	if e == nil {
+		return nil, invalid("the query has an empty expression")
+	}
+	defer func() {
+		if err != nil {
+			err = r.at(err, e.Position())
+		}
+	}()
+	sub := func(x sqlast.Expr) (*Expr, error) { return r.expr(x, sc, false, depth+1) }
+	subs := func(xs ...sqlast.Expr) ([]*Expr, error) {
+		out := make([]*Expr, len(xs))
+		for i, x := range xs {
+			y, err := sub(x)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = y
+		}
+		return out, nil
+	}
+	switch n := e.(type) {
+	case *sqlast.ColumnRef:
+		return r.column(n, sc, top)
+	case *sqlast.Literal:
+		return literal(n)
+	case *sqlast.Unary:
+		switch n.Op {
+		case "-":
+			if v, ok := n.X.(*sqlast.Literal); ok && (v.Kind == sqlast.LitFloat || v.Kind == sqlast.LitInt) {
+				lit, err := literal(&sqlast.Literal{Kind: v.Kind, Text: negateNumber(v.Text)})
+				if err != nil {
+					return nil, err
+				}
+				return lit, nil
+			}
+			args, err := subs(n.X)
+			if err != nil {
+				return nil, err
+			}
+			return &Expr{Kind: KindUnary, Op: "-", Args: args}, nil
+		case "+":
+			return sub(n.X)
+		case "NOT":
+			args, err := subs(n.X)
+			if err != nil {
+				return nil, err
+			}
+			return &Expr{Kind: KindUnary, Op: "NOT", Args: args}, nil
+		}
+		return nil, notSupported("operator %s is not supported yet", clip(n.Op))
+	case *sqlast.Binary:
+		switch n.Op {
+		case "AND", "OR", "+", "-", "*", "/", "%", "=", "<>", "<", "<=", ">", ">=":
+		case "||":
+			return nil, notSupported("string concatenation (||) is not supported yet")
+		default:
+			return nil, notSupported("operator %s is not supported yet; use + - * / %% and comparisons", clip(n.Op))
+		}
+		args, err := subs(n.L, n.R)
+		if err != nil {
+			return nil, err
+		}
+		return &Expr{Kind: KindBinary, Op: n.Op, Args: args}, nil
+	case *sqlast.Between:
+		if n.Symmetric {
+			return nil, notSupported("BETWEEN SYMMETRIC is not supported yet; write the bounds in order")
+		}
+		args, err := subs(n.X, n.Lo, n.Hi)
+		if err != nil {
+			return nil, err
+		}
+		return &Expr{Kind: KindBetween, Negate: n.Not, Args: args}, nil
+	case *sqlast.IsNull:
+		args, err := subs(n.X)
+		if err != nil {
+			return nil, err
+		}
+		return &Expr{Kind: KindIsNull, Negate: n.Not, Args: args}, nil
+	case *sqlast.IsBool:
+		not := ""
+		if n.Not {
+			not = "NOT "
+		}
+		return nil, notSupported("IS %s%s is not supported yet; compare with = TRUE or use IS [NOT] NULL", not, n.Value)
+	case *sqlast.IsDistinct:
+		return nil, notSupported("IS [NOT] DISTINCT FROM is not supported yet; compare with = and IS NULL")
+	case *sqlast.InList:
+		if len(n.List) > maxArgs {
+			return nil, invalid("IN lists at most %d values", maxArgs)
+		}
+		l, err := sub(n.X)
+		if err != nil {
+			return nil, err
+		}
+		out := &Expr{Kind: KindIn, Negate: n.Not, Args: []*Expr{l}}
+		for _, v := range n.List {
+			a, err := sub(v)
+			if err != nil {
+				return nil, err
+			}
+			out.Args = append(out.Args, a)
+		}
+		return out, nil
+	case *sqlast.Like:
+		if n.ILike {
+			return nil, notSupported("ILIKE is not supported yet; compare lower(x) LIKE lower(pattern)")
+		}
+		if n.Escape != nil {
+			if v, ok := n.Escape.(*sqlast.Literal); !ok || v.Kind != sqlast.LitString || v.Text != `\` {
+				return nil, notSupported(`LIKE ... ESCAPE with another character than \ is not supported yet; escape with \`)
+			}
+		}
+		args, err := subs(n.X, n.Pattern)
+		if err != nil {
+			return nil, err
+		}
+		return &Expr{Kind: KindLike, Negate: n.Not, Args: args}, nil
+	case *sqlast.Func:
+		return r.function(n, sc, depth)
+	case *sqlast.Case:
+		out := &Expr{Kind: KindCase}
+		if n.Operand != nil {
+			op, err := sub(n.Operand)
+			if err != nil {
+				return nil, err
+			}
+			out.HasOperand = true
+			out.Args = append(out.Args, op)
+		}
+		for _, w := range n.Whens {
+			a, err := subs(w.Cond, w.Val)
+			if err != nil {
+				return nil, err
+			}
+			out.Args = append(out.Args, a...)
+		}
+		if n.Else != nil {
+			el, err := sub(n.Else)
+			if err != nil {
+				return nil, err
+			}
+			out.HasElse = true
+			out.Args = append(out.Args, el)
+		}
+		return out, nil
+	case *sqlast.Cast:
+		if lit, ok := n.X.(*sqlast.Literal); ok && lit.Kind == sqlast.LitString {
+			return nil, notSupported("typed constants (%s '%s') are not supported yet; compare dates with a string such as '2015-01-01'", strings.ToUpper(n.Type.Name), clip(lit.Text))
+		}
+		return nil, notSupported("CAST and :: are not supported yet")
+	case *sqlast.Subquery, *sqlast.Exists, *sqlast.InSubquery:
+		return nil, notSupported("subqueries are not supported yet here; use col IN (SELECT col FROM ...) in WHERE, or a join")
+	}
+	return nil, notSupported("this expression is not supported yet; see the planner documentation for the supported SQL")
+}
+
+func (r *resolver) function(n *sqlast.Func, sc scope, depth int) (*Expr, error) {
+	name := n.Name
+	if n.Schema != "" {
+		return nil, notSupported("function %s.%s is not supported yet; supported: %s", clip(n.Schema), clip(name), supportedFuncs)
+	}
+	if n.Over != nil {
+		return nil, notSupported("window functions (OVER) are not supported yet; use GROUP BY")
+	}
+	switch name {
+	case "substring":
+		name = "substr"
+	case "btrim":
+		if len(n.Args) == 1 {
+			name = "trim"
+		}
+	}
+	kind := KindFunc
+	switch {
+	case aggregateFuncs[name]:
+		kind = KindAggregate
+	case otherAggregates[name]:
+		return nil, notSupported("aggregate %s is not supported yet; supported: count, sum, avg, min, max", clip(name))
+	case scalarFuncs[name] == (scalarFunc{}):
+		return nil, notSupported("function %s is not supported yet; supported: %s", clip(name), supportedFuncs)
+	}
+	if n.Distinct && kind != KindAggregate {
+		return nil, invalid("DISTINCT is only allowed inside an aggregate, not in %s()", name)
+	}
+	if n.Filter != nil {
+		return nil, notSupported("FILTER (WHERE ...) is not supported yet")
+	}
+	out := &Expr{Kind: kind, Func: name, Distinct: n.Distinct}
+	if n.Star {
+		if name != "count" || n.Distinct {
+			return nil, invalid("* is only allowed as COUNT(*)")
+		}
+		out.Args = append(out.Args, &Expr{Kind: KindStar})
+	}
+	for _, a := range n.Args {
+		// Inside an aggregate, names are source columns only: an output
+		// alias there would nest one aggregate in another.
+		argScope := sc
+		if kind == KindAggregate {
+			argScope = scopeSelect
+		}
+		e, err := r.expr(a, argScope, false, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		out.Args = append(out.Args, e)
+	}
+	if kind == KindAggregate && len(out.Args) != 1 {
+		if name == "count" && n.Distinct {
+			return nil, notSupported("COUNT(DISTINCT ...) of several columns is not supported yet; count one column")
+		}
+		return nil, invalid("%s() takes exactly one argument", name)
+	}
+	return out, nil
+}
+
+// otherAggregates are aggregate functions of PostgreSQL that Sluice does
+// not release yet; they are named as aggregates in the refusal.
+var otherAggregates = map[string]bool{
+	"string_agg": true, "array_agg": true, "stddev": true, "stddev_pop": true, "stddev_samp": true,
+	"variance": true, "var_pop": true, "var_samp": true, "bool_and": true, "bool_or": true, "every": true,
+	"bit_and": true, "bit_or": true, "group_concat": true, "percentile_cont": true, "percentile_disc": true,
+	"mode": true, "median": true, "corr": true, "covar_pop": true, "covar_samp": true, "json_agg": true,
+	"jsonb_agg": true, "xmlagg": true, "regr_slope": true, "regr_intercept": true, "any_value": true,
+}
+
+// literal converts a constant of the query into the IR.
+func literal(v *sqlast.Literal) (*Expr, error) {
+	switch v.Kind {
+	case sqlast.LitNull:
+		return &Expr{Kind: KindLiteral, Literal: &Literal{Type: LitNull}}, nil
+	case sqlast.LitBool:
+		return &Expr{Kind: KindLiteral, Literal: &Literal{Type: LitBool, Text: v.Text}}, nil
+	case sqlast.LitString:
+		return &Expr{Kind: KindLiteral, Literal: &Literal{Type: LitString, Text: v.Text}}, nil
+	case sqlast.LitInt:
+		n, err := strconv.ParseInt(v.Text, 10, 64)
+		if err != nil {
+			return nil, invalid("integer constant %s does not fit in 64 bits", clip(v.Text))
+		}
+		return &Expr{Kind: KindLiteral, Literal: &Literal{Type: LitInt, Text: strconv.FormatInt(n, 10)}}, nil
+	case sqlast.LitFloat:
+		f, err := strconv.ParseFloat(v.Text, 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, invalid("number %s is out of range", clip(v.Text))
+		}
+		return &Expr{Kind: KindLiteral, Literal: &Literal{Type: LitFloat, Text: strconv.FormatFloat(f, 'g', -1, 64)}}, nil
+	}
+	return nil, notSupported("this constant is not supported yet")
+}
+
+// positioned marks an error that already names its place in the query.
+var positioned = &sluice.Error{Code: sluice.EInvalid, Message: "positioned"}
+
+// at adds the position pos of the analyst's SQL to a planner error that
+// has none yet: "... (line 2, column 8)".
+func (r *resolver) at(err error, pos int) error {
+	return locate(err, r.sql, pos)
+}
+
+func locate(err error, sql string, pos int) error {
+	if err == nil || pos < 0 || pos > len(sql) || sql == "" {
+		return err
+	}
+	var se *sluice.Error
+	if !errors.As(err, &se) || se.Err == positioned || se.Code == sluice.EInternal {
+		return err
+	}
+	line, col := lineColumn(sql, pos)
+	return &sluice.Error{Code: se.Code, Message: se.Message + " (at line " + strconv.Itoa(line) + ", column " + strconv.Itoa(col) + ")", Reasons: se.Reasons, Err: positioned}
+}
+
+// lineColumn turns a byte offset into a 1-based line and column counted
+// in characters.
+func lineColumn(sql string, pos int) (int, int) {
+	line, col := 1, 1
+	for i, ch := range sql {
+		if i >= pos {
+			break
+		}
+		if ch == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return line, col
+}
