@@ -166,6 +166,16 @@ var execCases = []struct {
 	{"case and offset", "SELECT CASE WHEN birth_date < 1990 THEN 'before' ELSE 'after' END AS era, count(*) AS n FROM civil.residents WHERE birth_date IS NOT NULL GROUP BY 1 ORDER BY 1 LIMIT 1 OFFSET 1", allMasks, 0, []string{"before|2"}},
 	{"division by zero is null", "SELECT low_income / 0 AS x, low_income % 0 AS y FROM civil.residents WHERE name = '张三'", nil, 0, []string{"NULL|NULL"}},
 	{"distinct masked", "SELECT DISTINCT birth_date FROM civil.residents WHERE birth_date IS NOT NULL ORDER BY 1 DESC", allMasks, 0, []string{"1991", "1990", "1988", "1980"}},
+	// The PostgreSQL grammar's forms, read as PostgreSQL reads them and
+	// answered alike by every dialect.
+	{"double quotes name columns", `SELECT "district", count(*) AS "人数" FROM civil.residents AS 居民 WHERE 居民."low_income" = 1 GROUP BY "district" ORDER BY 1`, nil, 0, []string{"城东区|2", "城西区|1", "湟中区|1"}},
+	{"ilike", "SELECT count(*) FROM civil.residents WHERE gender ILIKE 'F' AND name NOT ILIKE '张%'", nil, 0, []string{"4"}},
+	{"filter", "SELECT district, count(*) FILTER (WHERE low_income = 1) AS low, sum(monthly_allowance) FILTER (WHERE phone IS NOT NULL) AS s, count(DISTINCT gender) FILTER (WHERE low_income = 0) AS g FROM civil.residents WHERE district <> '湟中区' GROUP BY district ORDER BY district", nil, 0, []string{
+		"城东区|2|1120.50|1", "城西区|1|480.25|1",
+	}},
+	{"is distinct from", "SELECT count(*) FILTER (WHERE phone IS DISTINCT FROM '13812345678') AS a, count(*) FILTER (WHERE phone IS NOT DISTINCT FROM NULL) AS b, count(*) FILTER (WHERE birth_date IS NOT DISTINCT FROM birth_date) AS c FROM civil.residents", nil, 0, []string{"5|1|6"}},
+	{"date literal", "SELECT count(*) FROM civil.residents WHERE birth_date >= DATE '1990-01-01' AND birth_date < DATE '1991-05-08'", nil, 0, []string{"2"}},
+	{"substring from for, fetch first", "SELECT SUBSTRING(district FROM 1 FOR 2) AS d, id_card FROM civil.residents ORDER BY id_card DESC NULLS LAST FETCH FIRST 2 ROWS ONLY", nil, 0, []string{"湟中|110104198001016789", "城西|110103199212125678"}},
 }
 
 func runExecCases(t *testing.T, db *sql.DB, d sluice.Driver) {

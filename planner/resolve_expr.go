@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/planner/sqlast"
@@ -101,7 +102,22 @@ func (r *resolver) expr(e sqlast.Expr, sc scope, top bool, depth int) (out *Expr
 		}
 		return nil, notSupported("IS %s%s is not supported yet; compare with = TRUE or use IS [NOT] NULL", not, n.Value)
 	case *sqlast.IsDistinct:
-		return nil, notSupported("IS [NOT] DISTINCT FROM is not supported yet; compare with = and IS NULL")
+		// l IS DISTINCT FROM r is COALESCE(l <> r, (l IS NULL) <> (r IS
+		// NULL)): both values present, they differ; one NULL, distinct;
+		// both NULL, not. NOT DISTINCT is its negation.
+		args, err := subs(n.L, n.R)
+		if err != nil {
+			return nil, err
+		}
+		isNull := func(x *Expr) *Expr { return &Expr{Kind: KindIsNull, Args: []*Expr{x}} }
+		out := &Expr{Kind: KindFunc, Func: "coalesce", Args: []*Expr{
+			{Kind: KindBinary, Op: "<>", Args: []*Expr{args[0], args[1]}},
+			{Kind: KindBinary, Op: "<>", Args: []*Expr{isNull(cloneExpr(args[0])), isNull(cloneExpr(args[1]))}},
+		}}
+		if n.Not {
+			out = &Expr{Kind: KindUnary, Op: "NOT", Args: []*Expr{out}}
+		}
+		return out, nil
 	case *sqlast.InList:
 		if len(n.List) > maxArgs {
 			return nil, invalid("IN lists at most %d values", maxArgs)
@@ -120,9 +136,6 @@ func (r *resolver) expr(e sqlast.Expr, sc scope, top bool, depth int) (out *Expr
 		}
 		return out, nil
 	case *sqlast.Like:
-		if n.ILike {
-			return nil, notSupported("ILIKE is not supported yet; compare lower(x) LIKE lower(pattern)")
-		}
 		if n.Escape != nil {
 			if v, ok := n.Escape.(*sqlast.Literal); !ok || v.Kind != sqlast.LitString || v.Text != `\` {
 				return nil, notSupported(`LIKE ... ESCAPE with another character than \ is not supported yet; escape with \`)
@@ -131,6 +144,12 @@ func (r *resolver) expr(e sqlast.Expr, sc scope, top bool, depth int) (out *Expr
 		args, err := subs(n.X, n.Pattern)
 		if err != nil {
 			return nil, err
+		}
+		if n.ILike {
+			// x ILIKE p is lower(x) LIKE lower(p), in every dialect.
+			for i, a := range args {
+				args[i] = &Expr{Kind: KindFunc, Func: "lower", Args: []*Expr{a}}
+			}
 		}
 		return &Expr{Kind: KindLike, Negate: n.Not, Args: args}, nil
 	case *sqlast.Func:
@@ -162,6 +181,15 @@ func (r *resolver) expr(e sqlast.Expr, sc scope, top bool, depth int) (out *Expr
 		}
 		return out, nil
 	case *sqlast.Cast:
+		if lit, ok := n.X.(*sqlast.Literal); ok && lit.Kind == sqlast.LitString && n.Type.Name == "date" && len(n.Type.Mods) == 0 && !n.Type.IsArray {
+			// DATE 'yyyy-mm-dd' is the date as text, the form in which
+			// Sluice compares dates in every dialect.
+			d, err := time.Parse("2006-01-02", lit.Text)
+			if err != nil {
+				return nil, invalid("DATE '%s' is not a date; write DATE 'yyyy-mm-dd'", clip(lit.Text))
+			}
+			return &Expr{Kind: KindLiteral, Literal: &Literal{Type: LitString, Text: d.Format("2006-01-02")}}, nil
+		}
 		if lit, ok := n.X.(*sqlast.Literal); ok && lit.Kind == sqlast.LitString {
 			return nil, notSupported("typed constants (%s '%s') are not supported yet; compare dates with a string such as '2015-01-01'", strings.ToUpper(n.Type.Name), clip(lit.Text))
 		}
@@ -200,8 +228,8 @@ func (r *resolver) function(n *sqlast.Func, sc scope, depth int) (*Expr, error) 
 	if n.Distinct && kind != KindAggregate {
 		return nil, invalid("DISTINCT is only allowed inside an aggregate, not in %s()", name)
 	}
-	if n.Filter != nil {
-		return nil, notSupported("FILTER (WHERE ...) is not supported yet")
+	if n.Filter != nil && kind != KindAggregate {
+		return nil, invalid("FILTER (WHERE ...) belongs to an aggregate, not to %s()", name)
 	}
 	out := &Expr{Kind: kind, Func: name, Distinct: n.Distinct}
 	if n.Star {
@@ -228,6 +256,25 @@ func (r *resolver) function(n *sqlast.Func, sc scope, depth int) (*Expr, error) 
 			return nil, notSupported("COUNT(DISTINCT ...) of several columns is not supported yet; count one column")
 		}
 		return nil, invalid("%s() takes exactly one argument", name)
+	}
+	if n.Filter != nil {
+		// agg(x) FILTER (WHERE c) is agg(CASE WHEN c THEN x END), and
+		// COUNT(*) FILTER (WHERE c) counts CASE WHEN c THEN 1 END: the
+		// aggregate's argument is then an expression, under the rules
+		// for one (a protected column inside it is refused as any CASE
+		// in an aggregate is).
+		cond, err := r.expr(n.Filter, scopeSelect, false, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		if hasAggregate(cond) {
+			return nil, invalid("FILTER (WHERE ...) cannot use an aggregate")
+		}
+		val := out.Args[0]
+		if val.Kind == KindStar {
+			val = &Expr{Kind: KindLiteral, Literal: &Literal{Type: LitInt, Text: "1"}}
+		}
+		out.Args[0] = &Expr{Kind: KindCase, Args: []*Expr{cond, val}}
 	}
 	return out, nil
 }

@@ -304,6 +304,23 @@ func TestAggregateAttacks(t *testing.T) {
 			refusedWith("Unimplemented", "IN (SELECT")},
 		{"constructs", "the differential-privacy-only column under k", "", "SELECT insurance_type, COUNT(*) AS n FROM health.insured WHERE severe_mental_illness = 1 GROUP BY insurance_type",
 			deniedBy("dp_required", "health.insured.severe_mental_illness")},
+		// The PostgreSQL grammar's forms of the same tricks: FILTER is a
+		// CASE inside the aggregate, ILIKE and IS DISTINCT FROM are
+		// conditions like any other, double quotes name columns.
+		{"grammar", "SUM ... FILTER on a phone number", "", fmt.Sprintf("SELECT r.district, SUM(i.annual_claims) FILTER (WHERE r.phone = '%s') AS s %s GROUP BY r.district", tg.phone, join),
+			deniedBy("aggregate_expression", "health.insured.annual_claims")},
+		{"grammar", "COUNT(*) FILTER above a threshold", "", fmt.Sprintf("SELECT insurance_type, COUNT(*) FILTER (WHERE annual_claims > %v) AS n FROM health.insured GROUP BY insurance_type", tg.secondClaims),
+			deniedBy("aggregate_expression", "health.insured.annual_claims")},
+		{"grammar", "COUNT(*) FILTER on the phone number and a flag", "", fmt.Sprintf("SELECT r.district, COUNT(*) FILTER (WHERE r.phone = '%s' AND i.chronic_disease = 1) AS n %s GROUP BY r.district", tg.phone, join),
+			deniedBy("aggregate_expression", "health.insured.chronic_disease")},
+		{"grammar", "MAX ... FILTER", "", "SELECT MAX(annual_claims) FILTER (WHERE hospital_visits > 0) AS m FROM health.insured", deniedBy("aggregate_expression", "health.insured.annual_claims", "health.insured.hospital_visits")},
+		{"grammar", "IS NOT DISTINCT FROM a phone number in WHERE", "", fmt.Sprintf("SELECT COUNT(*) AS n, AVG(i.annual_claims) AS a %s WHERE r.phone IS NOT DISTINCT FROM '%s'", join, tg.phone), nothing},
+		{"grammar", "ILIKE on the phone number", "", fmt.Sprintf("SELECT COUNT(*) AS n, AVG(i.annual_claims) AS a %s WHERE r.phone ILIKE '%s'", join, tg.phone), nothing},
+		{"grammar", "a double-quoted protected column grouped", "", `SELECT "annual_claims", COUNT(*) AS n FROM health.insured GROUP BY "annual_claims"`, deniedBy("aggregate_column_use", "health.insured.annual_claims")},
+		{"grammar", "a window over a protected column", "", "SELECT insurance_type, SUM(annual_claims) OVER (PARTITION BY insurance_type) AS s FROM health.insured", refusedWith("Unimplemented", "window functions")},
+		{"grammar", "a CTE naming a protected column", "", "WITH t AS (SELECT annual_claims AS c FROM health.insured) SELECT MAX(c) AS m FROM t", refusedWith("Unimplemented", "WITH")},
+		{"grammar", "UNION mixing datasets", "", "SELECT phone FROM civil.residents UNION SELECT insurance_type FROM health.insured", refusedWith("Unimplemented", "UNION")},
+		{"grammar", "EXISTS correlated on the private key", "", "SELECT r.district, COUNT(*) AS n FROM civil.residents r WHERE EXISTS (SELECT 1 FROM health.insured i WHERE i.id_card = r.id_card AND i.chronic_disease = 1) GROUP BY r.district", refusedWith("Unimplemented", "EXISTS")},
 	}
 	runAttempts(t, attempts)
 }
