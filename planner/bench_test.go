@@ -7,7 +7,7 @@ import (
 )
 
 // BenchmarkPlan measures the planner's share of a typical small query:
-// parse, resolve, lineage, then render with masks and a minimum group size.
+// parse, resolve, lineage, then render with masks.
 func BenchmarkPlan(b *testing.B) {
 	cat := testCatalog(b)
 	p := New(cat)
@@ -21,7 +21,6 @@ func BenchmarkPlan(b *testing.B) {
 		}
 		f := pl.Fragment
 		f.Masks = map[string]sluice.MaskRule{"name": sluice.MaskSurname, "birth_date": sluice.MaskYear}
-		f.MinGroupSize = 10
 		if _, _, err := Render(f, ds, sluice.DriverPostgres); err != nil {
 			b.Fatal(err)
 		}

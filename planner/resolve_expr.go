@@ -190,6 +190,9 @@ func (r *resolver) expr(e sqlast.Expr, sc scope, top bool, depth int) (out *Expr
 			}
 			return &Expr{Kind: KindLiteral, Literal: &Literal{Type: LitString, Text: d.Format("2006-01-02")}}, nil
 		}
+		if n.Type.Name == "interval" {
+			return nil, notSupported("INTERVAL and date arithmetic are not supported yet; write the date you mean, e.g. d < '1998-09-02'")
+		}
 		if lit, ok := n.X.(*sqlast.Literal); ok && lit.Kind == sqlast.LitString {
 			return nil, notSupported("typed constants (%s '%s') are not supported yet; compare dates with a string such as '2015-01-01'", strings.ToUpper(n.Type.Name), clip(lit.Text))
 		}
