@@ -92,59 +92,16 @@ func singleTable(from []sqlast.TableExpr) (*sqlast.Table, bool) {
 // the resolver meets them.)
 func checkSupported(sel *sqlast.Select, sql string) error {
 	var err error
-	var visit func(s *sqlast.Select, depth int)
-	visitExprs := func(es []sqlast.Expr, depth int) {
-		for _, e := range es {
-			sqlast.Walk(e, func(x sqlast.Expr) bool {
-				if err != nil {
-					return false
-				}
-				switch q := x.(type) {
-				case *sqlast.Subquery:
-					visit(q.Query, depth+1)
-				case *sqlast.Exists:
-					visit(q.Query, depth+1)
-				case *sqlast.InSubquery:
-					visit(q.Query, depth+1)
-				}
-				return err == nil
-			})
-		}
-	}
-	var visitFrom func(t sqlast.TableExpr, depth int)
-	visitFrom = func(t sqlast.TableExpr, depth int) {
-		switch f := t.(type) {
-		case *sqlast.Derived:
-			visit(f.Query, depth+1)
-		case *sqlast.Join:
-			visitFrom(f.Left, depth)
-			visitFrom(f.Right, depth)
-			if f.On != nil {
-				visitExprs([]sqlast.Expr{f.On}, depth)
-			}
-		}
-	}
-	visit = func(s *sqlast.Select, depth int) {
-		if err != nil || s == nil {
-			return
-		}
-		if depth > maxSubqueryDepth*4 {
+	sqlast.WalkSelects(sel, func(s *sqlast.Select, depth int) bool {
+		switch {
+		case depth > maxSubqueryDepth*4:
 			err = notSupported("subqueries nested more than %d deep are not supported yet", maxSubqueryDepth)
-			return
-		}
-		if len(s.With) > 0 {
+		case len(s.With) > 0:
 			err = locate(notSupported("WITH (common table expressions) is not supported yet; write the query inline as a subquery in FROM"), sql, s.With[0].Pos)
-			return
-		}
-		if s.Op != "" {
+		case s.Op != "":
 			err = locate(notSupported("%s is not supported yet; run each SELECT on its own", s.Op), sql, s.Pos)
-			return
 		}
-		for _, t := range s.From {
-			visitFrom(t, depth)
-		}
-		visitExprs(s.Exprs(), depth)
-	}
-	visit(sel, 0)
+		return err == nil
+	})
 	return err
 }

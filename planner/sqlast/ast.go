@@ -363,7 +363,7 @@ func (*Exists) expr()     {}
 
 // Walk calls fn for e and, while fn returns true, for the expressions
 // inside it, depth first. Subqueries are not entered (their Select is
-// the caller's to walk); WalkSelect walks one.
+// the caller's to walk); WalkSelects visits every query of a tree.
 func Walk(e Expr, fn func(Expr) bool) {
 	if e == nil || !fn(e) {
 		return
@@ -439,4 +439,63 @@ func (s *Select) Exprs() []Expr {
 		out = append(out, s.Offset)
 	}
 	return out
+}
+
+// WalkSelects calls fn for s and, while fn returns true, for every query
+// inside it: its CTEs, the operands of a set operation, derived tables
+// and the subqueries of its expressions (also in join conditions and
+// windows), depth first. depth counts the queries above the one visited.
+func WalkSelects(s *Select, fn func(q *Select, depth int) bool) {
+	walkSelects(s, 0, fn)
+}
+
+func walkSelects(s *Select, depth int, fn func(*Select, int) bool) bool {
+	if s == nil {
+		return true
+	}
+	if !fn(s, depth) {
+		return false
+	}
+	ok := true
+	sub := func(q *Select) {
+		if ok {
+			ok = walkSelects(q, depth+1, fn)
+		}
+	}
+	exprs := func(es ...Expr) {
+		for _, e := range es {
+			Walk(e, func(x Expr) bool {
+				switch q := x.(type) {
+				case *Subquery:
+					sub(q.Query)
+				case *Exists:
+					sub(q.Query)
+				case *InSubquery:
+					sub(q.Query)
+				}
+				return ok
+			})
+		}
+	}
+	var from func(t TableExpr)
+	from = func(t TableExpr) {
+		switch f := t.(type) {
+		case *Derived:
+			sub(f.Query)
+		case *Join:
+			from(f.Left)
+			from(f.Right)
+			exprs(f.On)
+		}
+	}
+	for _, c := range s.With {
+		sub(c.Query)
+	}
+	sub(s.Left)
+	sub(s.Right)
+	for _, t := range s.From {
+		from(t)
+	}
+	exprs(s.Exprs()...)
+	return ok
 }

@@ -217,3 +217,31 @@ func TestParseDepth(t *testing.T) {
 		t.Errorf("walked %d nodes", n)
 	}
 }
+
+// WalkSelects reaches every query: CTEs, set-operation operands, derived
+// tables, and subqueries in WHERE, select items and join conditions.
+func TestWalkSelects(t *testing.T) {
+	s := mustParse(t, `WITH c AS (SELECT 1 FROM t.a) SELECT (SELECT 2 FROM t.b) FROM c JOIN (SELECT 3 FROM t.d UNION SELECT 4 FROM t.e) x ON EXISTS (SELECT 5 FROM t.f) WHERE y IN (SELECT 6 FROM t.g)`)
+	var seen []string
+	maxDepth := 0
+	WalkSelects(s, func(q *Select, depth int) bool {
+		maxDepth = max(maxDepth, depth)
+		for _, f := range q.From {
+			if tb, ok := f.(*Table); ok {
+				seen = append(seen, tb.Name.Name)
+			}
+		}
+		return true
+	})
+	if got := strings.Join(seen, ","); got != "a,d,e,f,b,g" {
+		t.Errorf("visited %s", got)
+	}
+	if maxDepth != 2 {
+		t.Errorf("deepest query at depth %d, want 2 (the UNION's operands)", maxDepth)
+	}
+	n := 0
+	WalkSelects(s, func(*Select, int) bool { n++; return n < 3 })
+	if n != 3 {
+		t.Errorf("stopping after 3 visited %d", n)
+	}
+}
