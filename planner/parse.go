@@ -87,8 +87,8 @@ func singleTable(from []sqlast.TableExpr) (*sqlast.Table, bool) {
 }
 
 // checkSupported refuses, with their position, the constructs the grammar
-// reads but the planner cannot plan yet, wherever they appear: WITH and
-// set operations. (Window functions, casts and the rest are refused where
+// reads but the planner cannot plan yet, wherever they appear: set
+// operations (WITH is inlined before, inline_ctes.go). (Window functions, casts and the rest are refused where
 // the resolver meets them.)
 func checkSupported(sel *sqlast.Select, sql string) error {
 	var err error
@@ -96,8 +96,6 @@ func checkSupported(sel *sqlast.Select, sql string) error {
 		switch {
 		case depth > maxSubqueryDepth*4:
 			err = notSupported("subqueries nested more than %d deep are not supported yet", maxSubqueryDepth)
-		case len(s.With) > 0:
-			err = locate(notSupported("WITH (common table expressions) is not supported yet; write the query inline as a subquery in FROM"), sql, s.With[0].Pos)
 		case s.Op != "":
 			err = locate(notSupported("%s is not supported yet; run each SELECT on its own", s.Op), sql, s.Pos)
 		}

@@ -85,6 +85,9 @@ func (p *Planner) Plan(queryID, sql string) (plan *Plan, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := inlineCTEs(sel, sql); err != nil {
+		return nil, err
+	}
 	if err := checkSupported(sel, sql); err != nil {
 		return nil, err
 	}

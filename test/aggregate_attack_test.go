@@ -318,7 +318,11 @@ func TestAggregateAttacks(t *testing.T) {
 		{"grammar", "ILIKE on the phone number", "", fmt.Sprintf("SELECT COUNT(*) AS n, AVG(i.annual_claims) AS a %s WHERE r.phone ILIKE '%s'", join, tg.phone), nothing},
 		{"grammar", "a double-quoted protected column grouped", "", `SELECT "annual_claims", COUNT(*) AS n FROM health.insured GROUP BY "annual_claims"`, deniedBy("aggregate_column_use", "health.insured.annual_claims")},
 		{"grammar", "a window over a protected column", "", "SELECT insurance_type, SUM(annual_claims) OVER (PARTITION BY insurance_type) AS s FROM health.insured", refusedWith("Unimplemented", "window functions")},
-		{"grammar", "a CTE naming a protected column", "", "WITH t AS (SELECT annual_claims AS c FROM health.insured) SELECT MAX(c) AS m FROM t", refusedWith("Unimplemented", "WITH")},
+		{"grammar", "a CTE naming a protected column, one dataset", "", "WITH t AS (SELECT annual_claims AS c FROM health.insured) SELECT MAX(c) AS m FROM t", refusedWith("Unimplemented", "subqueries are not supported yet in a query over one dataset")},
+		{"grammar", "a CTE renaming a protected column, MAX across departments", "", fmt.Sprintf("WITH c AS (SELECT id_card, annual_claims AS v FROM health.insured) SELECT r.district, MAX(c.v) AS m FROM civil.residents r JOIN c ON r.id_card = c.id_card WHERE r.phone = '%s' GROUP BY r.district", tg.phone),
+			deniedBy("order_statistic", "health.insured.annual_claims")},
+		{"grammar", "a CTE renaming a protected column, conditional SUM", "", fmt.Sprintf("WITH c AS (SELECT id_card AS k, annual_claims AS v FROM health.insured), p AS (SELECT id_card, phone AS tel, district FROM civil.residents) SELECT p.district, SUM(CASE WHEN p.tel = '%s' THEN c.v ELSE 0 END) AS s FROM p JOIN c ON p.id_card = c.k GROUP BY p.district", tg.phone),
+			deniedBy("aggregate_expression", "health.insured.annual_claims")},
 		{"grammar", "UNION mixing datasets", "", "SELECT phone FROM civil.residents UNION SELECT insurance_type FROM health.insured", refusedWith("Unimplemented", "UNION")},
 		{"grammar", "EXISTS correlated on the private key", "", "SELECT r.district, COUNT(*) AS n FROM civil.residents r WHERE EXISTS (SELECT 1 FROM health.insured i WHERE i.id_card = r.id_card AND i.chronic_disease = 1) GROUP BY r.district", refusedWith("Unimplemented", "EXISTS")},
 	}

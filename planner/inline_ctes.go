@@ -1,0 +1,167 @@
+package planner
+
+import (
+	"strings"
+
+	"github.com/sluice-gov/sluice/planner/sqlast"
+)
+
+// inlineCTEs replaces every reference to a common table expression by
+// the CTE's query as a derived table (FROM c AS x becomes FROM (query) AS
+// x), so the rest of the planner sees only derived tables, which it
+// plans, checks and audits like any other: a CTE is a name, never a way
+// around lineage. Each reference is planned on its own (the query runs
+// once per reference). A CTE sees the CTEs before it in its WITH list
+// and those of enclosing queries; an inner WITH shadows an outer name.
+// Recursive CTEs are not supported yet. The tree is rewritten in place.
+func inlineCTEs(sel *sqlast.Select, sql string) error {
+	return inlineIn(sel, nil, sql, 0)
+}
+
+// cteScope maps the CTE names visible at one query (lower case) to their
+// queries, with the scope of the enclosing query as its parent.
+type cteScope struct {
+	names  map[string]*sqlast.Select
+	parent *cteScope
+}
+
+func (s *cteScope) lookup(name string) *sqlast.Select {
+	for ; s != nil; s = s.parent {
+		if q, ok := s.names[strings.ToLower(name)]; ok {
+			return q
+		}
+	}
+	return nil
+}
+
+func inlineIn(sel *sqlast.Select, outer *cteScope, sql string, depth int) error {
+	if sel == nil {
+		return nil
+	}
+	if depth > maxSubqueryDepth*4 {
+		return notSupported("subqueries nested more than %d deep are not supported yet", maxSubqueryDepth)
+	}
+	scope := outer
+	if len(sel.With) > 0 {
+		if sel.Recursive {
+			return locate(notSupported("WITH RECURSIVE is not supported yet"), sql, sel.With[0].Pos)
+		}
+		scope = &cteScope{names: map[string]*sqlast.Select{}, parent: outer}
+		for _, c := range sel.With {
+			key := strings.ToLower(c.Name)
+			if _, dup := scope.names[key]; dup {
+				return locate(invalid("WITH names %s twice; give each common table expression its own name", clip(c.Name)), sql, c.Pos)
+			}
+			// A CTE's body sees the CTEs listed before it.
+			if err := inlineIn(c.Query, scope, sql, depth+1); err != nil {
+				return err
+			}
+			q, err := cteColumns(c, sql)
+			if err != nil {
+				return err
+			}
+			scope.names[key] = q
+		}
+		sel.With = nil
+	}
+	return inlineNested(sel, scope, sql, depth)
+}
+
+// inlineNested rewrites the FROM items of sel that name a CTE of scope
+// and recurses into every query inside sel.
+func inlineNested(sel *sqlast.Select, scope *cteScope, sql string, depth int) error {
+	if err := inlineIn(sel.Left, scope, sql, depth+1); err != nil {
+		return err
+	}
+	if err := inlineIn(sel.Right, scope, sql, depth+1); err != nil {
+		return err
+	}
+	var from func(t sqlast.TableExpr) (sqlast.TableExpr, error)
+	from = func(t sqlast.TableExpr) (sqlast.TableExpr, error) {
+		switch f := t.(type) {
+		case *sqlast.Table:
+			if f.Name.Schema != "" {
+				return f, nil
+			}
+			q := scope.lookup(f.Name.Name)
+			if q == nil {
+				return f, nil
+			}
+			alias := f.Alias
+			if alias == "" {
+				alias = f.Name.Name
+			}
+			return &sqlast.Derived{Pos: f.Name.Pos, Query: q, Alias: alias, ColumnAliases: f.ColumnAliases}, nil
+		case *sqlast.Derived:
+			return f, inlineIn(f.Query, scope, sql, depth+1)
+		case *sqlast.Join:
+			var err error
+			if f.Left, err = from(f.Left); err != nil {
+				return nil, err
+			}
+			if f.Right, err = from(f.Right); err != nil {
+				return nil, err
+			}
+			return f, inlineExprs(scope, sql, depth, f.On)
+		}
+		return t, nil
+	}
+	for i, t := range sel.From {
+		nt, err := from(t)
+		if err != nil {
+			return err
+		}
+		sel.From[i] = nt
+	}
+	return inlineExprs(scope, sql, depth, sel.Exprs()...)
+}
+
+// inlineExprs inlines CTEs inside the subqueries of expressions.
+func inlineExprs(scope *cteScope, sql string, depth int, es ...sqlast.Expr) error {
+	var err error
+	for _, e := range es {
+		sqlast.Walk(e, func(x sqlast.Expr) bool {
+			switch q := x.(type) {
+			case *sqlast.Subquery:
+				err = inlineIn(q.Query, scope, sql, depth+1)
+			case *sqlast.Exists:
+				err = inlineIn(q.Query, scope, sql, depth+1)
+			case *sqlast.InSubquery:
+				err = inlineIn(q.Query, scope, sql, depth+1)
+			}
+			return err == nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cteColumns applies a CTE's column list (WITH c (a, b) AS ...) as
+// the aliases of its select list, on a copy of the query.
+func cteColumns(c *sqlast.CTE, sql string) (*sqlast.Select, error) {
+	if len(c.Columns) == 0 {
+		return c.Query, nil
+	}
+	q := c.Query
+	if q.Op != "" {
+		return nil, locate(notSupported("a column list for a WITH over %s is not supported yet; alias the columns in each SELECT", q.Op), sql, c.Pos)
+	}
+	if len(c.Columns) > len(q.Items) {
+		return nil, locate(invalid("WITH %s names %d columns but its query selects %d", clip(c.Name), len(c.Columns), len(q.Items)), sql, c.Pos)
+	}
+	cp := *q
+	cp.Items = make([]*sqlast.SelectItem, len(q.Items))
+	for i, it := range q.Items {
+		item := *it
+		if i < len(c.Columns) {
+			if item.Star {
+				return nil, locate(notSupported("a column list for a WITH whose query selects * is not supported yet; name the columns in its select list"), sql, c.Pos)
+			}
+			item.Alias = c.Columns[i]
+		}
+		cp.Items[i] = &item
+	}
+	return &cp, nil
+}
