@@ -5,7 +5,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"time"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/planner/sqlast"
@@ -68,6 +67,9 @@ func (r *resolver) expr(e sqlast.Expr, sc scope, top bool, depth int) (out *Expr
 		}
 		return nil, notSupported("operator %s is not supported yet", clip(n.Op))
 	case *sqlast.Binary:
+		if lit, err := foldDate(n); lit != nil || err != nil {
+			return lit, err
+		}
 		switch n.Op {
 		case "AND", "OR", "+", "-", "*", "/", "%", "=", "<>", "<", "<=", ">", ">=":
 		case "||":
@@ -181,17 +183,11 @@ func (r *resolver) expr(e sqlast.Expr, sc scope, top bool, depth int) (out *Expr
 		}
 		return out, nil
 	case *sqlast.Cast:
-		if lit, ok := n.X.(*sqlast.Literal); ok && lit.Kind == sqlast.LitString && n.Type.Name == "date" && len(n.Type.Mods) == 0 && !n.Type.IsArray {
-			// DATE 'yyyy-mm-dd' is the date as text, the form in which
-			// Sluice compares dates in every dialect.
-			d, err := time.Parse("2006-01-02", lit.Text)
-			if err != nil {
-				return nil, invalid("DATE '%s' is not a date; write DATE 'yyyy-mm-dd'", clip(lit.Text))
-			}
-			return &Expr{Kind: KindLiteral, Literal: &Literal{Type: LitString, Text: d.Format("2006-01-02")}}, nil
+		if lit, err := foldDate(n); lit != nil || err != nil {
+			return lit, err
 		}
 		if n.Type.Name == "interval" {
-			return nil, notSupported("INTERVAL and date arithmetic are not supported yet; write the date you mean, e.g. d < '1998-09-02'")
+			return nil, notSupported("an INTERVAL is supported only added to or subtracted from a date constant (DATE '1998-12-01' - INTERVAL '90' DAY); date arithmetic on columns is not supported yet")
 		}
 		if lit, ok := n.X.(*sqlast.Literal); ok && lit.Kind == sqlast.LitString {
 			return nil, notSupported("typed constants (%s '%s') are not supported yet; compare dates with a string such as '2015-01-01'", strings.ToUpper(n.Type.Name), clip(lit.Text))
