@@ -47,4 +47,3 @@ func TestFoldDates(t *testing.T) {
 		}
 	}
 }
-
