@@ -175,6 +175,10 @@ var execCases = []struct {
 	}},
 	{"is distinct from", "SELECT count(*) FILTER (WHERE phone IS DISTINCT FROM '13812345678') AS a, count(*) FILTER (WHERE phone IS NOT DISTINCT FROM NULL) AS b, count(*) FILTER (WHERE birth_date IS NOT DISTINCT FROM birth_date) AS c FROM civil.residents", nil, 0, []string{"5|1|6"}},
 	{"date literal", "SELECT count(*) FROM civil.residents WHERE birth_date >= DATE '1990-01-01' AND birth_date < DATE '1991-05-08'", nil, 0, []string{"2"}},
+	{"extract", "SELECT EXTRACT(YEAR FROM birth_date) AS y, EXTRACT(MONTH FROM birth_date) AS m, EXTRACT(DAY FROM birth_date) AS d, count(*) AS n FROM civil.residents WHERE EXTRACT(YEAR FROM birth_date) >= 1990 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", nil, 0, []string{
+		"1990|1|1|1", "1990|3|7|1", "1991|5|8|1",
+	}},
+	{"extract the year of a masked date", "SELECT EXTRACT(YEAR FROM birth_date) AS y, count(*) AS n FROM civil.residents WHERE EXTRACT(YEAR FROM birth_date) < 1990 GROUP BY 1 ORDER BY 1", allMasks, 0, []string{"1980|1", "1988|1"}},
 	{"substring from for, fetch first", "SELECT SUBSTRING(district FROM 1 FOR 2) AS d, id_card FROM civil.residents ORDER BY id_card DESC NULLS LAST FETCH FIRST 2 ROWS ONLY", nil, 0, []string{"湟中|110104198001016789", "城西|110103199212125678"}},
 }
 

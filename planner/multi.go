@@ -1015,6 +1015,7 @@ func (m *mplan) planSelect(sel *sqlast.Select, prefix string, outer *scopeSet) (
 			consts = append(consts, c)
 		}
 	}
+	from, rest = m.orderJoins(from, rest)
 	node, err := m.buildTree(from, rest)
 	if err != nil {
 		return nil, err

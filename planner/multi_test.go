@@ -51,6 +51,9 @@ var multiCases = []multiCase{
 	{"self_join", "SELECT a.name, b.name AS other FROM market.enterprises a JOIN market.enterprises b ON a.legal_rep_id_card = b.legal_rep_id_card WHERE a.credit_code < b.credit_code"},
 	{"derived_rename_constants", "SELECT h.name, s.insurance_type FROM police.household h JOIN (SELECT id_card AS k, insurance_type FROM health.insured) s ON h.id_card = s.k WHERE 1 = 1"},
 	{"star_plain_join", "SELECT * FROM tax.payers t JOIN police.household h ON t.district = h.household_district"},
+	// FROM lists a pair with no condition between them: the planner joins
+	// household after enterprises, which it shares a condition with.
+	{"join_order_from_where", "SELECT e.name, t.tax_paid FROM market.enterprises e, police.household h, tax.payers t WHERE e.credit_code = t.credit_code AND t.district = h.household_district AND h.migrant = 1"},
 	{"mixed_key_release", "SELECT e.name FROM market.enterprises e JOIN police.household h ON e.legal_rep_name = h.id_card"},
 }
 

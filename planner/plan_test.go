@@ -95,6 +95,10 @@ func TestPlanErrors(t *testing.T) {
 		{"distinct scalar", "SELECT lower(DISTINCT name) FROM civil.residents", sluice.EInvalid, "DISTINCT is only allowed inside an aggregate"},
 		{"case mixed", "SELECT CASE WHEN low_income = 1 THEN 'yes' ELSE 0 END FROM civil.residents", sluice.EInvalid, "incompatible"},
 		{"distinct order not selected", "SELECT DISTINCT district FROM civil.residents ORDER BY gender", sluice.EInvalid, "SELECT DISTINCT"},
+		{"extract field", "SELECT EXTRACT(EPOCH FROM birth_date) FROM civil.residents", sluice.ENotSupported, "EXTRACT(EPOCH FROM ...) is not supported yet; supported: YEAR, MONTH, DAY (at line 1, column 8)"},
+		{"extract text", "SELECT EXTRACT(YEAR FROM district) FROM civil.residents", sluice.EInvalid, "works on dates and timestamps, got text"},
+		{"date_part no args", "SELECT date_part() FROM civil.residents", sluice.EInvalid, "write EXTRACT(YEAR FROM x)"},
+		{"year function", "SELECT year(birth_date) FROM civil.residents", sluice.ENotSupported, "write EXTRACT(YEAR FROM x)"},
 		{"escape", "SELECT district FROM civil.residents WHERE name LIKE 'a!%' ESCAPE '!'", sluice.ENotSupported, "ESCAPE with another character than"},
 		{"star only hidden", "SELECT * FROM police.criminal_records WHERE 1 = 0 AND offense = 'x'", "", ""},
 	}

@@ -609,6 +609,28 @@ func (r *renderer) function(e *Expr, hint sluice.ColumnType) {
 		r.w("ROUND(")
 		r.expr(e.Args[0], "")
 		r.w(", ", digits, ")")
+	case "year", "month", "day":
+		// The date part as an integer; SQLite keeps dates as
+		// 'yyyy-mm-dd[ hh:mm:ss]' text. A date masked to its year is
+		// the year already (the checker allows only YEAR of it).
+		if r.c.maskedToYear(e.Args[0]) {
+			r.expr(e.Args[0], "")
+			return
+		}
+		switch r.d {
+		case sluice.DriverSQLite:
+			r.w("CAST(strftime('", map[string]string{"year": "%Y", "month": "%m", "day": "%d"}[e.Func], "', ")
+			r.expr(e.Args[0], sluice.TypeDate)
+			r.w(") AS INTEGER)")
+		case sluice.DriverPostgres:
+			r.w("CAST(EXTRACT(", strings.ToUpper(e.Func), " FROM ")
+			r.expr(e.Args[0], sluice.TypeDate)
+			r.w(") AS INTEGER)")
+		default:
+			r.w("EXTRACT(", strings.ToUpper(e.Func), " FROM ")
+			r.expr(e.Args[0], sluice.TypeDate)
+			r.w(")")
+		}
 	case "coalesce":
 		r.w("COALESCE(")
 		h := r.typeOf(e)

@@ -705,6 +705,24 @@ func (r *duckRenderer) function(fn string, a []*dx) (*dx, error) {
 		out.t = t
 		out.sql = "coalesce(" + strings.Join(parts, ", ") + ")"
 		return out, nil
+	case "year", "month", "day":
+		if err := argc(1, 1); err != nil {
+			return nil, err
+		}
+		if fn == "year" && a[0].t == dInt {
+			// A date masked to its year at its source arrives as the
+			// year.
+			return a[0], nil
+		}
+		if a[0].t != dNull && !a[0].t.temporal() {
+			return nil, invalid("%s() works on dates and timestamps, got %s", fn, a[0].t)
+		}
+		if a[0].t == dNull {
+			return nullOf(dInt), nil
+		}
+		out.t = dInt
+		out.sql = "CAST(" + fn + "(" + r.sql(a[0]) + ") AS BIGINT)"
+		return out, nil
 	}
 	return nil, sluice.Errorf(sluice.ENotSupported, "function %q is not supported in the sandbox", clip(fn))
 }

@@ -208,6 +208,24 @@ func (r *resolver) function(n *sqlast.Func, sc scope, depth int) (*Expr, error) 
 		return nil, notSupported("window functions (OVER) are not supported yet; use GROUP BY")
 	}
 	switch name {
+	case "extract", "date_part":
+		// EXTRACT(YEAR FROM x) arrives as extract('year', x).
+		var field *sqlast.Literal
+		if len(n.Args) == 2 {
+			field, _ = n.Args[0].(*sqlast.Literal)
+		}
+		if field == nil || field.Kind != sqlast.LitString {
+			return nil, invalid("write EXTRACT(YEAR FROM x), EXTRACT(MONTH FROM x) or EXTRACT(DAY FROM x)")
+		}
+		switch f := strings.ToLower(field.Text); f {
+		case "year", "month", "day":
+			name, n = f, &sqlast.Func{Pos: n.Pos, Name: f, Args: n.Args[1:]}
+		default:
+			return nil, notSupported("EXTRACT(%s FROM ...) is not supported yet; supported: YEAR, MONTH, DAY", strings.ToUpper(clip(f)))
+		}
+	case "year", "month", "day":
+		// Not PostgreSQL functions: the IR's names for EXTRACT.
+		return nil, notSupported("function %s is not supported yet; write EXTRACT(%s FROM x)", name, strings.ToUpper(name))
 	case "substring":
 		name = "substr"
 	case "btrim":

@@ -34,12 +34,16 @@ var scalarFuncs = map[string]scalarFunc{
 	"abs":      {1, 1},
 	"round":    {1, 2},
 	"coalesce": {2, maxArgs},
+	// year, month and day of a date or timestamp: EXTRACT(YEAR FROM x).
+	"year":  {1, 1},
+	"month": {1, 1},
+	"day":   {1, 1},
 }
 
 var aggregateFuncs = map[string]bool{"count": true, "sum": true, "avg": true, "min": true, "max": true}
 
 // supportedFuncs is the list shown in "not supported" messages.
-const supportedFuncs = "lower, upper, length, substr, trim, abs, round, coalesce and the aggregates count, sum, avg, min, max"
+const supportedFuncs = "lower, upper, length, substr, trim, abs, round, coalesce, EXTRACT(YEAR|MONTH|DAY FROM ...) and the aggregates count, sum, avg, min, max"
 
 var binaryOps = map[string]bool{
 	"+": true, "-": true, "*": true, "/": true, "%": true,
@@ -100,6 +104,16 @@ func maskApplies(m sluice.MaskRule, t sluice.ColumnType) bool {
 
 // lookupMask finds the mask of a column, matching names case-insensitively
 // as the catalog does.
+// maskedToYear reports whether e is a column this fragment masks to its
+// year (an integer in place of the date).
+func (c *checker) maskedToYear(e *Expr) bool {
+	if e == nil || e.Kind != KindColumn {
+		return false
+	}
+	m, ok := lookupMask(c.masks, e.Column)
+	return ok && m == sluice.MaskYear
+}
+
 func lookupMask(masks map[string]sluice.MaskRule, col string) (sluice.MaskRule, bool) {
 	if len(masks) == 0 {
 		return "", false
@@ -488,6 +502,19 @@ func (c *checker) checkFunc(e *Expr, aggOK, inAgg bool, depth int) (typ, error) 
 			return typ{}, invalid("coalesce() arguments have incompatible types; give it values of one kind")
 		}
 		return u, nil
+	case "year", "month", "day":
+		if c.maskedToYear(e.Args[0]) {
+			// A date masked to its year already is the year; its month
+			// and day are not released.
+			if e.Func != "year" {
+				return typ{}, invalid("EXTRACT(%s FROM %s): the column is released masked to its year; its month and day are not released", strings.ToUpper(e.Func), e.Args[0].Column)
+			}
+			return typ{t: sluice.TypeInteger}, nil
+		}
+		if args[0].t != "" && !isTemporal(args[0].t) {
+			return typ{}, invalid("EXTRACT(%s FROM ...) works on dates and timestamps, got %s (a date masked to its year already is the year)", strings.ToUpper(e.Func), typeName(args[0]))
+		}
+		return typ{t: sluice.TypeInteger}, nil
 	}
 	return typ{}, sluice.Errorf(sluice.EInternal, "function %s has no type rule", e.Func)
 }

@@ -204,3 +204,24 @@ func TestPlannedFragmentsValidate(t *testing.T) {
 		}
 	}
 }
+
+// A date masked to its year releases only its year: EXTRACT(YEAR) of it
+// is the year, EXTRACT(MONTH/DAY) is refused at the agent, whatever the
+// broker sent.
+func TestExtractOfAMaskedDate(t *testing.T) {
+	cat := testCatalog(t)
+	ds := cat.Dataset("civil", "residents")
+	p := New(cat)
+	for q, want := range map[string]string{
+		"SELECT EXTRACT(YEAR FROM birth_date) AS y FROM civil.residents":  "",
+		"SELECT EXTRACT(MONTH FROM birth_date) AS m FROM civil.residents": "masked to its year; its month and day are not released",
+		"SELECT count(*) FROM civil.residents WHERE EXTRACT(DAY FROM birth_date) = 1": "masked to its year",
+	} {
+		f := mustPlan(t, p, q).Fragment
+		f.Masks = map[string]sluice.MaskRule{"birth_date": sluice.MaskYear}
+		err := f.Validate(ds)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", q, err, want)
+		}
+	}
+}
