@@ -213,8 +213,8 @@ func TestExtractOfAMaskedDate(t *testing.T) {
 	ds := cat.Dataset("civil", "residents")
 	p := New(cat)
 	for q, want := range map[string]string{
-		"SELECT EXTRACT(YEAR FROM birth_date) AS y FROM civil.residents":  "",
-		"SELECT EXTRACT(MONTH FROM birth_date) AS m FROM civil.residents": "masked to its year; its month and day are not released",
+		"SELECT EXTRACT(YEAR FROM birth_date) AS y FROM civil.residents":              "",
+		"SELECT EXTRACT(MONTH FROM birth_date) AS m FROM civil.residents":             "masked to its year; its month and day are not released",
 		"SELECT count(*) FROM civil.residents WHERE EXTRACT(DAY FROM birth_date) = 1": "masked to its year",
 	} {
 		f := mustPlan(t, p, q).Fragment
