@@ -56,9 +56,9 @@ func inlineIn(sel *sqlast.Select, outer *cteScope, sql string, depth int) error 
 			if err := inlineIn(c.Query, scope, sql, depth+1); err != nil {
 				return err
 			}
-			q, err := cteColumns(c, sql)
+			q, err := renameOutputs(c.Query, c.Columns, "WITH "+clip(c.Name))
 			if err != nil {
-				return err
+				return locate(err, sql, c.Pos)
 			}
 			scope.names[key] = q
 		}
@@ -138,28 +138,28 @@ func inlineExprs(scope *cteScope, sql string, depth int, es ...sqlast.Expr) erro
 	return nil
 }
 
-// cteColumns applies a CTE's column list (WITH c (a, b) AS ...) as
-// the aliases of its select list, on a copy of the query.
-func cteColumns(c *sqlast.CTE, sql string) (*sqlast.Select, error) {
-	if len(c.Columns) == 0 {
-		return c.Query, nil
+// renameOutputs applies a column list (WITH c (a, b) AS ..., or FROM
+// (SELECT ...) AS s (a, b)) as the aliases of the query's select list, on
+// a copy of the query; what names the list is for messages.
+func renameOutputs(q *sqlast.Select, cols []string, what string) (*sqlast.Select, error) {
+	if len(cols) == 0 {
+		return q, nil
 	}
-	q := c.Query
 	if q.Op != "" {
-		return nil, locate(notSupported("a column list for a WITH over %s is not supported yet; alias the columns in each SELECT", q.Op), sql, c.Pos)
+		return nil, notSupported("a column list for %s over %s is not supported yet; alias the columns in each SELECT", what, q.Op)
 	}
-	if len(c.Columns) > len(q.Items) {
-		return nil, locate(invalid("WITH %s names %d columns but its query selects %d", clip(c.Name), len(c.Columns), len(q.Items)), sql, c.Pos)
+	if len(cols) > len(q.Items) {
+		return nil, invalid("%s names %d columns but its query selects %d", what, len(cols), len(q.Items))
 	}
 	cp := *q
 	cp.Items = make([]*sqlast.SelectItem, len(q.Items))
 	for i, it := range q.Items {
 		item := *it
-		if i < len(c.Columns) {
+		if i < len(cols) {
 			if item.Star {
-				return nil, locate(notSupported("a column list for a WITH whose query selects * is not supported yet; name the columns in its select list"), sql, c.Pos)
+				return nil, notSupported("a column list for %s whose query selects * is not supported yet; name the columns in its select list", what)
 			}
-			item.Alias = c.Columns[i]
+			item.Alias = cols[i]
 		}
 		cp.Items[i] = &item
 	}

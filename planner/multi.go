@@ -518,8 +518,9 @@ func (m *mplan) derivedRelation(d *sqlast.Derived, s *scopeSet) (*relation, erro
 	if d.Lateral {
 		return nil, notSupported("LATERAL subqueries are not supported yet; join the tables instead")
 	}
-	if len(d.ColumnAliases) > 0 {
-		return nil, notSupported("column aliases for a subquery (AS s(a, b)) are not supported yet; alias the columns in its select list")
+	sel, err := renameOutputs(sel, d.ColumnAliases, "subquery "+clip(alias))
+	if err != nil {
+		return nil, err
 	}
 	if flattenable(sel) {
 		return m.flatten(sel, alias, alias, s)
