@@ -1001,7 +1001,9 @@ func (m *mplan) planSelect(sel *sqlast.Select, prefix string, outer *scopeSet) (
 		if err != nil {
 			return nil, err
 		}
-		conj = append(conj, splitConj(e)...)
+		for _, c := range splitConj(e) {
+			conj = append(conj, factorOr(c)...)
+		}
 	}
 	L.Where = andAll(conj)
 	synth := s.synth()
