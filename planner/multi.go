@@ -125,6 +125,10 @@ type scopeSet struct {
 	m     *mplan
 	rels  []*relation
 	outer *scopeSet
+	// correlated lets names this scope lacks resolve in the enclosing
+	// query's scope (outer only, not beyond): the WHERE of an EXISTS
+	// subquery planned as a semi or anti join (exists.go).
+	correlated bool
 }
 
 func (s *scopeSet) add(r *relation) error {
@@ -166,6 +170,9 @@ var errCorrelated = "correlated subqueries (a subquery that refers to a table of
 func (s *scopeSet) lookup(q *sqlast.TableName, name string) (string, bool, error) {
 	if q != nil {
 		rels := s.match(q)
+		if len(rels) == 0 && s.correlated && s.outer != nil && len(s.outer.match(q)) > 0 {
+			return s.outer.lookup(q, name)
+		}
 		if len(rels) == 0 {
 			for o := s.outer; o != nil; o = o.outer {
 				if len(o.match(q)) > 0 {
@@ -290,6 +297,16 @@ func (r *resolver) multiColumn(c *sqlast.ColumnRef, sc scope, top bool) (*Expr, 
 	if sc == scopeGroup || sc == scopeHaving || sc == scopeOrder {
 		if e := r.aliasExpr(name); e != nil {
 			return e, nil
+		}
+	}
+	if r.multi.correlated && r.multi.outer != nil {
+		// A correlated subquery (EXISTS) may name the enclosing query's
+		// columns: they resolve to their plan-wide names.
+		if internal, found, err := r.multi.outer.lookup(nil, name); err != nil || found {
+			if err != nil {
+				return nil, err
+			}
+			return &Expr{Kind: KindColumn, Column: internal}, nil
 		}
 	}
 	if r.multi.outerHas(name) {
@@ -962,6 +979,12 @@ func (m *mplan) planSelect(sel *sqlast.Select, prefix string, outer *scopeSet) (
 	r := &resolver{sql: m.sql, multi: s}
 	var whereAST []sqlast.Expr
 	var ins []*sqlast.InSubquery
+	type existsCond struct {
+		q    *sqlast.Select
+		pos  int
+		anti bool
+	}
+	var exists []existsCond
 	if sel.Where != nil {
 		for _, c := range splitAndAST(sel.Where) {
 			switch q := c.(type) {
@@ -972,7 +995,13 @@ func (m *mplan) planSelect(sel *sqlast.Select, prefix string, outer *scopeSet) (
 				ins = append(ins, q)
 				continue
 			case *sqlast.Exists:
-				return nil, m.at(notSupported("EXISTS (SELECT ...) is not supported yet; use col IN (SELECT col FROM ...) or a join"), q.Pos)
+				exists = append(exists, existsCond{q: q.Query, pos: q.Pos})
+				continue
+			case *sqlast.Unary:
+				if e, ok := q.X.(*sqlast.Exists); ok && q.Op == "NOT" {
+					exists = append(exists, existsCond{q: e.Query, pos: e.Pos, anti: true})
+					continue
+				}
 			}
 			if hasSubquery(c) {
 				var pos int
@@ -1026,6 +1055,11 @@ func (m *mplan) planSelect(sel *sqlast.Select, prefix string, outer *scopeSet) (
 	for _, in := range ins {
 		if node, err = m.semiJoin(node, in, r, s); err != nil {
 			return nil, err
+		}
+	}
+	for _, x := range exists {
+		if node, err = m.existsJoin(node, x.q, x.anti, s); err != nil {
+			return nil, m.at(err, x.pos)
 		}
 	}
 	if len(consts) > 0 {

@@ -54,6 +54,8 @@ var multiCases = []multiCase{
 	// FROM lists a pair with no condition between them: the planner joins
 	// household after enterprises, which it shares a condition with.
 	{"join_order_from_where", "SELECT e.name, t.tax_paid FROM market.enterprises e, police.household h, tax.payers t WHERE e.credit_code = t.credit_code AND t.district = h.household_district AND h.migrant = 1"},
+	{"exists_psi", "SELECT name FROM market.enterprises e WHERE EXISTS (SELECT 1 FROM police.household h WHERE h.id_card = e.legal_rep_id_card AND h.migrant = 1)"},
+	{"not_exists_residual", "SELECT e.name FROM market.enterprises e WHERE NOT EXISTS (SELECT * FROM tax.payers t WHERE t.district = e.district AND t.tax_paid > e.registered_capital AND t.district <> '城北区')"},
 	{"mixed_key_release", "SELECT e.name FROM market.enterprises e JOIN police.household h ON e.legal_rep_name = h.id_card"},
 }
 
@@ -284,7 +286,11 @@ func TestMultiErrors(t *testing.T) {
 		{"two psi pairs", "SELECT r.district FROM civil.residents r JOIN market.enterprises e ON r.id_card = e.legal_rep_id_card AND r.id_card = e.legal_rep_id_card", sluice.ENotSupported, "two private key pairs"},
 		{"not in", "SELECT name FROM market.enterprises WHERE legal_rep_id_card NOT IN (SELECT id_card FROM police.household)", sluice.ENotSupported, "or a LEFT JOIN (at line 1, column 61)"},
 		{"in under or", "SELECT name FROM market.enterprises WHERE status = 'x' OR legal_rep_id_card IN (SELECT id_card FROM police.household)", sluice.ENotSupported, "subqueries inside other conditions"},
-		{"exists", "SELECT name FROM market.enterprises e WHERE EXISTS (SELECT 1 FROM police.household h WHERE h.id_card = e.legal_rep_id_card)", sluice.ENotSupported, "EXISTS (SELECT ...) is not supported yet"},
+		{"exists without an equality", "SELECT name FROM market.enterprises e WHERE EXISTS (SELECT 1 FROM police.household h WHERE h.household_district <> e.district)", sluice.ENotSupported, "EXISTS (SELECT ...) needs an equality"},
+		{"exists grouped", "SELECT name FROM market.enterprises e WHERE EXISTS (SELECT 1 FROM police.household h WHERE h.id_card = e.legal_rep_id_card GROUP BY h.id_card)", sluice.ENotSupported, "EXISTS (SELECT ...) with GROUP BY"},
+		{"not exists on a private key", "SELECT name FROM market.enterprises e WHERE NOT EXISTS (SELECT 1 FROM police.household h WHERE h.id_card = e.legal_rep_id_card)", sluice.ENotSupported, "NOT EXISTS on a private join key is not supported yet"},
+		{"exists correlated two levels up", "SELECT name FROM market.enterprises e WHERE EXISTS (SELECT 1 FROM police.household h WHERE h.id_card = e.legal_rep_id_card AND EXISTS (SELECT 1 FROM tax.payers t WHERE t.district = e.district))", sluice.ENotSupported, "a subquery inside EXISTS"},
+		{"exists under or", "SELECT name FROM market.enterprises e WHERE status = 'x' OR EXISTS (SELECT 1 FROM police.household h WHERE h.id_card = e.legal_rep_id_card)", sluice.ENotSupported, "subqueries inside other conditions"},
 		{"correlated in", "SELECT r.district FROM civil.residents r WHERE r.id_card IN (SELECT i.id_card FROM health.insured i WHERE i.insurance_type = r.district)", sluice.ENotSupported, "correlated subqueries"},
 		{"correlated derived", "SELECT r.district FROM civil.residents r JOIN (SELECT i.id_card FROM health.insured i WHERE i.insurance_type = district) s ON r.id_card = s.id_card", sluice.ENotSupported, "correlated subqueries"},
 		{"in expression", "SELECT name FROM market.enterprises WHERE lower(district) IN (SELECT household_district FROM police.household)", sluice.ENotSupported, "not supported yet"},

@@ -151,7 +151,7 @@ func nodeOutputs(n *Node, leaf func(fragment int) []string, depth int) []string 
 		if len(n.Inputs) != 2 {
 			return nil
 		}
-		if n.JoinKind == JoinSemi {
+		if n.leftOnly() {
 			return nodeOutputs(n.Inputs[0], leaf, depth+1)
 		}
 		return append(nodeOutputs(n.Inputs[0], leaf, depth+1), nodeOutputs(n.Inputs[1], leaf, depth+1)...)
@@ -363,7 +363,7 @@ func verifyNodes(n *Node, frags []*Fragment, psiNames map[string]bool) ([]string
 			}
 			refExpr(n.Residual)
 			out = ins[0]
-			if n.JoinKind != JoinSemi {
+			if !n.leftOnly() {
 				out = append(append([]string(nil), ins[0]...), ins[1]...)
 			}
 		case OpFilter:

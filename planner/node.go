@@ -24,11 +24,13 @@ type Node struct {
 	Fragment int     `json:"fragment,omitempty"`
 	Inputs   []*Node `json:"inputs,omitempty"`
 
-	// JoinKind is inner | left | semi (Op "join"). A left join keeps every
+	// JoinKind is inner | left | semi | anti (Op "join"). A left join keeps every
 	// left row, null-extending the right columns when no right row
 	// satisfies the keys AND the residual (ON semantics). A semi join
 	// outputs each left row that has at least one right row matching the
-	// keys (and residual), once; its output is the left columns only.
+	// keys (and residual), once; an anti join each left row that has none
+	// (NOT EXISTS: a NULL key matches nothing); their output is the left
+	// columns only.
 	JoinKind string `json:"join_kind,omitempty"`
 	// Keys are the equality keys: Left names a column of Inputs[0], Right
 	// of Inputs[1]. NULL keys never match.
@@ -83,7 +85,14 @@ const (
 	JoinInner = "inner"
 	JoinLeft  = "left"
 	JoinSemi  = "semi"
+	JoinAnti  = "anti"
 )
+
+// leftOnly reports whether a join outputs its left input's columns only
+// (a semi or anti join: the right side decides which left rows stay).
+func (n *Node) leftOnly() bool {
+	return n.Op == OpJoin && (n.JoinKind == JoinSemi || n.JoinKind == JoinAnti)
+}
 
 // JoinKey is one equality key of a join: Left = Right.
 type JoinKey struct {

@@ -508,7 +508,7 @@ func (p *Plan) sourceOf(n *Node, c string, depth int) (dataset, column string, e
 		}
 	case OpJoin:
 		for i, in := range n.Inputs {
-			if i == 1 && n.JoinKind == JoinSemi {
+			if i == 1 && n.leftOnly() {
 				break
 			}
 			for _, o := range p.outputsOf(in) {
@@ -533,7 +533,7 @@ func (p *Plan) checkOneToOne(cat *sluice.Catalog, n *Node, depth int) error {
 	if n == nil || depth > 4*maxExprDepth {
 		return nil
 	}
-	if n.Op == OpJoin && n.JoinKind != JoinSemi && len(n.Inputs) == 2 {
+	if n.Op == OpJoin && !n.leftOnly() && len(n.Inputs) == 2 {
 		for _, k := range n.Keys {
 			for side, c := range [2]string{k.Left, k.Right} {
 				dataset, column, err := p.sourceOf(n.Inputs[side], c, 0)

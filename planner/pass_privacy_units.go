@@ -147,9 +147,9 @@ func (p *Plan) CountUnits(cat *sluice.Catalog, protected map[string]int) error {
 			if err != nil {
 				return nil, err
 			}
-			if n.JoinKind == JoinSemi {
+			if n.leftOnly() {
 				if len(r) > 0 {
-					return nil, unitsRefuse("a protected dataset (%s) inside IN (SELECT ...) is not supported yet: the persons it matches must be counted; join it instead", byFrag[r[0]].dataset)
+					return nil, unitsRefuse("a protected dataset (%s) inside IN (SELECT ...) or [NOT] EXISTS is not supported yet: the persons it matches must be counted; join it instead", byFrag[r[0]].dataset)
 				}
 				return l, nil
 			}

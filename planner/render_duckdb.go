@@ -762,14 +762,33 @@ func (r *duckRenderer) join(n *Node, left, right *drel) (*drel, error) {
 		on = append(on, l+" = "+rr)
 	}
 	switch n.JoinKind {
-	case JoinSemi:
-		if n.Residual != nil {
-			return nil, sluice.Errorf(sluice.ENotSupported, "an IN subquery with further conditions is not supported yet")
-		}
+	case JoinSemi, JoinAnti:
 		// The sandbox streams the left rows in order (an inner join with
 		// the distinct right keys): an order of the left input stays.
+		cond := strings.Join(on, " AND ")
+		if n.Residual != nil {
+			nl := len(left.cols)
+			sc := &duckScope{cols: append(append([]dcol(nil), left.cols...), right.cols...), ref: func(i int) string {
+				if i < nl {
+					return "l." + duckCol(i)
+				}
+				return "r." + duckCol(i-nl)
+			}}
+			x, err := r.compile(sc, n.Residual, 0)
+			if err != nil {
+				return nil, err
+			}
+			if x.t != dBool && x.t != dNull {
+				return nil, invalid("a join condition must be a condition, got %s", x.t)
+			}
+			cond += " AND (" + r.cast(x, dBool) + ")"
+		}
+		kind := " SEMI JOIN "
+		if n.JoinKind == JoinAnti {
+			kind = " ANTI JOIN "
+		}
 		return &drel{
-			sql:  "SELECT " + left.visible("l.") + left.passKeys("l.") + " FROM (" + left.sql + ") AS l SEMI JOIN (" + right.sql + ") AS r ON " + strings.Join(on, " AND "),
+			sql:  "SELECT " + left.visible("l.") + left.passKeys("l.") + " FROM (" + left.sql + ") AS l" + kind + "(" + right.sql + ") AS r ON " + cond,
 			cols: left.cols,
 			desc: left.desc,
 		}, nil

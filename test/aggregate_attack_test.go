@@ -324,7 +324,8 @@ func TestAggregateAttacks(t *testing.T) {
 		{"grammar", "a CTE renaming a protected column, conditional SUM", "", fmt.Sprintf("WITH c AS (SELECT id_card AS k, annual_claims AS v FROM health.insured), p AS (SELECT id_card, phone AS tel, district FROM civil.residents) SELECT p.district, SUM(CASE WHEN p.tel = '%s' THEN c.v ELSE 0 END) AS s FROM p JOIN c ON p.id_card = c.k GROUP BY p.district", tg.phone),
 			deniedBy("aggregate_expression", "health.insured.annual_claims")},
 		{"grammar", "UNION mixing datasets", "", "SELECT phone FROM civil.residents UNION SELECT insurance_type FROM health.insured", refusedWith("Unimplemented", "UNION")},
-		{"grammar", "EXISTS correlated on the private key", "", "SELECT r.district, COUNT(*) AS n FROM civil.residents r WHERE EXISTS (SELECT 1 FROM health.insured i WHERE i.id_card = r.id_card AND i.chronic_disease = 1) GROUP BY r.district", refusedWith("Unimplemented", "EXISTS")},
+		{"grammar", "EXISTS correlated on the private key", "", "SELECT r.district, COUNT(*) AS n FROM civil.residents r WHERE EXISTS (SELECT 1 FROM health.insured i WHERE i.id_card = r.id_card AND i.chronic_disease = 1) GROUP BY r.district", refusedWith("Unimplemented", "inside IN (SELECT ...) or [NOT] EXISTS is not supported yet")},
+		{"grammar", "NOT EXISTS on a protected flag", "", "SELECT r.district, COUNT(*) AS n FROM civil.residents r WHERE NOT EXISTS (SELECT 1 FROM health.insured i WHERE i.insurance_type = r.district AND i.chronic_disease = 1) GROUP BY r.district", refusedWith("Unimplemented", "inside IN (SELECT ...) or [NOT] EXISTS is not supported yet")},
 	}
 	runAttempts(t, attempts)
 }
