@@ -918,7 +918,7 @@ func (m *mplan) classifyJoin(n *Node) error {
 }
 
 // semiJoin plans `col IN (SELECT ...)` as a semi join of node with the
-// subquery.
+// subquery, and `col NOT IN (SELECT ...)` as a null-aware anti join.
 func (m *mplan) semiJoin(node *Node, in *sqlast.InSubquery, r *resolver, s *scopeSet) (*Node, error) {
 	lhs, err := r.expr(in.X, scopeWhere, true, 0)
 	if err != nil {
@@ -950,8 +950,17 @@ func (m *mplan) semiJoin(node *Node, in *sqlast.InSubquery, r *resolver, s *scop
 		right, key = sp.node, sp.outs[0]
 	}
 	n := &Node{Op: OpJoin, JoinKind: JoinSemi, Inputs: []*Node{node, right}, Keys: []JoinKey{{Left: lhs.Column, Right: key}}}
+	if in.Not {
+		// x NOT IN (SELECT k ...) keeps x when no k equals it, and keeps
+		// nothing when x is NULL or some k is NULL (SQL's three-valued
+		// NOT IN), unless the subquery is empty.
+		n.JoinKind, n.NullAware = JoinAnti, true
+	}
 	if err := m.classifyJoin(n); err != nil {
 		return nil, err
+	}
+	if n.PSI && in.Not {
+		return nil, m.at(notSupported("NOT IN (SELECT ...) on a private join key is not supported yet; use IN (SELECT ...) or a join"), in.Pos)
 	}
 	return n, nil
 }
@@ -989,9 +998,6 @@ func (m *mplan) planSelect(sel *sqlast.Select, prefix string, outer *scopeSet) (
 		for _, c := range splitAndAST(sel.Where) {
 			switch q := c.(type) {
 			case *sqlast.InSubquery:
-				if q.Not {
-					return nil, m.at(notSupported("NOT IN (SELECT ...) is not supported yet; use col IN (SELECT col FROM ...) or a LEFT JOIN"), q.Pos)
-				}
 				ins = append(ins, q)
 				continue
 			case *sqlast.Exists:

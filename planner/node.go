@@ -32,6 +32,10 @@ type Node struct {
 	// (NOT EXISTS: a NULL key matches nothing); their output is the left
 	// columns only.
 	JoinKind string `json:"join_kind,omitempty"`
+	// NullAware makes an anti join one of NOT IN (SELECT ...): with one
+	// key, a left row whose key is NULL, or any right key NULL, keeps no
+	// row (when the right input has rows at all).
+	NullAware bool `json:"null_aware,omitempty"`
 	// Keys are the equality keys: Left names a column of Inputs[0], Right
 	// of Inputs[1]. NULL keys never match.
 	Keys []JoinKey `json:"keys,omitempty"`
@@ -176,6 +180,9 @@ func (n *Node) norm(b *strings.Builder, depth int) {
 		b.WriteString("fragment " + strconv.Itoa(n.Fragment))
 	case OpJoin:
 		b.WriteString("join " + n.JoinKind)
+		if n.NullAware {
+			b.WriteString(" null-aware")
+		}
 		if n.PSI {
 			b.WriteString(" psi(" + n.KeyDomain + ")")
 		}

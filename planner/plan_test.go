@@ -37,7 +37,7 @@ func TestPlanErrors(t *testing.T) {
 		{"comma join", "SELECT 1 FROM civil.residents, health.insured", sluice.ENotSupported, "more than one dataset"},
 		{"subquery from", "SELECT x FROM (SELECT district AS x FROM civil.residents) s", sluice.ENotSupported, "subqueries are not supported yet"},
 		{"subquery where", "SELECT district FROM civil.residents WHERE district IN (SELECT district FROM civil.residents WHERE low_income = 1)", "", ""},
-		{"subquery where not in", "SELECT district FROM civil.residents WHERE id_card NOT IN (SELECT id_card FROM health.insured)", sluice.ENotSupported, "NOT IN (SELECT ...) is not supported yet"},
+		{"subquery where not in", "SELECT district FROM civil.residents WHERE id_card NOT IN (SELECT id_card FROM health.insured)", sluice.ENotSupported, "NOT IN (SELECT ...) on a private join key is not supported yet"},
 		{"scalar subquery", "SELECT district FROM civil.residents WHERE low_income = (SELECT 1 FROM health.insured)", sluice.ENotSupported, "subqueries inside other conditions (scalar, EXISTS, IN under OR or NOT) are not supported yet"},
 		{"exists", "SELECT district FROM civil.residents WHERE EXISTS (SELECT 1 FROM health.insured)", sluice.ENotSupported, "EXISTS (SELECT ...) needs an equality between a column of the subquery and one of the enclosing query"},
 		{"window", "SELECT count(*) OVER (PARTITION BY district) FROM civil.residents", sluice.ENotSupported, "window functions"},

@@ -763,6 +763,17 @@ func (r *duckRenderer) join(n *Node, left, right *drel) (*drel, error) {
 	}
 	switch n.JoinKind {
 	case JoinSemi, JoinAnti:
+		if n.NullAware {
+			// NOT IN (SELECT ...), with SQL's own NULL rules.
+			if n.JoinKind != JoinAnti || len(n.Keys) != 1 || n.Residual != nil {
+				return nil, invalid("a null-aware join is an anti join on one key without further conditions")
+			}
+			return &drel{
+				sql:  "SELECT " + left.visible("l.") + left.passKeys("l.") + " FROM (" + left.sql + ") AS l WHERE " + lk[0] + " NOT IN (SELECT " + rk[0] + " FROM (" + right.sql + ") AS r)",
+				cols: left.cols,
+				desc: left.desc,
+			}, nil
+		}
 		// The sandbox streams the left rows in order (an inner join with
 		// the distinct right keys): an order of the left input stays.
 		cond := strings.Join(on, " AND ")
