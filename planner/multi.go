@@ -1009,6 +1009,14 @@ func (m *mplan) planSelect(sel *sqlast.Select, prefix string, outer *scopeSet) (
 					continue
 				}
 			}
+			if cmp, sq, ok := isScalarComparison(c); ok {
+				var rewritten sqlast.Expr
+				if from, rewritten, err = m.scalarJoin(from, cmp, sq, s); err != nil {
+					return nil, m.at(err, sq.Pos)
+				}
+				whereAST = append(whereAST, rewritten)
+				continue
+			}
 			if hasSubquery(c) {
 				var pos int
 				sqlast.Walk(c, func(x sqlast.Expr) bool {

@@ -38,7 +38,7 @@ func TestPlanErrors(t *testing.T) {
 		{"subquery from", "SELECT x FROM (SELECT district AS x FROM civil.residents) s", sluice.ENotSupported, "subqueries are not supported yet"},
 		{"subquery where", "SELECT district FROM civil.residents WHERE district IN (SELECT district FROM civil.residents WHERE low_income = 1)", "", ""},
 		{"subquery where not in", "SELECT district FROM civil.residents WHERE id_card NOT IN (SELECT id_card FROM health.insured)", sluice.ENotSupported, "NOT IN (SELECT ...) on a private join key is not supported yet"},
-		{"scalar subquery", "SELECT district FROM civil.residents WHERE low_income = (SELECT 1 FROM health.insured)", sluice.ENotSupported, "subqueries inside other conditions (scalar, EXISTS, IN under OR or NOT) are not supported yet"},
+		{"scalar subquery", "SELECT district FROM civil.residents WHERE low_income = (SELECT 1 FROM health.insured)", sluice.ENotSupported, "a scalar subquery whose value is not NULL over no rows"},
 		{"exists", "SELECT district FROM civil.residents WHERE EXISTS (SELECT 1 FROM health.insured)", sluice.ENotSupported, "EXISTS (SELECT ...) needs an equality between a column of the subquery and one of the enclosing query"},
 		{"window", "SELECT count(*) OVER (PARTITION BY district) FROM civil.residents", sluice.ENotSupported, "window functions"},
 		{"cte over one dataset", "WITH x AS (SELECT district FROM civil.residents WHERE low_income = 1) SELECT district, count(*) FROM x GROUP BY district", sluice.ENotSupported, "subqueries are not supported yet in a query over one dataset"},

@@ -81,6 +81,9 @@ func (r *resolver) expr(e sqlast.Expr, sc scope, top bool, depth int) (out *Expr
 		if err != nil {
 			return nil, err
 		}
+		if lit, err := foldNumbers(n.Op, args[0], args[1]); lit != nil || err != nil {
+			return lit, err
+		}
 		return &Expr{Kind: KindBinary, Op: n.Op, Args: args}, nil
 	case *sqlast.Between:
 		if n.Symmetric {

@@ -1,0 +1,244 @@
+package planner
+
+import (
+	"strconv"
+	"strings"
+
+	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/planner/sqlast"
+)
+
+// Scalar subqueries compared in WHERE, correlated by equalities:
+//
+//	WHERE l.qty < (SELECT 0.2 * avg(l2.qty) FROM trade.lineitem l2 WHERE l2.part = p.part AND l2.x > 1)
+//
+// becomes a join with a grouped derived table, planned (and checked by
+// the policy) like any other:
+//
+//	JOIN (SELECT l2.part AS k1, 0.2 * avg(l2.qty) AS v FROM trade.lineitem l2 WHERE l2.x > 1 GROUP BY l2.part) AS "$scalar1"
+//	  ON p.part = "$scalar1".k1
+//	WHERE l.qty < "$scalar1".v
+//
+// This keeps SQL's meaning because the comparison rejects NULL: a row
+// whose key has no group would compare with NULL and be dropped, as the
+// inner join drops it. So the subquery's value must be NULL when no row
+// matches (an aggregate other than COUNT, or arithmetic on such with
+// constants), the subquery must be compared directly (not under OR or NOT),
+// and every condition naming the enclosing query must be an equality
+// between one of its columns and one of the subquery's. A subquery with no
+// such equality (not correlated) is not supported yet.
+
+// isScalarComparison reports whether a WHERE conjunct compares a scalar
+// subquery directly: x OP (SELECT ...) or (SELECT ...) OP x.
+func isScalarComparison(c sqlast.Expr) (*sqlast.Binary, *sqlast.Subquery, bool) {
+	b, ok := c.(*sqlast.Binary)
+	if !ok {
+		return nil, nil, false
+	}
+	switch b.Op {
+	case "=", "<>", "<", "<=", ">", ">=":
+	default:
+		return nil, nil, false
+	}
+	if sq, ok := b.R.(*sqlast.Subquery); ok && !hasSubquery(b.L) {
+		return b, sq, true
+	}
+	if sq, ok := b.L.(*sqlast.Subquery); ok && !hasSubquery(b.R) {
+		return b, sq, true
+	}
+	return nil, nil, false
+}
+
+// scalarJoin plans the subquery of a scalar comparison as a grouped
+// derived table joined to the FROM tree, and returns the tree with the
+// join and the comparison rewritten to name the subquery's value.
+func (m *mplan) scalarJoin(from *fromNode, cmp *sqlast.Binary, sq *sqlast.Subquery, s *scopeSet) (*fromNode, sqlast.Expr, error) {
+	q := sq.Query
+	if q.Op != "" || len(q.GroupBy) > 0 || q.Having != nil || q.Distinct || q.Limit != nil || q.Offset != nil ||
+		len(q.With) > 0 || len(q.Items) != 1 || q.Items[0].Star {
+		return nil, nil, notSupported("a scalar subquery must compute one aggregate over its rows, e.g. (SELECT max(x) FROM ... WHERE t.k = outer.k); this form is not supported yet")
+	}
+	if !nullOnEmpty(q.Items[0].Expr) {
+		return nil, nil, notSupported("a scalar subquery whose value is not NULL over no rows (COUNT, COALESCE, CASE ...) is not supported yet; compare with an aggregate such as sum, avg, min or max")
+	}
+	inner := innerNames(m, q.From)
+	var own []sqlast.Expr
+	type key struct{ inner, outer *sqlast.ColumnRef }
+	var keys []key
+	if q.Where != nil {
+		for _, c := range splitAndAST(q.Where) {
+			if hasSubquery(c) {
+				return nil, nil, m.at(notSupported("a subquery inside a scalar subquery is not supported yet"), c.Position())
+			}
+			refs := columnRefs(c)
+			outerRef := false
+			for _, r := range refs {
+				if !inner.has(r) {
+					outerRef = true
+				}
+			}
+			if !outerRef {
+				own = append(own, c)
+				continue
+			}
+			b, ok := c.(*sqlast.Binary)
+			if ok && b.Op == "=" {
+				l, lok := b.L.(*sqlast.ColumnRef)
+				r, rok := b.R.(*sqlast.ColumnRef)
+				switch {
+				case lok && rok && inner.has(l) && !inner.has(r):
+					keys = append(keys, key{l, r})
+					continue
+				case lok && rok && inner.has(r) && !inner.has(l):
+					keys = append(keys, key{r, l})
+					continue
+				}
+			}
+			return nil, nil, m.at(notSupported("in a scalar subquery, a condition on the enclosing query must be an equality between one of its columns and one of the subquery's (t.k = outer.k); this one is not supported yet"), c.Position())
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil, m.at(notSupported("a scalar subquery not correlated by an equality (t.k = outer.k) is not supported yet; join the aggregate's result instead"), sq.Pos)
+	}
+	m.seq++
+	name := "$scalar" + strconv.Itoa(m.seq)
+	grouped := &sqlast.Select{Pos: q.Pos, From: q.From}
+	for i, k := range keys {
+		grouped.Items = append(grouped.Items, &sqlast.SelectItem{Pos: k.inner.Pos, Expr: k.inner, Alias: "k" + strconv.Itoa(i+1)})
+		grouped.GroupBy = append(grouped.GroupBy, k.inner)
+	}
+	grouped.Items = append(grouped.Items, &sqlast.SelectItem{Pos: q.Items[0].Pos, Expr: q.Items[0].Expr, Alias: "v"})
+	for _, c := range own {
+		if grouped.Where == nil {
+			grouped.Where = c
+		} else {
+			grouped.Where = &sqlast.Binary{Pos: c.Position(), Op: "AND", L: grouped.Where, R: c}
+		}
+	}
+	// Planned as a derived table under a name no analyst's alias can
+	// take (a $ starts only generated names).
+	sp, err := m.planSelect(grouped, m.uniqAlias("scalar")+".", s)
+	if err != nil {
+		return nil, nil, err
+	}
+	rel := &relation{name: name, node: sp.node}
+	for _, o := range sp.outs {
+		_, after, _ := strings.Cut(o, ".")
+		rel.cols = append(rel.cols, relCol{name: after, internal: o})
+		m.owner[o] = rel
+	}
+	if err := s.add(rel); err != nil {
+		return nil, nil, err
+	}
+	r := &resolver{sql: m.sql, multi: s}
+	fn := &fromNode{kind: JoinInner, left: from, right: &fromNode{rel: rel, rels: map[*relation]bool{rel: true}}}
+	fn.rels = unionRels(from.rels, fn.right.rels)
+	for i, k := range keys {
+		o, err := r.expr(k.outer, scopeWhere, true, 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		in := rel.col("k" + strconv.Itoa(i+1))
+		fn.on = append(fn.on, &Expr{Kind: KindBinary, Op: "=", Args: []*Expr{o, {Kind: KindColumn, Column: in.internal}}})
+	}
+	value := &sqlast.ColumnRef{Pos: sq.Pos, Table: &sqlast.TableName{Pos: sq.Pos, Name: name}, Name: "v"}
+	out := *cmp
+	if cmp.R == sqlast.Expr(sq) {
+		out.R = value
+	} else {
+		out.L = value
+	}
+	return fn, &out, nil
+}
+
+// nullOnEmpty reports whether e, a scalar subquery's value, is NULL when
+// the subquery has no rows: an aggregate other than COUNT, or arithmetic
+// of such aggregates with constants.
+func nullOnEmpty(e sqlast.Expr) bool {
+	switch n := e.(type) {
+	case *sqlast.Func:
+		switch n.Name {
+		case "sum", "avg", "min", "max":
+			return n.Schema == "" && n.Over == nil
+		}
+	case *sqlast.Binary:
+		switch n.Op {
+		case "+", "-", "*", "/":
+			_, lc := n.L.(*sqlast.Literal)
+			_, rc := n.R.(*sqlast.Literal)
+			return nullOnEmpty(n.L) && (rc || nullOnEmpty(n.R)) || lc && nullOnEmpty(n.R)
+		}
+	case *sqlast.Unary:
+		return n.Op == "-" && nullOnEmpty(n.X)
+	}
+	return false
+}
+
+// innerScope is what a subquery's FROM names, read from the syntax: the
+// names (aliases, or dataset names) of its items, and the datasets of its
+// tables.
+type innerScope struct {
+	names    map[string]bool
+	datasets []*sluice.Dataset
+	opaque   bool // a derived table or join item whose columns are not read here
+}
+
+func (s innerScope) has(c *sqlast.ColumnRef) bool {
+	if c.Table != nil {
+		if c.Table.Schema != "" {
+			for _, ds := range s.datasets {
+				if strings.EqualFold(ds.Department, c.Table.Schema) && strings.EqualFold(ds.Name, c.Table.Name) {
+					return true
+				}
+			}
+			return false
+		}
+		return s.names[strings.ToLower(c.Table.Name)]
+	}
+	for _, ds := range s.datasets {
+		if ds.Column(c.Name) != nil {
+			return true
+		}
+	}
+	return s.opaque
+}
+
+func innerNames(m *mplan, from []sqlast.TableExpr) innerScope {
+	out := innerScope{names: map[string]bool{}}
+	var walk func(t sqlast.TableExpr)
+	walk = func(t sqlast.TableExpr) {
+		switch f := t.(type) {
+		case *sqlast.Table:
+			name := f.Alias
+			if name == "" {
+				name = f.Name.Name
+			}
+			out.names[strings.ToLower(name)] = true
+			if ds := m.cat.Dataset(f.Name.Schema, f.Name.Name); ds != nil {
+				out.datasets = append(out.datasets, ds)
+			}
+		case *sqlast.Derived:
+			out.names[strings.ToLower(f.Alias)] = true
+			out.opaque = true
+		case *sqlast.Join:
+			walk(f.Left)
+			walk(f.Right)
+		}
+	}
+	for _, t := range from {
+		walk(t)
+	}
+	return out
+}
+
+// columnRefs lists the column references of e (not inside subqueries).
+func columnRefs(e sqlast.Expr) []*sqlast.ColumnRef {
+	var out []*sqlast.ColumnRef
+	sqlast.Walk(e, func(x sqlast.Expr) bool {
+		if c, ok := x.(*sqlast.ColumnRef); ok {
+			out = append(out, c)
+		}
+		return true
+	})
+	return out
+}
