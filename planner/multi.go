@@ -807,7 +807,7 @@ func (m *mplan) buildTree(fn *fromNode, conj []*Expr) (*Node, error) {
 			keyOrResid(c)
 		}
 	}
-	if len(keys) == 0 {
+	if len(keys) == 0 && !(fn.kind == JoinInner && fn.right.rel != nil && fn.right.rel.node.oneRow(0)) {
 		return nil, notSupported("a query over more than one dataset needs an equality between columns of the tables it joins (ON a.x = b.y, or in WHERE); joins without one (cross joins) are not supported yet")
 	}
 	ln, err := m.buildTree(fn.left, lc)

@@ -345,7 +345,7 @@ func verifyNodes(n *Node, frags []*Fragment, psiNames map[string]bool) ([]string
 			}
 			return out, nil
 		case OpJoin:
-			if len(ins) != 2 || len(n.Keys) == 0 {
+			if len(ins) != 2 || len(n.Keys) == 0 && !(n.JoinKind == JoinInner && n.Inputs[1].oneRow(0)) {
 				return nil, lost()
 			}
 			ls := map[string]bool{}

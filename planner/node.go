@@ -92,6 +92,22 @@ const (
 	JoinAnti  = "anti"
 )
 
+// oneRow reports whether n yields at most one row whatever its inputs: an
+// aggregate without groups (exactly one), and a filter, projection, sort
+// or limit over such.
+func (n *Node) oneRow(depth int) bool {
+	if n == nil || depth > 4*maxExprDepth {
+		return false
+	}
+	switch n.Op {
+	case OpAggregate:
+		return len(n.GroupBy) == 0
+	case OpFilter, OpProject, OpSort, OpLimit:
+		return len(n.Inputs) == 1 && n.Inputs[0].oneRow(depth+1)
+	}
+	return false
+}
+
 // leftOnly reports whether a join outputs its left input's columns only
 // (a semi or anti join: the right side decides which left rows stay).
 func (n *Node) leftOnly() bool {

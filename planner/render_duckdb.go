@@ -737,8 +737,9 @@ func (r *duckRenderer) distinct(in *drel) (*drel, error) {
 const joinRightPrefix = "right_"
 
 func (r *duckRenderer) join(n *Node, left, right *drel) (*drel, error) {
-	if len(n.Keys) == 0 {
-		return nil, invalid("a join needs the same number (at least one) of left and right keys")
+	scalar := len(n.Keys) == 0 && n.JoinKind == JoinInner && len(n.Inputs) == 2 && n.Inputs[1].oneRow(0)
+	if len(n.Keys) == 0 && !scalar {
+		return nil, invalid("a join needs the same number (at least one) of left and right keys (only an inner join with a one-row input, a scalar subquery, needs none)")
 	}
 	var on []string
 	var lk, rk []string // the keys at their common type, over l. and r.
@@ -839,6 +840,9 @@ func (r *duckRenderer) join(n *Node, left, right *drel) (*drel, error) {
 	}
 	nl := len(left.cols)
 	cond := strings.Join(on, " AND ")
+	if scalar {
+		cond = "TRUE"
+	}
 	if n.Residual != nil {
 		sc := &duckScope{cols: out.cols, ref: func(i int) string {
 			if i < nl {
@@ -859,7 +863,8 @@ func (r *duckRenderer) join(n *Node, left, right *drel) (*drel, error) {
 	if n.JoinKind == JoinLeft {
 		kind = " LEFT JOIN "
 	}
-	if !r.opts.OneToOne {
+	if !r.opts.OneToOne || scalar {
+		// A one-row input meets each row once: one to one as it stands.
 		out.sql = "SELECT " + strings.Join(sel, ", ") + " FROM (" + left.sql + ") AS l" + kind + "(" + right.sql + ") AS r ON " + cond
 		return out, nil
 	}

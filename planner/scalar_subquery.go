@@ -25,8 +25,10 @@ import (
 // matches (an aggregate other than COUNT, or arithmetic on such with
 // constants), the subquery must be compared directly (not under OR or NOT),
 // and every condition naming the enclosing query must be an equality
-// between one of its columns and one of the subquery's. A subquery with no
-// such equality (not correlated) is not supported yet.
+// between one of its columns and one of the subquery's. A subquery not
+// correlated at all is one aggregate row, joined to every row without a
+// key (the one join without keys the sandbox runs: its right side yields
+// one row at most, Node.oneRow).
 
 // isScalarComparison reports whether a WHERE conjunct compares a scalar
 // subquery directly: x OP (SELECT ...) or (SELECT ...) OP x.
@@ -96,9 +98,6 @@ func (m *mplan) scalarJoin(from *fromNode, cmp *sqlast.Binary, sq *sqlast.Subque
 			}
 			return nil, nil, m.at(notSupported("in a scalar subquery, a condition on the enclosing query must be an equality between one of its columns and one of the subquery's (t.k = outer.k); this one is not supported yet"), c.Position())
 		}
-	}
-	if len(keys) == 0 {
-		return nil, nil, m.at(notSupported("a scalar subquery not correlated by an equality (t.k = outer.k) is not supported yet; join the aggregate's result instead"), sq.Pos)
 	}
 	m.seq++
 	name := "$scalar" + strconv.Itoa(m.seq)
