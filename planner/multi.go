@@ -1034,6 +1034,11 @@ func (m *mplan) planSelect(sel *sqlast.Select, prefix string, outer *scopeSet) (
 	}
 	shallow := *sel
 	shallow.Where = nil
+	if sel.Having != nil && hasSubquery(sel.Having) {
+		if shallow.Having, from, err = m.scalarHaving(sel, from, s); err != nil {
+			return nil, err
+		}
+	}
 	L, err := r.build(&shallow)
 	if err != nil {
 		return nil, err

@@ -241,3 +241,45 @@ func columnRefs(e sqlast.Expr) []*sqlast.ColumnRef {
 	})
 	return out
 }
+
+// scalarHaving plans the scalar subqueries HAVING compares groups with:
+//
+//	GROUP BY k HAVING sum(x) > (SELECT 0.0001 * sum(y) FROM ...)
+//
+// The subquery is joined before the aggregate as in WHERE (scalarJoin):
+// its value is the same on every row of a group (one row when not
+// correlated; correlated, by an equality on a grouped column), so HAVING
+// compares with max of it. A group whose rows find no match would compare
+// with NULL and go, as the inner join drops its rows. Without GROUP BY the
+// one group over no rows would compare with the subquery's value itself,
+// which max over no rows is not: not supported yet.
+func (m *mplan) scalarHaving(sel *sqlast.Select, from *fromNode, s *scopeSet) (sqlast.Expr, *fromNode, error) {
+	var out sqlast.Expr
+	for _, c := range splitAndAST(sel.Having) {
+		if cmp, sq, ok := isScalarComparison(c); ok {
+			if len(sel.GroupBy) == 0 {
+				return nil, nil, m.at(notSupported("a scalar subquery in HAVING without GROUP BY is not supported yet; compare in WHERE"), sq.Pos)
+			}
+			var err error
+			var rewritten sqlast.Expr
+			if from, rewritten, err = m.scalarJoin(from, cmp, sq, s); err != nil {
+				return nil, nil, m.at(err, sq.Pos)
+			}
+			b := rewritten.(*sqlast.Binary)
+			if v, ok := b.R.(*sqlast.ColumnRef); ok && v.Table != nil && strings.HasPrefix(v.Table.Name, "$scalar") {
+				b.R = &sqlast.Func{Pos: v.Pos, Name: "max", Args: []sqlast.Expr{v}}
+			} else {
+				b.L = &sqlast.Func{Pos: b.L.Position(), Name: "max", Args: []sqlast.Expr{b.L}}
+			}
+			c = b
+		} else if hasSubquery(c) {
+			return nil, nil, m.at(notSupported("a subquery in HAVING is supported only compared directly with a value: HAVING sum(x) > (SELECT ...)"), c.Position())
+		}
+		if out == nil {
+			out = c
+		} else {
+			out = &sqlast.Binary{Pos: c.Position(), Op: "AND", L: out, R: c}
+		}
+	}
+	return out, from, nil
+}
