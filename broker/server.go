@@ -207,14 +207,15 @@ func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *state.Use
 		flightsql.SqlInfoNullPlusNullIsNull:            true,
 		flightsql.SqlInfoSupportsTableCorrelationNames: true,
 		flightsql.SqlInfoSupportsExpressionsInOrderBy:  true,
-		// What the planner plans today (docs/sql.md): IN (SELECT ...)
-		// subqueries only, LEFT JOIN as the one outer join, no set
-		// operations yet.
-		flightsql.SqlInfoSupportedSubqueries:    int32(1 << 2),
+		// What the planner plans today (docs/sql.md): subqueries in
+		// comparisons, EXISTS and IN (not quantified ANY/ALL), LEFT JOIN
+		// as the one outer join, no set operations yet.
+		flightsql.SqlInfoSupportedSubqueries:    int32(1<<0 | 1<<1 | 1<<2),
 		flightsql.SqlInfoOuterJoinsSupportLevel: int32(1),
 		flightsql.SqlInfoSupportedUnions:        int32(0),
 		flightsql.SqlInfoStringFunctions:        []string{"lower", "upper", "length", "substr", "substring", "trim", "coalesce"},
 		flightsql.SqlInfoNumericFunctions:       []string{"abs", "round"},
+		flightsql.SqlInfoDateTimeFunctions:      []string{"extract"},
 	}
 	for id, v := range info {
 		if err := s.RegisterSqlInfo(id, v); err != nil {

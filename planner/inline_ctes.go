@@ -15,7 +15,86 @@ import (
 // and those of enclosing queries; an inner WITH shadows an outer name.
 // Recursive CTEs are not supported yet. The tree is rewritten in place.
 func inlineCTEs(sel *sqlast.Select, sql string) error {
-	return inlineIn(sel, nil, sql, 0)
+	if err := inlineIn(sel, nil, sql, 0); err != nil {
+		return err
+	}
+	// A CTE referenced twice by one referenced twice by ... expands
+	// exponentially; the expanded query is bounded before anything walks it.
+	if n := expandedQueries(sel, map[*sqlast.Select]int{}, 0); n > maxExpandedQueries {
+		return notSupported("the query expands to more than %d queries and subqueries once each reference to a WITH query is counted; reference fewer or simplify it", maxExpandedQueries)
+	}
+	return nil
+}
+
+// maxExpandedQueries bounds the queries (SELECT blocks) of one query once
+// CTE references are expanded: far above what analyses write (TPC-H's
+// largest has 4), far below what would exhaust the planner.
+const maxExpandedQueries = 256
+
+// expandedQueries counts the SELECT blocks of the tree rooted at s, each
+// shared subtree counted once per reference, without walking a shared
+// subtree twice (memo), and stopping once above the bound.
+func expandedQueries(s *sqlast.Select, memo map[*sqlast.Select]int, depth int) int {
+	if s == nil {
+		return 0
+	}
+	if n, ok := memo[s]; ok {
+		return n
+	}
+	if depth > maxSubqueryDepth*8 {
+		return maxExpandedQueries + 1
+	}
+	n := 1
+	add := func(q *sqlast.Select) {
+		if n <= maxExpandedQueries {
+			n += expandedQueries(q, memo, depth+1)
+		}
+	}
+	add(s.Left)
+	add(s.Right)
+	for _, c := range s.With {
+		add(c.Query)
+	}
+	var from func(t sqlast.TableExpr)
+	from = func(t sqlast.TableExpr) {
+		switch f := t.(type) {
+		case *sqlast.Derived:
+			add(f.Query)
+		case *sqlast.Join:
+			from(f.Left)
+			from(f.Right)
+			for _, q := range subqueries(f.On) {
+				add(q)
+			}
+		}
+	}
+	for _, t := range s.From {
+		from(t)
+	}
+	for _, q := range subqueries(s.Exprs()...) {
+		add(q)
+	}
+	memo[s] = n
+	return n
+}
+
+// subqueries lists the queries of the subqueries in es (not nested ones).
+func subqueries(es ...sqlast.Expr) []*sqlast.Select {
+	var out []*sqlast.Select
+	for _, e := range es {
+		sqlast.Walk(e, func(x sqlast.Expr) bool {
+			switch q := x.(type) {
+			case *sqlast.Subquery:
+				out = append(out, q.Query)
+			case *sqlast.Exists:
+				out = append(out, q.Query)
+			case *sqlast.InSubquery:
+				out = append(out, q.Query)
+			}
+			return true
+		})
+	}
+	return out
 }
 
 // cteScope maps the CTE names visible at one query (lower case) to their
@@ -118,20 +197,8 @@ func inlineNested(sel *sqlast.Select, scope *cteScope, sql string, depth int) er
 
 // inlineExprs inlines CTEs inside the subqueries of expressions.
 func inlineExprs(scope *cteScope, sql string, depth int, es ...sqlast.Expr) error {
-	var err error
-	for _, e := range es {
-		sqlast.Walk(e, func(x sqlast.Expr) bool {
-			switch q := x.(type) {
-			case *sqlast.Subquery:
-				err = inlineIn(q.Query, scope, sql, depth+1)
-			case *sqlast.Exists:
-				err = inlineIn(q.Query, scope, sql, depth+1)
-			case *sqlast.InSubquery:
-				err = inlineIn(q.Query, scope, sql, depth+1)
-			}
-			return err == nil
-		})
-		if err != nil {
+	for _, q := range subqueries(es...) {
+		if err := inlineIn(q, scope, sql, depth+1); err != nil {
 			return err
 		}
 	}

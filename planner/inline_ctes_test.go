@@ -2,7 +2,9 @@ package planner
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
+	"time"
 	"testing"
 
 	sluice "github.com/sluice-gov/sluice"
@@ -72,5 +74,25 @@ func TestCTEErrors(t *testing.T) {
 				t.Errorf("got %s %v, want %s containing %q", sluice.ErrorCode(err), err, tc.code, tc.want)
 			}
 		})
+	}
+}
+
+// A chain of CTEs each referencing the one before twice expands to 2^n
+// queries: refused at once, before anything walks the expansion.
+func TestCTEExpansionBounded(t *testing.T) {
+	p := New(multiCatalog(t))
+	var b strings.Builder
+	b.WriteString("WITH a0 AS (SELECT district FROM civil.residents)")
+	for i := 1; i < 40; i++ {
+		fmt.Fprintf(&b, ", a%d AS (SELECT x.district FROM a%d x JOIN a%d y ON x.district = y.district)", i, i-1, i-1)
+	}
+	b.WriteString(" SELECT district FROM a39")
+	start := time.Now()
+	_, err := p.Plan("q", b.String())
+	if sluice.ErrorCode(err) != sluice.ENotSupported || !strings.Contains(err.Error(), "expands to more than 256 queries") {
+		t.Errorf("got %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("refusing took %v", d)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/flight/flightsql"
+	"github.com/go-sql-driver/mysql"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -31,6 +33,7 @@ import (
 	"github.com/sluice-gov/sluice/broker"
 	"github.com/sluice-gov/sluice/broker/workflow"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
+	"github.com/sluice-gov/sluice/test/dbtest"
 	"github.com/sluice-gov/sluice/test/tpch"
 )
 
@@ -47,11 +50,19 @@ const (
 )
 
 // TestTPCH is TPC-H as the yardstick of Sluice's SQL support, end to end:
-// the eight tables at SF 0.01 in three departments' SQLite databases
-// (trade, customers, supply), each behind its own agent, registered with
-// the running demo broker through the admin API as any new department is
+// the eight tables at SF 0.01 in three departments' databases (trade,
+// customers, supply), each behind its own agent, registered with the
+// running demo broker through the admin API as any new department is
 // (test/workflow_e2e_test.go); the 22 queries sent by an analyst over
 // Flight SQL; every answer compared with DuckDB's on the same data.
+//
+// The departments' data lives in SQLite (subtest sqlite, always) and, with
+// CI=true, in PostgreSQL (subtest postgres: schemas tpch_trade,
+// tpch_customers, tpch_supply of the local server's database) and in
+// MariaDB (subtest mysql: databases of those names), which are dropped
+// when the run ends. Each engine's run registers departments of its own,
+// trade_postgres etc. (the SQLite run keeps trade, customers, supply), so
+// the runs share nothing but the broker, the analyst and the reference.
 //
 // The departments publish the tables as open statistical data: share
 // class unconditional (no application or grant), every column grade L1
@@ -98,24 +109,124 @@ func TestTPCH(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("SF %g written into %d SQLite files in %s", tpchScale, len(paths), time.Since(start).Round(time.Millisecond))
-
-	start = time.Now()
-	for _, dept := range tpch.DepartmentNames() {
-		registerTPCHDepartment(t, ctx, dir, dept, paths[dept])
-	}
 	tpchAnalystSetUp(t)
-	t.Logf("3 departments, 8 datasets and the analyst registered in %s", time.Since(start).Round(time.Millisecond))
 
 	ref, received = <-duck, true
 	if ref.err != nil {
 		t.Fatalf("loading DuckDB: %v", ref.err)
 	}
-
-	// The analyst connects; a first small query checks the registration
-	// (and opens the connection, which the timings then leave out).
 	cl := tpchClient(t)
-	if got, _, err := tpchQuery(cl, "SELECT r_regionkey, r_name FROM customers.region ORDER BY r_regionkey"); err != nil || len(got) != 5 {
-		t.Fatalf("the analyst reads customers.region: %v (%d rows, want 5)", err, len(got))
+
+	t.Run("sqlite", func(t *testing.T) {
+		sources := map[string]sluice.Source{}
+		for dept, path := range paths {
+			sources[dept] = sluice.Source{Name: "main", Driver: sluice.DriverSQLite, DSN: path}
+		}
+		tpchRun(t, ctx, dir, "SQLite", "", sources, ref.db, cl)
+	})
+
+	t.Run("postgres", func(t *testing.T) {
+		tpchServerRun(t, "PostgreSQL", "127.0.0.1:5432, user postgres, database test")
+		base := dbtest.PostgresURL(t)
+		db := dbtest.Open(t, "pgx", base)
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources := tpchLoadServer(t, ctx, db, tpch.PostgreSQL, func(schema string) string {
+			q := u.Query()
+			q.Set("search_path", schema)
+			v := *u
+			v.RawQuery = q.Encode()
+			return v.String()
+		})
+		tpchRun(t, ctx, dir, "PostgreSQL", "_postgres", sources, ref.db, cl)
+	})
+
+	t.Run("mysql", func(t *testing.T) {
+		tpchServerRun(t, "MariaDB", "127.0.0.1:3306, root, database test")
+		db := dbtest.Open(t, "mysql", dbtest.MariaDB)
+		cfg, err := mysql.ParseDSN(dbtest.MariaDB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources := tpchLoadServer(t, ctx, db, tpch.MySQL, func(schema string) string {
+			c := cfg.Clone()
+			c.DBName = schema
+			return c.FormatDSN()
+		})
+		tpchRun(t, ctx, dir, "MariaDB", "_mysql", sources, ref.db, cl)
+	})
+}
+
+// tpchServerRun skips a run on a database server unless CI=true, where
+// the local servers are part of the run (and one that does not answer
+// fails it: dbtest.Open).
+func tpchServerRun(t *testing.T, what, where string) {
+	t.Helper()
+	if !dbtest.Required() {
+		t.Skipf("TPC-H with the departments' data in %s runs with CI=true (a server on this machine: %s)", what, where)
+	}
+}
+
+// tpchLoadServer writes each department's tables at SF tpchScale into a
+// schema of its own on db's server, tpch_<department> (a PostgreSQL schema,
+// a MySQL database), dropped first and again when the test ends, and
+// returns each department's source: dsn(schema) is the DSN whose
+// connections see that schema's tables.
+func tpchLoadServer(t *testing.T, ctx context.Context, db *sql.DB, d tpch.Dialect, dsn func(schema string) string) map[string]sluice.Source {
+	t.Helper()
+	drop := func() {
+		for _, dept := range tpch.DepartmentNames() {
+			stmt := "DROP SCHEMA IF EXISTS tpch_" + dept + " CASCADE"
+			if d == tpch.MySQL {
+				stmt = "DROP DATABASE IF EXISTS tpch_" + dept
+			}
+			if _, err := db.ExecContext(context.Background(), stmt); err != nil {
+				t.Errorf("%s: %v", stmt, err)
+			}
+		}
+	}
+	drop()
+	// Registered before the agents start, so it runs after they stop.
+	t.Cleanup(drop)
+	start := time.Now()
+	driver := sluice.DriverPostgres
+	if d == tpch.MySQL {
+		driver = sluice.DriverMySQL
+	}
+	sources := map[string]sluice.Source{}
+	for _, dept := range tpch.DepartmentNames() {
+		schema := "tpch_" + dept
+		if err := tpch.Load(ctx, db, d, schema, tpchScale, tpch.TablesOf(dept)...); err != nil {
+			t.Fatalf("loading %s: %v", schema, err)
+		}
+		sources[dept] = sluice.Source{Name: "main", Driver: driver, DSN: dsn(schema)}
+	}
+	what := "PostgreSQL schemas"
+	if d == tpch.MySQL {
+		what = "MariaDB databases"
+	}
+	t.Logf("SF %g written into %d %s (tpch_customers, tpch_supply, tpch_trade) in %s", tpchScale, len(sources), what, time.Since(start).Round(time.Millisecond))
+	return sources
+}
+
+// tpchRun registers the three departments, whose data sources holds, as
+// departments <department><suffix> (trade_postgres, …) and runs the 22
+// queries through the broker, each compared with DuckDB's answer on ref;
+// it logs a table of the outcomes and timings.
+func tpchRun(t *testing.T, ctx context.Context, dir, engine, suffix string, sources map[string]sluice.Source, ref *sql.DB, cl *flightsql.Client) {
+	start := time.Now()
+	for _, dept := range tpch.DepartmentNames() {
+		registerTPCHDepartment(t, ctx, dir, dept+suffix, dept, sources[dept])
+	}
+	t.Logf("3 departments and 8 datasets in %s registered in %s", engine, time.Since(start).Round(time.Millisecond))
+	name := func(table string) string { return tpch.Departments[table] + suffix + "." + table }
+
+	// A first small query checks the registration (and, in the first run,
+	// opens the connection, which the timings then leave out).
+	if got, _, err := tpchQuery(cl, "SELECT r_regionkey, r_name FROM "+name("region")+" ORDER BY r_regionkey"); err != nil || len(got) != 5 {
+		t.Fatalf("the analyst reads %s: %v (%d rows, want 5)", name("region"), err, len(got))
 	}
 	type outcome struct {
 		status       string
@@ -126,7 +237,7 @@ func TestTPCH(t *testing.T) {
 	for n := 1; n <= tpch.NumQueries; n++ {
 		res := &results[n]
 		start := time.Now()
-		want, err := tpch.QueryRows(ctx, ref.db, tpch.Query(n))
+		want, err := tpch.QueryRows(ctx, ref, tpch.Query(n))
 		res.duck = time.Since(start)
 		if err != nil {
 			t.Errorf("Q%02d: DuckDB: %v", n, err)
@@ -134,7 +245,7 @@ func TestTPCH(t *testing.T) {
 			continue
 		}
 		start = time.Now()
-		got, types, err := tpchQuery(cl, tpch.Query(n))
+		got, types, err := tpchQuery(cl, tpch.QueryWith(n, name))
 		res.broker = time.Since(start)
 		switch {
 		case status.Code(err) == codes.Unimplemented:
@@ -171,24 +282,25 @@ func TestTPCH(t *testing.T) {
 	fmt.Fprintf(tw, "all\t%s\t%s\t%d answered-equal, %d not supported yet, %d FAILED\n",
 		brokerTotal.Round(time.Millisecond), duckTotal.Round(time.Millisecond), answered, unsupported, failed)
 	tw.Flush()
-	t.Logf("TPC-H SF %g through the broker (analyst %s, purpose %s) against DuckDB on the same data:\n%s",
-		tpchScale, tpchAnalyst, tpchPurpose, b.String())
+	t.Logf("TPC-H SF %g with the departments' data in %s, through the broker (analyst %s, purpose %s) against DuckDB on the same data:\n%s",
+		tpchScale, engine, tpchAnalyst, tpchPurpose, b.String())
 }
 
-// registerTPCHDepartment brings one TPC-H department onto the running demo
-// platform the way a new department joins: its agent started beside its
-// database (here in-process, serving the SQLite file at path), the platform
-// admin (dave) creating its data admin and registering the agent, and the
-// data admin classifying each of its tables from the agent's proposal.
+// registerTPCHDepartment brings TPC-H department dept (trade, customers,
+// supply) onto the running demo platform as department id, the way a new
+// department joins: its agent started beside its database (here
+// in-process, serving src), the platform admin (dave) creating its data
+// admin and registering the agent, and the data admin classifying each of
+// its tables from the agent's proposal.
 //
 // The tables are published as open statistics: share class unconditional
 // (no legal basis restricts them, so no application or grant is needed),
 // every column grade L1 (public) and released plain, a single-column
 // primary key declared unique.
-func registerTPCHDepartment(t *testing.T, ctx context.Context, dir, dept, path string) {
+func registerTPCHDepartment(t *testing.T, ctx context.Context, dir, id, dept string, src sluice.Source) {
 	t.Helper()
-	crt, key := filepath.Join(dir, dept+".crt"), filepath.Join(dir, dept+".key")
-	if err := tlsutil.WriteSelfSigned(crt, key, "sluice-agent-"+dept, []string{"127.0.0.1"}); err != nil {
+	crt, key := filepath.Join(dir, id+".crt"), filepath.Join(dir, id+".key")
+	if err := tlsutil.WriteSelfSigned(crt, key, "sluice-agent-"+id, []string{"127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
 	agentPin, err := tlsutil.FingerprintFile(crt)
@@ -204,18 +316,21 @@ func registerTPCHDepartment(t *testing.T, ctx context.Context, dir, dept, path s
 		t.Fatal(err)
 	}
 	name := "TPC-H " + dept
+	if id != dept {
+		name += " (" + id + ")"
+	}
 	d := &sluice.Department{
-		ID: dept, Name: name,
+		ID: id, Name: name,
 		Agent: sluice.AgentInfo{Address: lis.Addr().String(), TLSCert: crt, TLSKey: key, BrokerFingerprints: []string{brokerPin},
-			AuditLog: filepath.Join(dir, dept+"-agent-audit.db"), SigningKey: filepath.Join(dir, dept+"-agent.key"),
-			UnitKey: filepath.Join(dir, dept+"-agent-unit.key")},
-		Sources: []sluice.Source{{Name: "main", Driver: sluice.DriverSQLite, DSN: path}},
+			AuditLog: filepath.Join(dir, id+"-agent-audit.db"), SigningKey: filepath.Join(dir, id+"-agent.key"),
+			UnitKey: filepath.Join(dir, id+"-agent-unit.key")},
+		Sources: []sluice.Source{src},
 	}
 	if err := d.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	actx, acancel := context.WithCancel(ctx)
-	srv, err := agent.New(actx, d, agent.WithRegistry(filepath.Join(dir, dept+"-registry.json")),
+	srv, err := agent.New(actx, d, agent.WithRegistry(filepath.Join(dir, id+"-registry.json")),
 		agent.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		acancel()
@@ -227,37 +342,37 @@ func registerTPCHDepartment(t *testing.T, ctx context.Context, dir, dept, path s
 	t.Cleanup(func() {
 		acancel()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Logf("agent %s: %v", dept, err)
+			t.Logf("agent %s: %v", id, err)
 		}
 		srv.Close()
 	})
 
 	// The platform admin creates the department's data admin and registers
 	// the agent (a new department: the platform admin's to create).
-	admin := dept + "_admin"
-	tpchUser(t, admin, sluice.RoleDeptAdmin, dept)
-	mustAPI(t, 200, "PUT", "/v1/departments/"+dept+"/agent", "dave",
+	admin := id + "_admin"
+	tpchUser(t, admin, sluice.RoleDeptAdmin, id)
+	mustAPI(t, 200, "PUT", "/v1/departments/"+id+"/agent", "dave",
 		fmt.Sprintf(`{"name":%q,"address":%q,"fingerprint":%q}`, name, lis.Addr().String(), agentPin))
 
 	// The data admin classifies each table from the agent's proposal.
 	for _, table := range tpch.TablesOf(dept) {
 		tb, _ := tpch.Lookup(table)
 		var reg workflow.DatasetRegistration
-		decodeJSON(t, mustAPI(t, 200, "GET", "/v1/departments/"+dept+"/tables/"+table+"/proposal", admin, ""), &reg)
+		decodeJSON(t, mustAPI(t, 200, "GET", "/v1/departments/"+id+"/tables/"+table+"/proposal", admin, ""), &reg)
 		kinds := map[string]tpch.Kind{}
 		for _, c := range tb.Columns {
 			kinds[c.Name] = c.Kind
 		}
 		if len(reg.Dataset.Columns) != len(tb.Columns) {
-			t.Fatalf("%s.%s: the agent proposes %d columns, the table has %d", dept, table, len(reg.Dataset.Columns), len(tb.Columns))
+			t.Fatalf("%s.%s: the agent proposes %d columns, the table has %d", id, table, len(reg.Dataset.Columns), len(tb.Columns))
 		}
 		for _, c := range reg.Dataset.Columns {
 			k, ok := kinds[c.Name]
 			if !ok {
-				t.Fatalf("%s.%s: the agent proposes an unknown column %s", dept, table, c.Name)
+				t.Fatalf("%s.%s: the agent proposes an unknown column %s", id, table, c.Name)
 			}
 			if want := tpchColumnType(k); c.Type != want {
-				t.Fatalf("%s.%s.%s: the agent reads it as %s, want %s (declared %s)", dept, table, c.Name, c.Type, want, k)
+				t.Fatalf("%s.%s.%s: the agent reads it as %s, want %s (declared %s)", id, table, c.Name, c.Type, want, k)
 			}
 			c.Grade, c.Release, c.Mask, c.KeyDomain = sluice.GradeL1, sluice.ReleasePlain, "", ""
 			c.Unique = len(tb.Key) == 1 && tb.Key[0] == c.Name
@@ -270,7 +385,7 @@ func registerTPCHDepartment(t *testing.T, ctx context.Context, dir, dept, path s
 		if err != nil {
 			t.Fatal(err)
 		}
-		mustAPI(t, 200, "PUT", "/v1/departments/"+dept+"/datasets/"+table, admin, string(raw))
+		mustAPI(t, 200, "PUT", "/v1/departments/"+id+"/datasets/"+table, admin, string(raw))
 	}
 }
 
