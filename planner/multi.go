@@ -1311,8 +1311,8 @@ func (p *Planner) planMulti(queryID, sql string, sel *sqlast.Select) (*Plan, err
 	if err != nil {
 		return nil, err
 	}
-	if len(m.frags) < 2 {
-		return nil, notSupported("subqueries are not supported yet in a query over one dataset; write it as one SELECT with WHERE, GROUP BY and HAVING")
+	if len(m.frags) == 0 {
+		return nil, invalid("the query reads no dataset; read from one as FROM department.dataset")
 	}
 	return m.finish(queryID, sql, sp)
 }

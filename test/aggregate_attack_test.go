@@ -318,7 +318,11 @@ func TestAggregateAttacks(t *testing.T) {
 		{"grammar", "ILIKE on the phone number", "", fmt.Sprintf("SELECT COUNT(*) AS n, AVG(i.annual_claims) AS a %s WHERE r.phone ILIKE '%s'", join, tg.phone), nothing},
 		{"grammar", "a double-quoted protected column grouped", "", `SELECT "annual_claims", COUNT(*) AS n FROM health.insured GROUP BY "annual_claims"`, deniedBy("aggregate_column_use", "health.insured.annual_claims")},
 		{"grammar", "a window over a protected column", "", "SELECT insurance_type, SUM(annual_claims) OVER (PARTITION BY insurance_type) AS s FROM health.insured", refusedWith("Unimplemented", "window functions")},
-		{"grammar", "a CTE naming a protected column, one dataset", "", "WITH t AS (SELECT annual_claims AS c FROM health.insured) SELECT MAX(c) AS m FROM t", refusedWith("Unimplemented", "subqueries are not supported yet in a query over one dataset")},
+		{"grammar", "a CTE naming a protected column, one dataset", "", "WITH t AS (SELECT annual_claims AS c FROM health.insured) SELECT MAX(c) AS m FROM t", deniedBy("order_statistic", "health.insured.annual_claims")},
+		{"grammar", "a CTE above the second largest value, one dataset", lab, fmt.Sprintf("WITH big AS (SELECT insurance_type, annual_claims FROM health.insured WHERE annual_claims > %v) SELECT insurance_type, COUNT(*) AS n FROM big GROUP BY insurance_type", tg.secondClaims), nothing},
+		{"grammar", "a derived table at the largest value, one dataset", lab, fmt.Sprintf("SELECT AVG(t.c) AS a FROM (SELECT annual_claims AS c FROM health.insured WHERE annual_claims >= %s) AS t", claims), nothing},
+		{"grammar", "a grouped CTE aggregated again, one dataset", lab, "WITH g AS (SELECT insurance_type, COUNT(*) AS n FROM health.insured GROUP BY insurance_type) SELECT SUM(n) AS s FROM g", refusedWith("Unimplemented", "may aggregate only once")},
+		{"grammar", "a CTE isolating a rare value, one dataset", lab, fmt.Sprintf("WITH me AS (SELECT insurance_type FROM health.insured WHERE hospital_visits = %d) SELECT insurance_type, COUNT(*) AS n FROM me GROUP BY insurance_type", tg.visits), groups(1)},
 		{"grammar", "a CTE renaming a protected column, MAX across departments", "", fmt.Sprintf("WITH c AS (SELECT id_card, annual_claims AS v FROM health.insured) SELECT r.district, MAX(c.v) AS m FROM civil.residents r JOIN c ON r.id_card = c.id_card WHERE r.phone = '%s' GROUP BY r.district", tg.phone),
 			deniedBy("order_statistic", "health.insured.annual_claims")},
 		{"grammar", "a CTE renaming a protected column, conditional SUM", "", fmt.Sprintf("WITH c AS (SELECT id_card AS k, annual_claims AS v FROM health.insured), p AS (SELECT id_card, phone AS tel, district FROM civil.residents) SELECT p.district, SUM(CASE WHEN p.tel = '%s' THEN c.v ELSE 0 END) AS s FROM p JOIN c ON p.id_card = c.k GROUP BY p.district", tg.phone),
@@ -346,6 +350,7 @@ func TestDifferencingAttacks(t *testing.T) {
 	pair := labAnalyst(t)
 	chain := labAnalyst(t)
 	groupsLab := labAnalyst(t)
+	cteLab := labAnalyst(t)
 	runAttempts(t, []attempt{
 		// Pairwise: the total, then the total without the largest claim.
 		{"pairwise", "the total", pair, total, groups(0)},
@@ -364,6 +369,10 @@ func TestDifferencingAttacks(t *testing.T) {
 		{"groups", "per insurance type", groupsLab, byType + " GROUP BY insurance_type", groups(1)},
 		{"groups", "per insurance type without one person", groupsLab, byType + " " + lt(top[0]) + " GROUP BY insurance_type", differencing},
 		{"groups", "per insurance type, chronic disease only", groupsLab, byType + " WHERE chronic_disease = 1 GROUP BY insurance_type", groups(1)},
+		// The same pair written through a CTE and a derived table: the
+		// guard compares what is released, whatever the query's shape.
+		{"grammar", "the total through a CTE", cteLab, "WITH h AS (SELECT annual_claims FROM health.insured) SELECT COUNT(*) AS n, SUM(annual_claims) AS s FROM h", groups(0)},
+		{"grammar", "the total without one person through a derived table", cteLab, fmt.Sprintf("SELECT COUNT(*) AS n, SUM(x.annual_claims) AS s FROM (SELECT annual_claims FROM health.insured WHERE annual_claims < %v) AS x", top[0]), differencing},
 	})
 
 	// The refusal is on the record: a denied result that released nothing.
