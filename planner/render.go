@@ -468,6 +468,20 @@ func (r *renderer) expr(e *Expr, hint sluice.ColumnType) {
 			r.w(" % NULLIF(")
 			r.expr(rt, "")
 			r.w(", 0))")
+		case e.Op == "||" && r.d == sluice.DriverMySQL:
+			// MySQL's || is OR; CONCAT is NULL when an argument is, as ||
+			// is elsewhere.
+			r.w("CONCAT(")
+			r.expr(l, sluice.TypeText)
+			r.w(", ")
+			r.expr(rt, sluice.TypeText)
+			r.w(")")
+		case e.Op == "||":
+			r.w("(")
+			r.expr(l, sluice.TypeText)
+			r.w(" || ")
+			r.expr(rt, sluice.TypeText)
+			r.w(")")
 		default:
 			r.w("(")
 			r.expr(l, r.typeOf(rt))

@@ -451,6 +451,15 @@ func (r *duckRenderer) binary(op string, a, b *dx) (*dx, error) {
 		}
 		out.sql = "(" + r.cast(a, t) + " " + op + " " + r.cast(b, t) + ")"
 		return out, nil
+	case "||":
+		for _, x := range []*dx{a, b} {
+			if x.t != dNull && x.t != dStr {
+				return nil, invalid("|| joins text, got %s", x.t)
+			}
+		}
+		out.t = dStr
+		out.sql = "(" + r.cast(a, dStr) + " || " + r.cast(b, dStr) + ")"
+		return out, nil
 	case "=", "<>", "!=", "<", "<=", ">", ">=":
 		if op == "!=" {
 			op = "<>"

@@ -71,9 +71,7 @@ func (r *resolver) expr(e sqlast.Expr, sc scope, top bool, depth int) (out *Expr
 			return lit, err
 		}
 		switch n.Op {
-		case "AND", "OR", "+", "-", "*", "/", "%", "=", "<>", "<", "<=", ">", ">=":
-		case "||":
-			return nil, notSupported("string concatenation (||) is not supported yet")
+		case "AND", "OR", "+", "-", "*", "/", "%", "=", "<>", "<", "<=", ">", ">=", "||":
 		default:
 			return nil, notSupported("operator %s is not supported yet; use + - * / %% and comparisons", clip(n.Op))
 		}

@@ -48,7 +48,7 @@ const supportedFuncs = "lower, upper, length, substr, trim, abs, round, coalesce
 var binaryOps = map[string]bool{
 	"+": true, "-": true, "*": true, "/": true, "%": true,
 	"=": true, "<>": true, "<": true, "<=": true, ">": true, ">=": true,
-	"AND": true, "OR": true,
+	"AND": true, "OR": true, "||": true,
 }
 
 func isArith(op string) bool {
@@ -378,6 +378,15 @@ func binaryType(op string, l, r typ) (typ, error) {
 			return typ{}, invalid("cannot compare %s with %s; compare values of the same kind (a masked date is its year, an integer)", typeName(l), typeName(r))
 		}
 		return typ{t: sluice.TypeBoolean}, nil
+	case op == "||":
+		// Text with text only: how a number or date becomes text differs
+		// between the dialects (SQLite writes 700.00 as 700).
+		for _, t := range []typ{l, r} {
+			if t.t != "" && t.t != sluice.TypeText {
+				return typ{}, sluice.Errorf(sluice.ENotSupported, "|| joins text; %s || is not supported yet (how a %s becomes text differs between databases)", t.t, t.t)
+			}
+		}
+		return typ{t: sluice.TypeText}, nil
 	default: // AND, OR
 		for _, t := range []typ{l, r} {
 			if t.t != "" && t.t != sluice.TypeBoolean {
