@@ -183,6 +183,7 @@ var execCases = []struct {
 	// 0.06999999999999999, TPC-H Q6's trap).
 	{"exact constant arithmetic", "SELECT count(*) AS n FROM civil.residents WHERE 0.06 + 0.01 >= 0.07 AND 0.3 - 0.1 <= 0.2 AND 1.1 * 1.1 = 1.21 AND 2 * 3 - 1 = 5", nil, 0, []string{"6"}},
 	{"concatenation", "SELECT district || '/' || SUBSTRING(name FROM 1 FOR 1) AS k, count(*) AS n FROM civil.residents WHERE name || phone IS NULL OR district || '' = '湟中区' GROUP BY 1 ORDER BY 1", nil, 0, []string{"城东区/李|1", "湟中区/欧|1"}},
+	{"casts that mean the same everywhere", "SELECT low_income::bigint AS l, CAST(low_income AS DOUBLE PRECISION) / 4 AS q, count(*)::numeric AS n, sum(monthly_allowance)::float8 AS s FROM civil.residents WHERE district <> '湟中区' GROUP BY low_income ORDER BY 1", nil, 0, []string{"0|0.00|2|0.00", "1|0.25|3|1600.75"}},
 	{"substring from for, fetch first", "SELECT SUBSTRING(district FROM 1 FOR 2) AS d, id_card FROM civil.residents ORDER BY id_card DESC NULLS LAST FETCH FIRST 2 ROWS ONLY", nil, 0, []string{"湟中|110104198001016789", "城西|110103199212125678"}},
 }
 

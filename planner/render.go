@@ -623,6 +623,8 @@ func (r *renderer) function(e *Expr, hint sluice.ColumnType) {
 		r.w("ROUND(")
 		r.expr(e.Args[0], "")
 		r.w(", ", digits, ")")
+	case "to_float":
+		r.floatCast(e.Args[0])
 	case "year", "month", "day":
 		// The date part as an integer; SQLite keeps dates as
 		// 'yyyy-mm-dd[ hh:mm:ss]' text. A date masked to its year is

@@ -714,6 +714,19 @@ func (r *duckRenderer) function(fn string, a []*dx) (*dx, error) {
 		out.t = t
 		out.sql = "coalesce(" + strings.Join(parts, ", ") + ")"
 		return out, nil
+	case "to_float":
+		if err := argc(1, 1); err != nil {
+			return nil, err
+		}
+		if err := needNum(); err != nil {
+			return nil, err
+		}
+		if a[0].t == dNull {
+			return nullOf(dFloat), nil
+		}
+		out.t = dFloat
+		out.sql = r.cast(a[0], dFloat)
+		return out, nil
 	case "year", "month", "day":
 		if err := argc(1, 1); err != nil {
 			return nil, err

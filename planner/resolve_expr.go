@@ -193,7 +193,11 @@ func (r *resolver) expr(e sqlast.Expr, sc scope, top bool, depth int) (out *Expr
 		if lit, ok := n.X.(*sqlast.Literal); ok && lit.Kind == sqlast.LitString {
 			return nil, notSupported("typed constants (%s '%s') are not supported yet; compare dates with a string such as '2015-01-01'", strings.ToUpper(n.Type.Name), clip(lit.Text))
 		}
-		return nil, notSupported("CAST and :: are not supported yet")
+		x, err := sub(n.X)
+		if err != nil {
+			return nil, err
+		}
+		return r.cast(x, n.Type)
 	case *sqlast.Subquery, *sqlast.Exists, *sqlast.InSubquery:
 		return nil, notSupported("subqueries are not supported yet here; use col IN (SELECT col FROM ...) in WHERE, or a join")
 	}
@@ -227,6 +231,9 @@ func (r *resolver) function(n *sqlast.Func, sc scope, depth int) (*Expr, error) 
 	case "year", "month", "day":
 		// Not PostgreSQL functions: the IR's names for EXTRACT.
 		return nil, notSupported("function %s is not supported yet; write EXTRACT(%s FROM x)", name, strings.ToUpper(name))
+	case "to_float":
+		// The IR's name for a cast to a floating-point type.
+		return nil, notSupported("function to_float is not supported yet; write CAST(x AS DOUBLE PRECISION)")
 	case "substring":
 		name = "substr"
 	case "btrim":
@@ -368,4 +375,57 @@ func lineColumn(sql string, pos int) (int, int) {
 		}
 	}
 	return line, col
+}
+
+// castTargets maps PostgreSQL's type names (as the grammar reads them) to
+// the catalog types a CAST may ask for.
+var castTargets = map[string]sluice.ColumnType{
+	"int2": sluice.TypeInteger, "int4": sluice.TypeInteger, "int8": sluice.TypeInteger, "integer": sluice.TypeInteger, "bigint": sluice.TypeInteger, "smallint": sluice.TypeInteger,
+	"numeric": sluice.TypeDecimal, "decimal": sluice.TypeDecimal,
+	"float4": sluice.TypeFloat, "float8": sluice.TypeFloat, "real": sluice.TypeFloat, "double precision": sluice.TypeFloat, "float": sluice.TypeFloat,
+	"text": sluice.TypeText, "varchar": sluice.TypeText,
+	"date": sluice.TypeDate, "timestamp": sluice.TypeTimestamp, "bool": sluice.TypeBoolean, "boolean": sluice.TypeBoolean,
+}
+
+// cast resolves CAST(x AS type) and x::type. Only casts that mean the same
+// in every dialect are planned: to the type x already has (nothing to do),
+// an integer or decimal to numeric (exact as it is), and a number to a
+// floating-point type. Rounding, truncation and text forms differ between
+// SQLite, PostgreSQL and MySQL (CAST(2.5 AS INTEGER) is 2, 3 or 3), so
+// those casts are not supported yet.
+func (r *resolver) cast(x *Expr, to sqlast.TypeName) (*Expr, error) {
+	target, ok := castTargets[to.Name]
+	if !ok || to.IsArray {
+		return nil, notSupported("CAST to %s is not supported yet", strings.ToUpper(clip(to.Name)))
+	}
+	if len(to.Mods) > 0 {
+		return nil, notSupported("CAST to %s(%s) is not supported yet: precision, scale and length would round or cut values differently in each database; cast without them", strings.ToUpper(to.Name), intsText(to.Mods))
+	}
+	ds := r.ds
+	if r.multi != nil {
+		ds = r.multi.synth()
+	}
+	from, err := (&checker{ds: ds, maybeMasked: true}).check(x, true, false, 0)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case from.t == target:
+		return x, nil
+	case target == sluice.TypeDecimal && from.t == sluice.TypeInteger:
+		return x, nil
+	case target == sluice.TypeFloat && isNumeric(from.t):
+		return &Expr{Kind: KindFunc, Func: "to_float", Args: []*Expr{x}}, nil
+	case from.t == "":
+		return nil, notSupported("CAST of a value whose type is not known before the policy decides (NULL, or a column that may reach you masked) is not supported yet")
+	}
+	return nil, notSupported("CAST from %s to %s is not supported yet: databases convert it differently; supported: numbers to numeric or a floating-point type", from.t, target)
+}
+
+func intsText(xs []int) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.Itoa(x)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -38,6 +38,8 @@ var scalarFuncs = map[string]scalarFunc{
 	"year":  {1, 1},
 	"month": {1, 1},
 	"day":   {1, 1},
+	// to_float is CAST(x AS DOUBLE PRECISION) of a number.
+	"to_float": {1, 1},
 }
 
 var aggregateFuncs = map[string]bool{"count": true, "sum": true, "avg": true, "min": true, "max": true}
@@ -511,6 +513,11 @@ func (c *checker) checkFunc(e *Expr, aggOK, inAgg bool, depth int) (typ, error) 
 			return typ{}, invalid("coalesce() arguments have incompatible types; give it values of one kind")
 		}
 		return u, nil
+	case "to_float":
+		if err := needNumber(); err != nil {
+			return typ{}, err
+		}
+		return typ{t: sluice.TypeFloat}, nil
 	case "year", "month", "day":
 		if c.maskedToYear(e.Args[0]) {
 			// A date masked to its year already is the year; its month
