@@ -20,6 +20,7 @@ package planner
 
 import (
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/planner/sqlast"
 )
 
 // Planner plans analyst SQL against a catalog. It holds no mutable state,
@@ -66,6 +67,23 @@ type Plan struct {
 	UnitSets []UnitSet
 }
 
+// SyntaxPass is one named rewrite or check of the analyst's syntax tree,
+// run before planning.
+type SyntaxPass struct {
+	Name string
+	Run  func(sel *sqlast.Select, sql string) error
+}
+
+// syntaxPasses run over the parsed query, in this order, the one place it
+// is declared. Planning proper then resolves names, decorrelates
+// subqueries (exists.go, scalar_subquery.go, IN in multi.go), orders
+// joins (join_order.go), folds constants (fold_*.go) and pushes down; the
+// rewrites of an allowed plan are the passes of passes.go.
+var syntaxPasses = []SyntaxPass{
+	{Name: "inline_ctes", Run: inlineCTEs},         // each reference to a WITH query becomes the derived table it names
+	{Name: "check_supported", Run: checkSupported}, // what the grammar reads but the planner cannot plan yet, refused with its place
+}
+
 // Plan parses and plans one SELECT: over one dataset here, over several in
 // planMulti (multi.go). queryID is copied into every fragment. The plan
 // carries no obligations yet: once the policy has allowed it, Plan.Apply
@@ -85,11 +103,10 @@ func (p *Planner) Plan(queryID, sql string) (plan *Plan, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := inlineCTEs(sel, sql); err != nil {
-		return nil, err
-	}
-	if err := checkSupported(sel, sql); err != nil {
-		return nil, err
+	for _, pass := range syntaxPasses {
+		if err := pass.Run(sel, sql); err != nil {
+			return nil, err
+		}
 	}
 	t, single := singleTable(sel.From)
 	if !single || hasSubquery(sel.Exprs()...) {
