@@ -209,10 +209,10 @@ func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *state.Use
 		flightsql.SqlInfoSupportsExpressionsInOrderBy:  true,
 		// What the planner plans today (docs/sql.md): subqueries in
 		// comparisons, EXISTS and IN (not quantified ANY/ALL), LEFT JOIN
-		// as the one outer join, no set operations yet.
+		// as the one outer join, UNION and UNION ALL.
 		flightsql.SqlInfoSupportedSubqueries:    int32(1<<0 | 1<<1 | 1<<2),
 		flightsql.SqlInfoOuterJoinsSupportLevel: int32(1),
-		flightsql.SqlInfoSupportedUnions:        int32(0),
+		flightsql.SqlInfoSupportedUnions:        int32(1<<0 | 1<<1), // UNION, UNION ALL
 		flightsql.SqlInfoStringFunctions:        []string{"lower", "upper", "length", "substr", "substring", "trim", "coalesce"},
 		flightsql.SqlInfoNumericFunctions:       []string{"abs", "round"},
 		flightsql.SqlInfoDateTimeFunctions:      []string{"extract"},

@@ -980,6 +980,9 @@ func (m *mplan) planSelect(sel *sqlast.Select, prefix string, outer *scopeSet) (
 	if m.depth > maxSubqueryDepth {
 		return nil, notSupported("subqueries nested more than %d deep are not supported yet", maxSubqueryDepth)
 	}
+	if sel.Op != "" {
+		return m.planSetOp(sel, prefix, outer)
+	}
 	s := &scopeSet{m: m, outer: outer}
 	from, err := m.buildFrom(sel.From, s)
 	if err != nil {

@@ -155,6 +155,8 @@ func nodeOutputs(n *Node, leaf func(fragment int) []string, depth int) []string 
 			return nodeOutputs(n.Inputs[0], leaf, depth+1)
 		}
 		return append(nodeOutputs(n.Inputs[0], leaf, depth+1), nodeOutputs(n.Inputs[1], leaf, depth+1)...)
+	case OpUnion:
+		return n.Outputs
 	case OpAggregate:
 		out := append([]string(nil), n.GroupBy...)
 		for _, a := range n.Aggs {
@@ -281,6 +283,31 @@ func (m *mplan) propagate(n *Node, d map[string]*demand, depth int) error {
 			return err
 		}
 		return m.propagate(n.Inputs[1], rd, depth+1)
+	case OpUnion:
+		// Column i of the union is column i of each input: what the
+		// query does with it, it does with both. A column nothing above
+		// uses still stays (the columns are matched by position), and
+		// under UNION it decides which rows are distinct.
+		for _, in := range n.Inputs {
+			outs := m.outputs(in)
+			if len(outs) != len(n.Outputs) {
+				return sluice.Errorf(sluice.EInternal, "the planner built an inconsistent UNION; please report it with the query text")
+			}
+			id := map[string]*demand{}
+			for i, o := range n.Outputs {
+				if x := d[o]; x != nil && len(x.uses) > 0 {
+					mergeDemand(id, outs[i], x)
+				} else if n.UnionAll {
+					addUse(id, outs[i], sluice.UseOutput, false)
+				} else {
+					addUse(id, outs[i], sluice.UseGroup, false)
+				}
+			}
+			if err := m.propagate(in, id, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	return sluice.Errorf(sluice.EInternal, "the planner built an unknown sandbox operator; please report it with the query text")
 }
@@ -392,6 +419,14 @@ func verifyNodes(n *Node, frags []*Fragment, psiNames map[string]bool) ([]string
 			out = ins[0]
 		case OpLimit, OpDistinct:
 			out = ins[0]
+		case OpUnion:
+			if len(ins) != 2 || len(ins[0]) != len(n.Outputs) || len(ins[1]) != len(n.Outputs) {
+				return nil, lost()
+			}
+			for _, c := range append(append([]string(nil), ins[0]...), ins[1]...) {
+				ref(c)
+			}
+			out = n.Outputs
 		default:
 			return nil, lost()
 		}

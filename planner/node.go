@@ -67,6 +67,12 @@ type Node struct {
 	// (the order of SQLite and MySQL, which fragments use too); ties keep
 	// no particular order.
 	SortKeys []SortKey `json:"sort_keys,omitempty"`
+	// Outputs and UnionAll (Op "union"): the rows of Inputs[0] and then
+	// those of Inputs[1], column i of each under the name Outputs[i];
+	// without UnionAll each distinct row once.
+	Outputs  []string `json:"outputs,omitempty"`
+	UnionAll bool     `json:"union_all,omitempty"`
+
 	// Limit and Offset (Op "limit"): Limit nil means no limit.
 	Limit  *int64 `json:"limit,omitempty"`
 	Offset int64  `json:"offset,omitempty"`
@@ -82,6 +88,7 @@ const (
 	OpSort      = "sort"
 	OpLimit     = "limit"
 	OpDistinct  = "distinct"
+	OpUnion     = "union"
 )
 
 // Join kinds.
@@ -257,6 +264,12 @@ func (n *Node) norm(b *strings.Builder, depth int) {
 		}
 	case OpDistinct:
 		b.WriteString("distinct")
+	case OpUnion:
+		b.WriteString("union")
+		if n.UnionAll {
+			b.WriteString(" all")
+		}
+		b.WriteString(" " + strings.Join(n.Outputs, ", "))
 	default:
 		b.WriteString("<" + clip(n.Op) + ">")
 	}

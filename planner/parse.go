@@ -87,8 +87,8 @@ func singleTable(from []sqlast.TableExpr) (*sqlast.Table, bool) {
 }
 
 // checkSupported refuses, with their position, the constructs the grammar
-// reads but the planner cannot plan yet, wherever they appear: set
-// operations (WITH is inlined before, inline_ctes.go). (Window functions, casts and the rest are refused where
+// reads but the planner cannot plan yet, wherever they appear: INTERSECT
+// and EXCEPT (WITH is inlined before, inline_ctes.go). (Window functions, casts and the rest are refused where
 // the resolver meets them.)
 func checkSupported(sel *sqlast.Select, sql string) error {
 	var err error
@@ -96,8 +96,8 @@ func checkSupported(sel *sqlast.Select, sql string) error {
 		switch {
 		case depth > maxSubqueryDepth*4:
 			err = notSupported("subqueries nested more than %d deep are not supported yet", maxSubqueryDepth)
-		case s.Op != "":
-			err = locate(notSupported("%s is not supported yet; run each SELECT on its own", s.Op), sql, s.Pos)
+		case s.Op != "" && s.Op != sqlast.Union:
+			err = locate(notSupported("%s is not supported yet; UNION and UNION ALL are", s.Op), sql, s.Pos)
 		}
 		return err == nil
 	})

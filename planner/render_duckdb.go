@@ -552,7 +552,7 @@ func (r *duckRenderer) node(n *Node, depth int) (*drel, error) {
 	switch n.Op {
 	case OpFragment:
 		return nil, sluice.Errorf(sluice.EInternal, "the plan refers to fragment %d, which has no DuckDB relation", n.Fragment)
-	case OpJoin:
+	case OpJoin, OpUnion:
 		want = 2
 	case OpFilter, OpAggregate, OpProject, OpSort, OpLimit, OpDistinct:
 	default:
@@ -582,8 +582,39 @@ func (r *duckRenderer) node(n *Node, depth int) (*drel, error) {
 		return r.sort(n, ins[0])
 	case OpLimit:
 		return r.limit(n, ins[0])
+	case OpUnion:
+		return r.union(n, ins[0], ins[1])
 	}
 	return r.distinct(ins[0])
+}
+
+// union stacks the rows of two inputs column by column (UNION ALL), or
+// keeps each distinct row once (UNION); the columns take the union's names
+// and the types both inputs unify to. The order of the inputs is not kept.
+func (r *duckRenderer) union(n *Node, left, right *drel) (*drel, error) {
+	if len(n.Outputs) != len(left.cols) || len(n.Outputs) != len(right.cols) {
+		return nil, invalid("a union needs inputs of %d columns each, got %d and %d", len(n.Outputs), len(left.cols), len(right.cols))
+	}
+	out := &drel{}
+	var ls, rs []string
+	for i, name := range n.Outputs {
+		t, ok := duckUnify(left.cols[i].t, right.cols[i].t)
+		if !ok {
+			return nil, invalid("column %d of the union is %s on one side and %s on the other", i+1, left.cols[i].t, right.cols[i].t)
+		}
+		if t == dNull {
+			t = dStr
+		}
+		out.cols = append(out.cols, dcol{name: name, t: t})
+		ls = append(ls, castSQL("l."+duckCol(i), left.cols[i].t, t)+" AS "+duckCol(i))
+		rs = append(rs, castSQL("r."+duckCol(i), right.cols[i].t, t)+" AS "+duckCol(i))
+	}
+	kw := " UNION "
+	if n.UnionAll {
+		kw = " UNION ALL "
+	}
+	out.sql = "SELECT " + strings.Join(ls, ", ") + " FROM (" + left.sql + ") AS l" + kw + "SELECT " + strings.Join(rs, ", ") + " FROM (" + right.sql + ") AS r"
+	return out, nil
 }
 
 func (r *duckRenderer) leaf(n *Node, rel DuckDBRelation) (*drel, error) {
