@@ -169,10 +169,10 @@ func TestConvert(t *testing.T) {
 
 func TestSQLiteDSN(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"/data/civil.db", "file:/data/civil.db?_pragma=busy_timeout%285000%29&mode=ro"},
-		{"/data/odd#%.db", "file:/data/odd%23%25.db?_pragma=busy_timeout%285000%29&mode=ro"},
-		{"rel/civil.db?_pragma=foreign_keys(1)", "file:rel/civil.db?_pragma=foreign_keys%281%29&mode=ro"},
-		{"/data/civil.db?mode=rw", "file:/data/civil.db?_pragma=busy_timeout%285000%29&mode=rw"},
+		{"/data/civil.db", "file:/data/civil.db?_pragma=busy_timeout%285000%29&_pragma=case_sensitive_like%281%29&mode=ro"},
+		{"/data/odd#%.db", "file:/data/odd%23%25.db?_pragma=busy_timeout%285000%29&_pragma=case_sensitive_like%281%29&mode=ro"},
+		{"rel/civil.db?_pragma=foreign_keys(1)", "file:rel/civil.db?_pragma=foreign_keys%281%29&_pragma=case_sensitive_like%281%29&mode=ro"},
+		{"/data/civil.db?mode=rw", "file:/data/civil.db?_pragma=busy_timeout%285000%29&_pragma=case_sensitive_like%281%29&mode=rw"},
 		{"file:/data/civil.db?cache=shared", "file:/data/civil.db?cache=shared"},
 		{":memory:", ":memory:"},
 	}

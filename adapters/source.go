@@ -164,6 +164,9 @@ func sqliteDSN(dsn string) string {
 		// A department application may be writing while we read.
 		q.Add("_pragma", "busy_timeout(5000)")
 	}
+	// LIKE tells upper from lower case, as in PostgreSQL (the planner
+	// renders constant patterns as GLOB; this covers computed ones).
+	q.Add("_pragma", "case_sensitive_like(1)")
 	return "file:" + escapeSQLitePath(path) + "?" + q.Encode()
 }
 

@@ -348,7 +348,7 @@ func TestOutputFields(t *testing.T) {
 			"name:text birth_date:integer phone:text id_card:text"},
 		{"SELECT birth_date, min(birth_date) AS m FROM civil.residents GROUP BY birth_date", map[string]sluice.MaskRule{"BIRTH_DATE": "year"}, "birth_date:integer m:integer"},
 		{"SELECT low_income + 1 AS a, low_income / 2 AS b, low_income * 1.5 AS c, monthly_allowance - 1 AS d, low_income % 2 AS e FROM civil.residents", nil,
-			"a:integer b:float c:float d:decimal e:integer"},
+			"a:integer b:integer c:float d:decimal e:integer"},
 		{"SELECT low_income > 1 AS a, name LIKE 'x' AS b, district IN ('a') AS c, phone IS NULL AS d, NOT (low_income = 1) AS e, (low_income = 1 AND gender = 'f') AS f FROM civil.residents", nil,
 			"a:boolean b:boolean c:boolean d:boolean e:boolean f:boolean"},
 		{"SELECT lower(name), upper(name), substr(name, 2), trim(name), length(name), abs(low_income), round(monthly_allowance, 2), round(low_income), coalesce(district, 'n/a'), coalesce(low_income, 1.5) FROM civil.residents", nil,

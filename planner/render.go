@@ -468,6 +468,18 @@ func (r *renderer) expr(e *Expr, hint sluice.ColumnType) {
 			r.w(" % NULLIF(")
 			r.expr(rt, "")
 			r.w(", 0))")
+		case e.Op == "div":
+			// Integer division truncating toward zero (SQLite's and
+			// PostgreSQL's / on integers, MySQL's DIV); NULL on zero.
+			op := " / "
+			if r.d == sluice.DriverMySQL {
+				op = " DIV "
+			}
+			r.w("(")
+			r.expr(l, sluice.TypeInteger)
+			r.w(op, "NULLIF(")
+			r.expr(rt, sluice.TypeInteger)
+			r.w(", 0))")
 		case e.Op == "||" && r.d == sluice.DriverMySQL:
 			// MySQL's || is OR; CONCAT is NULL when an argument is, as ||
 			// is elsewhere.
@@ -523,17 +535,35 @@ func (r *renderer) expr(e *Expr, hint sluice.ColumnType) {
 		r.expr(e.Args[2], h)
 		r.w(")")
 	case KindLike:
+		// LIKE tells upper from lower case, as in PostgreSQL. SQLite's
+		// LIKE does not (for ASCII letters), so a constant pattern is
+		// rendered as the GLOB that matches the same strings; MySQL's
+		// follows the column's collation, so it compares in binary
+		// collation (characters, not bytes).
 		r.w("(")
 		r.expr(e.Args[0], sluice.TypeText)
 		if e.Negate {
 			r.w(" NOT")
 		}
-		r.w(" LIKE ")
-		r.expr(e.Args[1], sluice.TypeText)
-		if r.d == sluice.DriverSQLite {
-			// SQLite has no default LIKE escape; PostgreSQL and MySQL use
-			// backslash, so SQLite is told to do the same.
+		pat := e.Args[1]
+		switch {
+		case r.d == sluice.DriverSQLite && pat.Kind == KindLiteral && pat.Literal.Type == LitString:
+			r.w(" GLOB ")
+			r.param(&Literal{Type: LitString, Text: likeToGlob(pat.Literal.Text)}, sluice.TypeText)
+		case r.d == sluice.DriverSQLite:
+			// A pattern computed in the query: LIKE, with the case
+			// sensitivity the agent's connections switch on
+			// (adapters: PRAGMA case_sensitive_like).
+			r.w(" LIKE ")
+			r.expr(pat, sluice.TypeText)
 			r.w(` ESCAPE '\'`)
+		case r.d == sluice.DriverMySQL:
+			r.w(" LIKE ")
+			r.expr(pat, sluice.TypeText)
+			r.w(" COLLATE utf8mb4_bin")
+		default:
+			r.w(" LIKE ")
+			r.expr(pat, sluice.TypeText)
 		}
 		r.w(")")
 	case KindCase:
@@ -838,4 +868,40 @@ func normExpr(e *Expr, depth int) string {
 		return b.String()
 	}
 	return "<" + kindName(e.Kind) + ">"
+}
+
+// likeToGlob rewrites a LIKE pattern (backslash escapes the next
+// character; a trailing backslash is literal) as the SQLite GLOB pattern
+// that matches the same strings, case-sensitively: % is *, _ is ?, and
+// GLOB's own special characters stand in brackets.
+func likeToGlob(p string) string {
+	var b strings.Builder
+	lit := func(c rune) {
+		switch c {
+		case '*', '?', '[':
+			b.WriteString("[" + string(c) + "]")
+		default:
+			b.WriteRune(c)
+		}
+	}
+	esc := false
+	for _, c := range p {
+		switch {
+		case esc:
+			lit(c)
+			esc = false
+		case c == '\\':
+			esc = true
+		case c == '%':
+			b.WriteByte('*')
+		case c == '_':
+			b.WriteByte('?')
+		default:
+			lit(c)
+		}
+	}
+	if esc {
+		lit('\\')
+	}
+	return b.String()
 }

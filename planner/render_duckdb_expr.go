@@ -451,6 +451,16 @@ func (r *duckRenderer) binary(op string, a, b *dx) (*dx, error) {
 		}
 		out.sql = "(" + r.cast(a, t) + " " + op + " " + r.cast(b, t) + ")"
 		return out, nil
+	case "DIV":
+		for _, x := range []*dx{a, b} {
+			if x.t != dNull && x.t != dInt {
+				return nil, invalid("integer division needs integers, got %s", x.t)
+			}
+		}
+		out.t = dInt
+		// DuckDB's // truncates toward zero, as PostgreSQL's / on integers.
+		out.sql = "(" + r.cast(a, dInt) + " // NULLIF(" + r.cast(b, dInt) + ", 0))"
+		return out, nil
 	case "||":
 		for _, x := range []*dx{a, b} {
 			if x.t != dNull && x.t != dStr {

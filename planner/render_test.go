@@ -131,3 +131,19 @@ func TestRenderDialectBasics(t *testing.T) {
 		t.Error("rendered a fragment against another dataset")
 	}
 }
+
+func TestLikeToGlob(t *testing.T) {
+	for in, want := range map[string]string{
+		"张%":       "张*",
+		"a_b%":     "a?b*",
+		`a\%b\_c`:  "a%b_c",
+		"x*y?z[w]": "x[*]y[?]z[[]w]",
+		`tail\`:    `tail\`,
+		`\\`:       `\`,
+		"":         "",
+	} {
+		if got := likeToGlob(in); got != want {
+			t.Errorf("likeToGlob(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -82,6 +82,10 @@ func (r *resolver) expr(e sqlast.Expr, sc scope, top bool, depth int) (out *Expr
 		if lit, err := foldNumbers(n.Op, args[0], args[1]); lit != nil || err != nil {
 			return lit, err
 		}
+		if n.Op == "/" && r.bothIntegers(args[0], args[1]) {
+			// Between integers / truncates, as PostgreSQL reads it.
+			return &Expr{Kind: KindBinary, Op: "div", Args: args}, nil
+		}
 		return &Expr{Kind: KindBinary, Op: n.Op, Args: args}, nil
 	case *sqlast.Between:
 		if n.Symmetric {
@@ -375,6 +379,23 @@ func lineColumn(sql string, pos int) (int, int) {
 		}
 	}
 	return line, col
+}
+
+// bothIntegers reports whether a and b are integers (an integer column,
+// constant, count, or arithmetic on them), as the checker types them.
+func (r *resolver) bothIntegers(a, b *Expr) bool {
+	ds := r.ds
+	if r.multi != nil {
+		ds = r.multi.synth()
+	}
+	c := &checker{ds: ds, maybeMasked: true}
+	for _, x := range []*Expr{a, b} {
+		t, err := c.check(x, true, false, 0)
+		if err != nil || t.t != sluice.TypeInteger {
+			return false
+		}
+	}
+	return true
 }
 
 // castTargets maps PostgreSQL's type names (as the grammar reads them) to

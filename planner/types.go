@@ -50,7 +50,7 @@ const supportedFuncs = "lower, upper, length, substr, trim, abs, round, coalesce
 var binaryOps = map[string]bool{
 	"+": true, "-": true, "*": true, "/": true, "%": true,
 	"=": true, "<>": true, "<": true, "<=": true, ">": true, ">=": true,
-	"AND": true, "OR": true, "||": true,
+	"AND": true, "OR": true, "||": true, "div": true,
 }
 
 func isArith(op string) bool {
@@ -380,6 +380,15 @@ func binaryType(op string, l, r typ) (typ, error) {
 			return typ{}, invalid("cannot compare %s with %s; compare values of the same kind (a masked date is its year, an integer)", typeName(l), typeName(r))
 		}
 		return typ{t: sluice.TypeBoolean}, nil
+	case op == "div":
+		// Integer division, truncating toward zero: what / means between
+		// two integers in PostgreSQL (7 / 2 is 3).
+		for _, t := range []typ{l, r} {
+			if t.t != "" && t.t != sluice.TypeInteger {
+				return typ{}, invalid("integer division needs integers, got %s", t.t)
+			}
+		}
+		return typ{t: sluice.TypeInteger}, nil
 	case op == "||":
 		// Text with text only: how a number or date becomes text differs
 		// between the dialects (SQLite writes 700.00 as 700).
