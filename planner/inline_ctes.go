@@ -63,7 +63,7 @@ func expandedQueries(s *sqlast.Select, memo map[*sqlast.Select]int, depth int) i
 		case *sqlast.Join:
 			from(f.Left)
 			from(f.Right)
-			for _, q := range subqueries(f.On) {
+			for _, q := range sqlast.Subqueries(f.On) {
 				add(q)
 			}
 		}
@@ -71,30 +71,11 @@ func expandedQueries(s *sqlast.Select, memo map[*sqlast.Select]int, depth int) i
 	for _, t := range s.From {
 		from(t)
 	}
-	for _, q := range subqueries(s.Exprs()...) {
+	for _, q := range sqlast.Subqueries(s.Exprs()...) {
 		add(q)
 	}
 	memo[s] = n
 	return n
-}
-
-// subqueries lists the queries of the subqueries in es (not nested ones).
-func subqueries(es ...sqlast.Expr) []*sqlast.Select {
-	var out []*sqlast.Select
-	for _, e := range es {
-		sqlast.Walk(e, func(x sqlast.Expr) bool {
-			switch q := x.(type) {
-			case *sqlast.Subquery:
-				out = append(out, q.Query)
-			case *sqlast.Exists:
-				out = append(out, q.Query)
-			case *sqlast.InSubquery:
-				out = append(out, q.Query)
-			}
-			return true
-		})
-	}
-	return out
 }
 
 // cteScope maps the CTE names visible at one query (lower case) to their
@@ -197,7 +178,7 @@ func inlineNested(sel *sqlast.Select, scope *cteScope, sql string, depth int) er
 
 // inlineExprs inlines CTEs inside the subqueries of expressions.
 func inlineExprs(scope *cteScope, sql string, depth int, es ...sqlast.Expr) error {
-	for _, q := range subqueries(es...) {
+	for _, q := range sqlast.Subqueries(es...) {
 		if err := inlineIn(q, scope, sql, depth+1); err != nil {
 			return err
 		}

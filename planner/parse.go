@@ -52,32 +52,10 @@ func notSupported(format string, args ...any) error {
 }
 
 // hasSubquery reports whether any of the expressions holds a subquery.
-func hasSubquery(es ...sqlast.Expr) bool {
-	found := false
-	for _, e := range es {
-		sqlast.Walk(e, func(x sqlast.Expr) bool {
-			switch x.(type) {
-			case *sqlast.Subquery, *sqlast.Exists, *sqlast.InSubquery:
-				found = true
-			}
-			return !found
-		})
-	}
-	return found
-}
+func hasSubquery(es ...sqlast.Expr) bool { return len(sqlast.Subqueries(es...)) > 0 }
 
-// checkNoSubquery rejects subqueries anywhere in a single-dataset
-// statement before name resolution, so the analyst gets the real reason
-// rather than a confusing name error from inside the subquery.
-func checkNoSubquery(sel *sqlast.Select) error {
-	if hasSubquery(sel.Exprs()...) {
-		return notSupported("subqueries are not supported yet; query one dataset with WHERE, GROUP BY and HAVING")
-	}
-	return nil
-}
-
-// unparen is the one plain table of a FROM clause of one item, if it is
-// one.
+// singleTable is the one plain table of a FROM clause of one item, if it
+// is one.
 func singleTable(from []sqlast.TableExpr) (*sqlast.Table, bool) {
 	if len(from) != 1 {
 		return nil, false
@@ -88,8 +66,8 @@ func singleTable(from []sqlast.TableExpr) (*sqlast.Table, bool) {
 
 // checkSupported refuses, with their position, the constructs the grammar
 // reads but the planner cannot plan yet, wherever they appear: INTERSECT
-// and EXCEPT (WITH is inlined before, inline_ctes.go). (Window functions, casts and the rest are refused where
-// the resolver meets them.)
+// and EXCEPT (WITH is inlined before, inline_ctes.go). Window functions
+// and the rest are refused where the resolver meets them.
 func checkSupported(sel *sqlast.Select, sql string) error {
 	var err error
 	sqlast.WalkSelects(sel, func(s *sqlast.Select, depth int) bool {

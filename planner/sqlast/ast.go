@@ -441,6 +441,26 @@ func (s *Select) Exprs() []Expr {
 	return out
 }
 
+// Subqueries lists the queries of the subqueries in es (scalar, EXISTS,
+// IN), not those nested inside them, in the order they appear.
+func Subqueries(es ...Expr) []*Select {
+	var out []*Select
+	for _, e := range es {
+		Walk(e, func(x Expr) bool {
+			switch q := x.(type) {
+			case *Subquery:
+				out = append(out, q.Query)
+			case *Exists:
+				out = append(out, q.Query)
+			case *InSubquery:
+				out = append(out, q.Query)
+			}
+			return true
+		})
+	}
+	return out
+}
+
 // WalkSelects calls fn for s and, while fn returns true, for every query
 // inside it: its CTEs, the operands of a set operation, derived tables
 // and the subqueries of its expressions (also in join conditions and
@@ -463,18 +483,8 @@ func walkSelects(s *Select, depth int, fn func(*Select, int) bool) bool {
 		}
 	}
 	exprs := func(es ...Expr) {
-		for _, e := range es {
-			Walk(e, func(x Expr) bool {
-				switch q := x.(type) {
-				case *Subquery:
-					sub(q.Query)
-				case *Exists:
-					sub(q.Query)
-				case *InSubquery:
-					sub(q.Query)
-				}
-				return ok
-			})
+		for _, q := range Subqueries(es...) {
+			sub(q)
 		}
 	}
 	var from func(t TableExpr)
