@@ -24,6 +24,12 @@ const (
 	KindBetween   ExprKind = "between"   // Args[0] [NOT] BETWEEN Args[1] AND Args[2]
 	KindLike      ExprKind = "like"      // Args[0] [NOT] LIKE Args[1]
 	KindCase      ExprKind = "case"      // CASE [Args[0] if HasOperand] WHEN/THEN pairs [ELSE last]
+	// KindWindow is a window function Func over Args: its own arguments
+	// (the first NArgs), then the PARTITION BY keys (the next NPart), then
+	// the ORDER BY keys (the rest, descending where Desc says). It exists
+	// only while planning: the planner moves it into a window node of the
+	// sandbox plan, and no fragment may hold one.
+	KindWindow ExprKind = "window"
 )
 
 // LiteralType is the type of a literal constant.
@@ -59,6 +65,10 @@ type Expr struct {
 	HasOperand bool    `json:"has_operand,omitempty"`
 	HasElse    bool    `json:"has_else,omitempty"`
 	Args       []*Expr `json:"args,omitempty"`
+	// NArgs, NPart and Desc shape a window function (KindWindow).
+	NArgs int    `json:"nargs,omitempty"`
+	NPart int    `json:"npart,omitempty"`
+	Desc  []bool `json:"desc,omitempty"`
 }
 
 // SelectItem is one output column of a fragment.

@@ -1231,6 +1231,10 @@ func (m *mplan) finishSelect(node *Node, L *Fragment, prefix string, synth *slui
 			node = &Node{Op: OpFilter, Predicate: h, Inputs: []*Node{node}}
 		}
 	}
+	node, err := m.planWindows(node, L)
+	if err != nil {
+		return nil, err
+	}
 	var items []SelectItem
 	var outs []string
 	used := map[string]bool{}

@@ -63,6 +63,7 @@ var multiCases = []multiCase{
 	{"single_dataset_cte", "WITH low AS (SELECT district, monthly_allowance FROM civil.residents WHERE low_income = 1) SELECT district, count(*) AS n, avg(monthly_allowance) AS a FROM low GROUP BY district"},
 	{"union_all_ordered", "SELECT household_district AS district, 'household' AS source FROM police.household WHERE migrant = 1 UNION ALL SELECT district, industry FROM market.enterprises ORDER BY 1, 2 DESC LIMIT 20"},
 	{"union_in_join", "SELECT e.name, u.district FROM market.enterprises e JOIN (SELECT household_district AS district FROM police.household UNION SELECT district FROM tax.payers) u ON e.district = u.district"},
+	{"window_functions", "SELECT e.name, e.district, rank() OVER (PARTITION BY e.district ORDER BY e.registered_capital DESC) AS r, sum(e.registered_capital) OVER (PARTITION BY e.district) AS total, count(*) OVER () AS n FROM market.enterprises e JOIN police.household h ON e.legal_rep_id_card = h.id_card WHERE h.migrant = 1 ORDER BY e.district, r"},
 	{"mixed_key_release", "SELECT e.name FROM market.enterprises e JOIN police.household h ON e.legal_rep_name = h.id_card"},
 }
 
@@ -326,7 +327,11 @@ func TestMultiErrors(t *testing.T) {
 		{"where not boolean", "SELECT r.district FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card WHERE r.low_income", sluice.EInvalid, "WHERE needs a condition"},
 		{"dotted alias", `SELECT 1 FROM civil.residents "a.b" JOIN health.insured i ON "a.b".id_card = i.id_card`, sluice.EInvalid, "must not contain a dot"},
 		{"unused subquery", "SELECT count(*) FROM (SELECT r.district FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card) s", sluice.ENotSupported, "not supported yet"},
-		{"window", "SELECT count(*) OVER () FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card", sluice.ENotSupported, "window functions"},
+		{"window over an expression", "SELECT sum(e.registered_capital * 2) OVER (PARTITION BY e.district) FROM market.enterprises e JOIN police.household h ON e.legal_rep_id_card = h.id_card", sluice.ENotSupported, "must be columns; compute (registered_capital * 2) in a subquery first"},
+		{"window with group by", "SELECT e.district, count(*), rank() OVER (ORDER BY e.district) FROM market.enterprises e JOIN police.household h ON e.legal_rep_id_card = h.id_card GROUP BY e.district", sluice.ENotSupported, "window functions in a query with GROUP BY or aggregates are not supported yet"},
+		{"window in where", "SELECT e.name FROM market.enterprises e JOIN police.household h ON e.legal_rep_id_card = h.id_card WHERE row_number() OVER () < 3", sluice.EInvalid, "window functions may appear only in the select list or ORDER BY"},
+		{"window frame", "SELECT sum(e.registered_capital) OVER (ORDER BY e.name ROWS UNBOUNDED PRECEDING) FROM market.enterprises e JOIN police.household h ON e.legal_rep_id_card = h.id_card", sluice.ENotSupported, "window frames"},
+		{"window function unknown", "SELECT ntile(4) OVER (ORDER BY e.name) FROM market.enterprises e JOIN police.household h ON e.legal_rep_id_card = h.id_card", sluice.ENotSupported, "window function ntile is not supported yet"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -157,6 +157,15 @@ func nodeOutputs(n *Node, leaf func(fragment int) []string, depth int) []string 
 		return append(nodeOutputs(n.Inputs[0], leaf, depth+1), nodeOutputs(n.Inputs[1], leaf, depth+1)...)
 	case OpUnion:
 		return n.Outputs
+	case OpWindow:
+		if len(n.Inputs) != 1 {
+			return nil
+		}
+		out := nodeOutputs(n.Inputs[0], leaf, depth+1)
+		for _, w := range n.Windows {
+			out = append(out, w.Alias)
+		}
+		return out
 	case OpAggregate:
 		out := append([]string(nil), n.GroupBy...)
 		for _, a := range n.Aggs {
@@ -283,6 +292,35 @@ func (m *mplan) propagate(n *Node, d map[string]*demand, depth int) error {
 			return err
 		}
 		return m.propagate(n.Inputs[1], rd, depth+1)
+	case OpWindow:
+		// A window function's value is released row by row: its argument
+		// is an output (a SUM over a partition of one is that value), its
+		// partition keys group and its order keys order the rows.
+		in := map[string]*demand{}
+		aliases := map[string]bool{}
+		for _, w := range n.Windows {
+			aliases[w.Alias] = true
+		}
+		for c, x := range d {
+			if !aliases[c] {
+				mergeDemand(in, c, x)
+			}
+		}
+		for _, w := range n.Windows {
+			if x := d[w.Alias]; x == nil || len(x.uses) == 0 {
+				continue
+			}
+			if w.Column != "" {
+				addUse(in, w.Column, sluice.UseOutput, false)
+			}
+			for _, p := range w.PartitionBy {
+				addUse(in, p, sluice.UseGroup, false)
+			}
+			for _, k := range w.OrderBy {
+				addUse(in, k.Column, sluice.UseOrder, false)
+			}
+		}
+		return m.propagate(n.Inputs[0], in, depth+1)
 	case OpUnion:
 		// Column i of the union is column i of each input: what the
 		// query does with it, it does with both. A column nothing above
@@ -419,6 +457,26 @@ func verifyNodes(n *Node, frags []*Fragment, psiNames map[string]bool) ([]string
 			out = ins[0]
 		case OpLimit, OpDistinct:
 			out = ins[0]
+		case OpWindow:
+			if len(ins) != 1 || len(n.Windows) == 0 {
+				return nil, lost()
+			}
+			out = append([]string(nil), ins[0]...)
+			for _, w := range n.Windows {
+				if w.Column != "" {
+					ref(w.Column)
+				}
+				for _, p := range w.PartitionBy {
+					ref(p)
+				}
+				for _, k := range w.OrderBy {
+					ref(k.Column)
+				}
+				if set[w.Alias] {
+					return nil, lost()
+				}
+				out = append(out, w.Alias)
+			}
 		case OpUnion:
 			if len(ins) != 2 || len(ins[0]) != len(n.Outputs) || len(ins[1]) != len(n.Outputs) {
 				return nil, lost()

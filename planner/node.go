@@ -73,6 +73,10 @@ type Node struct {
 	Outputs  []string `json:"outputs,omitempty"`
 	UnionAll bool     `json:"union_all,omitempty"`
 
+	// Windows (Op "window"): the input's columns and then one column per
+	// window function, computed over the input's rows.
+	Windows []WindowFunc `json:"windows,omitempty"`
+
 	// Limit and Offset (Op "limit"): Limit nil means no limit.
 	Limit  *int64 `json:"limit,omitempty"`
 	Offset int64  `json:"offset,omitempty"`
@@ -89,6 +93,7 @@ const (
 	OpLimit     = "limit"
 	OpDistinct  = "distinct"
 	OpUnion     = "union"
+	OpWindow    = "window"
 )
 
 // Join kinds.
@@ -119,6 +124,20 @@ func (n *Node) oneRow(depth int) bool {
 // (a semi or anti join: the right side decides which left rows stay).
 func (n *Node) leftOnly() bool {
 	return n.Op == OpJoin && (n.JoinKind == JoinSemi || n.JoinKind == JoinAnti)
+}
+
+// WindowFunc is one window function of a window node: Func (row_number,
+// rank, dense_rank without Column; count with Column "" for count(*);
+// count, sum, avg, min, max of Column) over the rows with the same
+// PartitionBy values, ordered by OrderBy (the default frame: from the
+// partition's first row to the current row and its peers when ordered,
+// the whole partition otherwise). NULLs sort as in a sort node.
+type WindowFunc struct {
+	Func        string    `json:"func"`
+	Column      string    `json:"column,omitempty"`
+	PartitionBy []string  `json:"partition_by,omitempty"`
+	OrderBy     []SortKey `json:"order_by,omitempty"`
+	Alias       string    `json:"alias"`
 }
 
 // JoinKey is one equality key of a join: Left = Right.
@@ -264,6 +283,29 @@ func (n *Node) norm(b *strings.Builder, depth int) {
 		}
 	case OpDistinct:
 		b.WriteString("distinct")
+	case OpWindow:
+		b.WriteString("window ")
+		for i, w := range n.Windows {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			var spec []string
+			if len(w.PartitionBy) > 0 {
+				spec = append(spec, "partition "+strings.Join(w.PartitionBy, ", "))
+			}
+			if len(w.OrderBy) > 0 {
+				var ks []string
+				for _, k := range w.OrderBy {
+					if k.Desc {
+						ks = append(ks, k.Column+" DESC")
+					} else {
+						ks = append(ks, k.Column)
+					}
+				}
+				spec = append(spec, "order "+strings.Join(ks, ", "))
+			}
+			b.WriteString(w.Func + "(" + w.Column + ") over (" + strings.Join(spec, " ") + ") AS " + quoteNorm(w.Alias))
+		}
 	case OpUnion:
 		b.WriteString("union")
 		if n.UnionAll {

@@ -517,7 +517,7 @@ func (p *Plan) sourceOf(n *Node, c string, depth int) (dataset, column string, e
 				}
 			}
 		}
-	case OpAggregate, OpLimit, OpDistinct, OpUnion:
+	case OpAggregate, OpLimit, OpDistinct, OpUnion, OpWindow:
 		return "", "", dpRefuse("SUM can only add up a column's own values; %s passed a grouped subquery, LIMIT or DISTINCT first; sum the column directly", c)
 	}
 	return "", "", sluice.Errorf(sluice.EInternal, "clamping sums: column %s has no source in the plan", c)

@@ -113,6 +113,8 @@ func (p *Plan) CountUnits(cat *sluice.Catalog, protected map[string]int) error {
 			return unitsRefuse("SELECT DISTINCT is not supported yet; the groups of GROUP BY are already distinct")
 		case OpUnion:
 			return unitsRefuse("UNION of aggregate-only releases is not supported yet; run each SELECT on its own")
+		case OpWindow:
+			return unitsRefuse("window functions are not supported yet in an aggregate-only release: a window releases values row by row")
 		default:
 			return sluice.Errorf(sluice.EInternal, "counting persons: a %s above the aggregate", agg.Op)
 		}
@@ -162,6 +164,8 @@ func (p *Plan) CountUnits(cat *sluice.Catalog, protected map[string]int) error {
 			return nil, unitsRefuse("DISTINCT below the aggregate is not supported yet; it would decide which persons count")
 		case OpUnion:
 			return nil, unitsRefuse("UNION below the aggregate is not supported yet in an aggregate-only release; it would decide which persons count")
+		case OpWindow:
+			return nil, unitsRefuse("window functions are not supported yet in an aggregate-only release: a window releases values row by row")
 		case OpProject:
 			in, err := thread(n.Inputs[0], depth+1)
 			if err != nil {

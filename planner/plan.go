@@ -109,7 +109,7 @@ func (p *Planner) Plan(queryID, sql string) (plan *Plan, err error) {
 		}
 	}
 	t, single := singleTable(sel.From)
-	if !single || hasSubquery(sel.Exprs()...) {
+	if !single || hasSubquery(sel.Exprs()...) || hasWindowSyntax(sel.Exprs()...) {
 		return p.planMulti(queryID, sql, sel)
 	}
 	ds, err := resolveDataset(p.cat, t.Name)

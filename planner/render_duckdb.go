@@ -554,7 +554,7 @@ func (r *duckRenderer) node(n *Node, depth int) (*drel, error) {
 		return nil, sluice.Errorf(sluice.EInternal, "the plan refers to fragment %d, which has no DuckDB relation", n.Fragment)
 	case OpJoin, OpUnion:
 		want = 2
-	case OpFilter, OpAggregate, OpProject, OpSort, OpLimit, OpDistinct:
+	case OpFilter, OpAggregate, OpProject, OpSort, OpLimit, OpDistinct, OpWindow:
 	default:
 		return nil, sluice.Errorf(sluice.ENotSupported, "sandbox operator %q is not supported yet", clip(n.Op))
 	}
@@ -584,6 +584,8 @@ func (r *duckRenderer) node(n *Node, depth int) (*drel, error) {
 		return r.limit(n, ins[0])
 	case OpUnion:
 		return r.union(n, ins[0], ins[1])
+	case OpWindow:
+		return r.window(n, ins[0])
 	}
 	return r.distinct(ins[0])
 }
@@ -927,5 +929,107 @@ func (r *duckRenderer) join(n *Node, left, right *drel) (*drel, error) {
 		strings.Join(match, " AND ") + " WHERE a.n > 1 OR b.n > 1) THEN error(" + duckString(DuckDBOneToOneMessage) + ") ELSE TRUE END AS ok) ")
 	b.WriteString("SELECT " + strings.Join(sel, ", ") + " FROM " + lc + " AS l" + kind + rc + " AS r ON " + cond + " WHERE (SELECT ok FROM " + gc + ")")
 	out.sql = b.String()
+	return out, nil
+}
+
+// window adds one column per window function to its input's columns.
+// Keys sort as in a sort node: NULLs first ascending, last descending.
+func (r *duckRenderer) window(n *Node, in *drel) (*drel, error) {
+	if len(n.Windows) == 0 {
+		return nil, invalid("a window node needs at least one window function")
+	}
+	out := &drel{cols: append([]dcol(nil), in.cols...), desc: in.desc}
+	sel := []string{in.visible("t.")}
+	col := func(name string) (string, dtype, error) {
+		i, err := resolveDuck(in.cols, name)
+		if err != nil {
+			return "", 0, err
+		}
+		return "t." + duckCol(i), in.cols[i].t, nil
+	}
+	for _, w := range n.Windows {
+		var spec []string
+		if len(w.PartitionBy) > 0 {
+			var ps []string
+			for _, p := range w.PartitionBy {
+				c, _, err := col(p)
+				if err != nil {
+					return nil, err
+				}
+				ps = append(ps, c)
+			}
+			spec = append(spec, "PARTITION BY "+strings.Join(ps, ", "))
+		}
+		if len(w.OrderBy) > 0 {
+			var os []string
+			for _, k := range w.OrderBy {
+				c, _, err := col(k.Column)
+				if err != nil {
+					return nil, err
+				}
+				if k.Desc {
+					os = append(os, c+" DESC NULLS LAST")
+				} else {
+					os = append(os, c+" ASC NULLS FIRST")
+				}
+			}
+			spec = append(spec, "ORDER BY "+strings.Join(os, ", "))
+		}
+		over := " OVER (" + strings.Join(spec, " ") + ")"
+		var arg string
+		var at dtype
+		if w.Column != "" {
+			c, t, err := col(w.Column)
+			if err != nil {
+				return nil, err
+			}
+			arg, at = c, t
+		}
+		var t dtype
+		var sql string
+		switch w.Func {
+		case "row_number", "rank", "dense_rank":
+			if w.Column != "" {
+				return nil, invalid("%s() takes no argument", w.Func)
+			}
+			t, sql = dInt, "CAST("+w.Func+"()"+over+" AS BIGINT)"
+		case "count":
+			if w.Column == "" {
+				t, sql = dInt, "CAST(count(*)"+over+" AS BIGINT)"
+			} else {
+				t, sql = dInt, "CAST(count("+arg+")"+over+" AS BIGINT)"
+			}
+		case "sum", "avg", "min", "max":
+			if w.Column == "" {
+				return nil, invalid("%s() needs a column", w.Func)
+			}
+			switch {
+			case w.Func == "avg":
+				if at != dNull && !at.numeric() {
+					return nil, invalid("avg() works on numbers, got %s", at)
+				}
+				t, sql = dFloat, "avg(CAST("+arg+" AS DOUBLE))"+over
+			case w.Func == "sum":
+				if at != dNull && !at.numeric() {
+					return nil, invalid("sum() works on numbers, got %s", at)
+				}
+				t = at
+				if t == dNull {
+					t = dInt
+				}
+				sql = "CAST(sum(" + arg + ")" + over + " AS " + t.sqlType() + ")"
+			default:
+				t, sql = at, w.Func+"("+arg+")"+over
+				if t == dNull {
+					t, sql = dStr, "CAST("+sql+" AS VARCHAR)"
+				}
+			}
+		default:
+			return nil, sluice.Errorf(sluice.ENotSupported, "window function %q is not supported yet", clip(w.Func))
+		}
+		sel = append(sel, sql+" AS "+duckCol(len(out.cols)))
+		out.cols = append(out.cols, dcol{name: w.Alias, t: t})
+	}
+	out.sql = "SELECT " + strings.Join(sel, ", ") + in.passKeys("t.") + " FROM (" + in.sql + ") AS t"
 	return out, nil
 }

@@ -219,7 +219,8 @@ func TestRenderDuckDBRefusals(t *testing.T) {
 		code string
 	}{
 		{"no_relation", frag(5), sluice.EInternal},
-		{"unknown_op", &Node{Op: "window", Inputs: []*Node{frag(0)}}, sluice.ENotSupported},
+		{"unknown_op", &Node{Op: "pivot", Inputs: []*Node{frag(0)}}, sluice.ENotSupported},
+		{"empty_window", &Node{Op: OpWindow, Inputs: []*Node{frag(0)}}, sluice.EInvalid},
 		{"join_inputs", &Node{Op: OpJoin, JoinKind: JoinInner, Inputs: []*Node{frag(0)}}, sluice.EInternal},
 		{"semi_residual_not_a_condition", &Node{Op: OpJoin, JoinKind: JoinSemi, Inputs: []*Node{frag(0), frag(1)}, Keys: []JoinKey{{Left: "p.id", Right: "c.pid"}},
 			Residual: dcolumn("c.amount")}, sluice.EInvalid},

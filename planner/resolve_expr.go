@@ -214,7 +214,7 @@ func (r *resolver) function(n *sqlast.Func, sc scope, depth int) (*Expr, error) 
 		return nil, notSupported("function %s.%s is not supported yet; supported: %s", clip(n.Schema), clip(name), supportedFuncs)
 	}
 	if n.Over != nil {
-		return nil, notSupported("window functions (OVER) are not supported yet; use GROUP BY")
+		return r.window(n, sc, depth)
 	}
 	switch name {
 	case "extract", "date_part":
@@ -449,4 +449,89 @@ func intsText(xs []int) string {
 		parts[i] = strconv.Itoa(x)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// window resolves a window function: f(args) OVER (PARTITION BY ...
+// ORDER BY ...), over the rows of its query (before DISTINCT, ORDER BY and
+// LIMIT). The planner runs it in the sandbox (finishSelect).
+func (r *resolver) window(n *sqlast.Func, sc scope, depth int) (*Expr, error) {
+	if sc != scopeSelect && sc != scopeOrder {
+		return nil, invalid("window functions may appear only in the select list or ORDER BY")
+	}
+	w := n.Over
+	switch {
+	case w.Ref != "":
+		return nil, notSupported("named windows (OVER %s) are not supported yet; write the window in OVER (...)", clip(w.Ref))
+	case w.Frame != "":
+		return nil, notSupported("window frames (ROWS/RANGE ...) are not supported yet; the default frame is used")
+	case n.Distinct:
+		return nil, notSupported("DISTINCT in a window function is not supported yet")
+	case n.Filter != nil:
+		return nil, notSupported("FILTER in a window function is not supported yet")
+	case n.Schema != "":
+		return nil, notSupported("function %s.%s is not supported yet", clip(n.Schema), clip(n.Name))
+	}
+	nargs, ok := windowFuncs[n.Name]
+	if !ok {
+		return nil, notSupported("window function %s is not supported yet; supported: row_number, rank, dense_rank, count, sum, avg, min, max", clip(n.Name))
+	}
+	out := &Expr{Kind: KindWindow, Func: n.Name, NArgs: nargs}
+	switch {
+	case n.Star && n.Name == "count":
+		out.Args = append(out.Args, &Expr{Kind: KindStar})
+	case len(n.Args) != nargs || n.Star:
+		return nil, invalid("%s() takes %d argument(s) as a window function", n.Name, nargs)
+	}
+	sub := func(x sqlast.Expr) (*Expr, error) {
+		e, err := r.expr(x, scopeSelect, false, depth+1)
+		if err == nil && (hasAggregate(e) || hasWindow(e)) {
+			err = notSupported("aggregates and window functions inside a window function are not supported yet")
+		}
+		return e, err
+	}
+	if !n.Star {
+		for _, a := range n.Args {
+			e, err := sub(a)
+			if err != nil {
+				return nil, err
+			}
+			out.Args = append(out.Args, e)
+		}
+	}
+	for _, p := range w.PartitionBy {
+		e, err := sub(p)
+		if err != nil {
+			return nil, err
+		}
+		out.Args = append(out.Args, e)
+		out.NPart++
+	}
+	for _, o := range w.OrderBy {
+		if err := nullsOrder(o); err != nil {
+			return nil, err
+		}
+		e, err := sub(o.Expr)
+		if err != nil {
+			return nil, err
+		}
+		out.Args = append(out.Args, e)
+		out.Desc = append(out.Desc, o.Desc)
+	}
+	return out, nil
+}
+
+// hasWindow reports whether e holds a window function.
+func hasWindow(e *Expr) bool {
+	if e == nil {
+		return false
+	}
+	if e.Kind == KindWindow {
+		return true
+	}
+	for _, a := range e.Args {
+		if hasWindow(a) {
+			return true
+		}
+	}
+	return false
 }

@@ -190,6 +190,10 @@ type checker struct {
 	// masked (a year is an integer) or not (for its owner), so its type is
 	// left open until the fragment is validated with its masks.
 	maybeMasked bool
+	// windows allows window functions: while planning a query, whose
+	// windows the planner moves into the sandbox plan; never in a
+	// fragment an agent receives.
+	windows bool
 }
 
 func invalid(format string, args ...any) error {
@@ -306,6 +310,8 @@ func (c *checker) check(e *Expr, aggOK, inAgg bool, depth int) (typ, error) {
 		return typ{t: sluice.TypeBoolean}, nil
 	case KindCase:
 		return c.checkCase(e, aggOK, inAgg, depth)
+	case KindWindow:
+		return c.checkWindow(e, depth)
 	}
 	return typ{}, invalid("unknown expression kind %q", kindName(e.Kind))
 }
@@ -676,4 +682,56 @@ func OutputFields(f *Fragment, ds *sluice.Dataset) ([]Field, error) {
 		out = append(out, Field{Name: name, Type: t.t})
 	}
 	return out, nil
+}
+
+// windowFuncs are the window functions planned: ranking functions without
+// arguments and the aggregates over the window.
+var windowFuncs = map[string]int{"row_number": 0, "rank": 0, "dense_rank": 0, "count": 1, "sum": 1, "avg": 1, "min": 1, "max": 1}
+
+func (c *checker) checkWindow(e *Expr, depth int) (typ, error) {
+	if !c.windows {
+		return typ{}, invalid("a window function may appear only in the select list or ORDER BY of a query")
+	}
+	nargs, ok := windowFuncs[e.Func]
+	if !ok || e.NArgs != nargs || e.NArgs+e.NPart > len(e.Args) || len(e.Desc) != len(e.Args)-e.NArgs-e.NPart {
+		return typ{}, invalid("malformed window function %q", kindName(ExprKind(e.Func)))
+	}
+	var arg typ
+	for i, a := range e.Args {
+		if a.Kind == KindStar && i == 0 && e.Func == "count" {
+			continue
+		}
+		t, err := c.check(a, false, false, depth+1)
+		if err != nil {
+			return typ{}, err
+		}
+		if i == 0 {
+			arg = t
+		}
+	}
+	t, err := c.windowType(e.Func, arg.t)
+	return typ{t: t}, err
+}
+
+// windowType is the type of window function fn over an argument of type
+// arg ("" when unknown or none).
+func (c *checker) windowType(fn string, arg sluice.ColumnType) (sluice.ColumnType, error) {
+	switch fn {
+	case "row_number", "rank", "dense_rank", "count":
+		return sluice.TypeInteger, nil
+	case "sum":
+		if arg != "" && !isNumeric(arg) {
+			return "", invalid("sum() works on numbers, got %s", arg)
+		}
+		if arg == "" {
+			return sluice.TypeInteger, nil
+		}
+		return arg, nil
+	case "avg":
+		if arg != "" && !isNumeric(arg) {
+			return "", invalid("avg() works on numbers, got %s", arg)
+		}
+		return sluice.TypeFloat, nil
+	}
+	return arg, nil
 }

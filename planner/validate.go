@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"fmt"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -101,7 +102,7 @@ func (f *Fragment) Validate(ds *sluice.Dataset) error {
 // planning is true while the masks are not decided yet (see
 // checker.maybeMasked).
 func checkShape(f *Fragment, ds *sluice.Dataset, planning bool) error {
-	c := &checker{ds: ds, masks: f.Masks, maybeMasked: planning}
+	c := &checker{ds: ds, masks: f.Masks, maybeMasked: planning, windows: planning}
 	for _, it := range f.Select {
 		if _, err := c.check(it.Expr, true, false, 0); err != nil {
 			return err
@@ -294,7 +295,8 @@ func exprEqual(a, b *Expr) bool {
 	}
 	if a.Kind != b.Kind || a.Op != b.Op || !strings.EqualFold(a.Column, b.Column) || a.Func != b.Func ||
 		a.Distinct != b.Distinct || a.Negate != b.Negate || a.HasOperand != b.HasOperand ||
-		a.HasElse != b.HasElse || len(a.Args) != len(b.Args) {
+		a.HasElse != b.HasElse || len(a.Args) != len(b.Args) || a.NArgs != b.NArgs || a.NPart != b.NPart ||
+		fmt.Sprint(a.Desc) != fmt.Sprint(b.Desc) {
 		return false
 	}
 	if (a.Literal == nil) != (b.Literal == nil) {
