@@ -21,6 +21,7 @@ func FuzzPlan(f *testing.F) {
 		"SELECT name FROM market.enterprises WHERE legal_rep_id_card IN (SELECT id_card FROM police.household WHERE migrant = 1) FETCH FIRST 3 ROWS ONLY",
 		"SELECT CASE WHEN low_income = 1 THEN SUBSTRING(name FROM 1 FOR 1) ELSE coalesce(phone, '-') END FROM civil.residents ORDER BY id_card DESC NULLS LAST",
 		"WITH x AS (SELECT 1) SELECT * FROM x",
+		"SELECT name, rank() OVER (PARTITION BY district ORDER BY birth_date DESC) AS r, sum(monthly_allowance) OVER () FROM civil.residents ORDER BY r",
 		"WITH l AS (SELECT id_card, district FROM civil.residents WHERE low_income = 1) SELECT l.district, count(*) FILTER (WHERE i.chronic_disease = 1) FROM l JOIN health.insured i ON l.id_card = i.id_card GROUP BY 1 HAVING count(*) > (SELECT avg(hospital_visits) FROM health.insured)",
 		"SELECT e.name FROM market.enterprises e WHERE NOT EXISTS (SELECT 1 FROM police.household h WHERE h.household_district = e.district AND h.migrant = 1) AND e.district NOT IN (SELECT district FROM civil.residents)",
 		"SELECT district || '-' || gender, CAST(low_income AS DOUBLE PRECISION) / 2, EXTRACT(YEAR FROM birth_date) FROM civil.residents WHERE birth_date < DATE '1990-01-01' + INTERVAL '1 year 2 months' UNION ALL SELECT district, 0.06 + 0.01, 1 FROM market.enterprises ORDER BY 1 LIMIT 3",
