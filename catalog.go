@@ -122,6 +122,14 @@ type AgentInfo struct {
 	// on first start. Keep it: a new key makes earlier releases
 	// incomparable for the broker's differencing guard.
 	UnitKey string `yaml:"unit_key,omitempty" json:"-"`
+	// MaxConcurrent bounds the data streams (fragments, private-join
+	// steps) the agent serves at once (0: four per CPU core); more wait
+	// briefly, then are refused as busy.
+	MaxConcurrent int `yaml:"max_concurrent,omitempty" json:"-"`
+	// MetricsListen, when set, is host:port of the agent's plain-HTTP
+	// listener for /metrics, /healthz and /readyz (docs/operations.md):
+	// bind it to loopback or the management network.
+	MetricsListen string `yaml:"metrics_listen,omitempty" json:"-"`
 }
 
 // Source is one database of a department.

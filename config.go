@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -115,6 +117,15 @@ func (d *Department) Validate() error {
 	}
 	if !ValidIdentifier(d.ID) {
 		return bad("department", "must be an identifier (letters, digits, underscore; not starting with a digit), got %q", d.ID)
+	}
+	if d.Agent.MaxConcurrent < 0 {
+		return bad("agent.max_concurrent", "must not be negative (0 means four per CPU core), got %d", d.Agent.MaxConcurrent)
+	}
+	if err := validListen(d.Agent.MetricsListen); err != "" {
+		return bad("agent.metrics_listen", "%s", err)
+	}
+	if d.Agent.MetricsListen != "" && d.Agent.MetricsListen == d.Agent.Address {
+		return bad("agent.metrics_listen", "must differ from agent.address (%s): the Flight service and the metrics listener cannot share a port", d.Agent.Address)
 	}
 	sources := map[string]bool{}
 	for i, s := range d.Sources {
@@ -243,4 +254,24 @@ func (c *Column) validate() *fieldProblem {
 		return &fieldProblem{"key_domain", "is required for a join_key column (e.g. person, enterprise): only keys of the same domain can be joined"}
 	}
 	return nil
+}
+
+// validListen checks an optional host:port to listen on; the problem, or
+// "".
+func validListen(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("must be host:port (e.g. 127.0.0.1:9465; an empty host listens on every interface), got %q", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("the port of %q must be a number from 1 to 65535", addr)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Sprintf("the host of %q is not a host name or IP address", addr)
+	}
+	return ""
 }

@@ -28,6 +28,14 @@ func principalFrom(ctx context.Context) (sluice.Principal, bool) {
 // runs; a failed attempt is audited (without the token).
 func (s *Server) authenticate(ctx context.Context, method string) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
+	// Strict headers: a credential sent twice is refused, never resolved
+	// by picking one (which one a proxy or driver put first is not the
+	// caller's declared intent).
+	if n := len(md.Get("authorization")); n > 1 {
+		err := sluice.Errorf(sluice.EUnauthenticated, "the request carries %d authorization headers; send exactly one 'authorization: Bearer <token>' (check that the token is not set both in the DSN and by a proxy or interceptor)", n)
+		s.auditAuthFailure(ctx, method, err)
+		return nil, toStatus(err)
+	}
 	var token string
 	if vals := md.Get("authorization"); len(vals) > 0 {
 		scheme, rest, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
@@ -40,7 +48,7 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 		// to a token (mutual TLS).
 		if fp := peerCertFingerprint(ctx); fp != "" {
 			if p, ok := s.snap().Users.AuthenticateCert(fp); ok {
-				return context.WithValue(ctx, principalKey{}, p), nil
+				return s.authenticated(ctx, method, p)
 			}
 		}
 		err := sluice.Errorf(sluice.EUnauthenticated, "no bearer token: send 'authorization: Bearer <token>' (Flight SQL driver: token=<token> in the DSN; sluice query: --token)")
@@ -51,6 +59,33 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 	if !ok {
 		err := sluice.Errorf(sluice.EUnauthenticated, "the token is not valid: it is unknown, expired, revoked or mistyped; ask your platform admin for a new one")
 		s.auditAuthFailure(ctx, method, err)
+		return nil, toStatus(err)
+	}
+	return s.authenticated(ctx, method, p)
+}
+
+// authenticated admits an authenticated caller once its other headers are
+// unambiguous: a purpose declared twice is refused (InvalidArgument), as
+// is a credential sent twice (above), and the refusal is audited under the
+// caller's name.
+func (s *Server) authenticated(ctx context.Context, method string, p sluice.Principal) (context.Context, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if vals := md.Get(PurposeHeader); len(vals) > 1 {
+		err := sluice.Errorf(sluice.EInvalid, "the request declares %d purposes (%d %s headers); send exactly one '%s: <purpose>' (Flight SQL driver: %s=<purpose> once in the DSN; sluice query: --purpose once)", len(vals), len(vals), PurposeHeader, PurposeHeader, PurposeHeader)
+		e := &audit.Entry{
+			Kind:       "auth",
+			QueryID:    uuid.NewString(),
+			Principal:  p.Name,
+			Role:       string(p.Role),
+			Department: p.Department,
+			ClientAddr: clientAddr(ctx),
+			Decision:   "deny",
+			Reasons:    []string{method},
+			Error:      sluice.ErrorMessage(err),
+		}
+		if aerr := s.record(context.WithoutCancel(ctx), e); aerr != nil {
+			s.log.Error("audit append failed for a request with duplicate purpose headers", "err", aerr)
+		}
 		return nil, toStatus(err)
 	}
 	return context.WithValue(ctx, principalKey{}, p), nil
@@ -95,10 +130,11 @@ func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	return h(srv, &authedStream{ServerStream: ss, ctx: ctx})
 }
 
-// purposeHeader reads the declared purpose; empty when absent.
+// purposeHeader reads the declared purpose; empty when absent or declared
+// more than once (which the interceptor refuses).
 func purposeHeader(ctx context.Context) string {
 	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(PurposeHeader); len(v) > 0 {
+	if v := md.Get(PurposeHeader); len(v) == 1 {
 		return strings.TrimSpace(v[0])
 	}
 	return ""

@@ -84,6 +84,9 @@ type Config struct {
 	// later release that differs from it by fewer than k persons is
 	// refused within this period.
 	GuardRetention time.Duration `yaml:"guard_retention"`
+	// Admission bounds how many queries of each cost class run at once
+	// and how many wait (see AdmissionConfig; defaults without it).
+	Admission AdmissionConfig `yaml:"admission"`
 }
 
 // LoadConfig reads and checks a broker configuration file.
@@ -132,6 +135,9 @@ func LoadConfig(path string) (*Config, error) {
 		default:
 			return nil, &sluice.ConfigError{File: path, Field: fmt.Sprintf("dp_grades[%d]", i), Problem: fmt.Sprintf("%q is not a grade; use L1, L2, L3 or L4", g)}
 		}
+	}
+	if field, problem := c.Admission.check(); field != "" {
+		return nil, &sluice.ConfigError{File: path, Field: field, Problem: problem}
 	}
 	if c.DefaultK < 0 {
 		return nil, &sluice.ConfigError{File: path, Field: "default_k", Problem: "must be >= 0 (0 means the built-in default of 10)"}

@@ -430,10 +430,14 @@ func (h *heldStream) release() {
 type fragmentTally struct {
 	dept, dataset string
 	tally         *digest.Stream
+	// peer is what the agent showed of its own log when it began serving
+	// (its write-ahead entry and latest checkpoint), kept in the result
+	// entry so the agent's log cannot later be cut back below it.
+	peer *audit.Anchor
 }
 
 func (f *fragmentTally) record() audit.FragmentRecord {
-	return audit.FragmentRecord{Department: f.dept, Dataset: f.dataset, Rows: f.tally.Rows(), Bytes: f.tally.Bytes(), Digest: f.tally.Sum()}
+	return audit.FragmentRecord{Department: f.dept, Dataset: f.dataset, Rows: f.tally.Rows(), Bytes: f.tally.Bytes(), Digest: f.tally.Sum(), Peer: f.peer}
 }
 
 // streamOp reads an agent's fragment stream for the relay, digesting
@@ -547,6 +551,7 @@ func (s *Server) openInputs(ctx context.Context, st *state.State, cp *crossPlan)
 			if err != nil {
 				return fail(err)
 			}
+			tallies[i].peer = fs.AgentAnchor()
 			if !fs.Schema().Equal(schema) {
 				fs.Release()
 				return fail(sluice.Errorf(sluice.EInternal, "the agent of department %s returned a different schema than the broker planned; the catalogs disagree", ds.Department))
@@ -594,6 +599,7 @@ func (h *psiHalf) release() {
 // rows come back keyed by the doubly blinded value. The broker never holds
 // a raw key, nor a singly blinded key it could match.
 func (s *Server) privateJoinInputs(ctx context.Context, st *state.State, cp *crossPlan, i, j int) (array.RecordReader, array.RecordReader, *fragmentTally, *fragmentTally, error) {
+	psiStart := time.Now()
 	halves := [2]*psiHalf{}
 	idx := [2]int{i, j}
 	errs := make([]error, 2)
@@ -659,6 +665,7 @@ func (s *Server) privateJoinInputs(ctx context.Context, st *state.State, cp *cro
 		ops[h] = op
 	}
 	closeAll()
+	s.metrics.PSI(time.Since(psiStart), cp.datasets[i].Department, len(halves[0].keys), cp.datasets[j].Department, len(halves[1].keys))
 	return ops[0], ops[1], tally(0), tally(1), nil
 }
 
@@ -675,7 +682,7 @@ func blindSide(ctx context.Context, st *state.State, cp *crossPlan, i int) (*psi
 		return nil, err
 	}
 	defer ps.Release()
-	h := &psiHalf{client: client, session: ps.Session, tally: &fragmentTally{dept: ds.Department, dataset: ds.FullName(), tally: digest.NewStream(ps.Schema())}}
+	h := &psiHalf{client: client, session: ps.Session, tally: &fragmentTally{dept: ds.Department, dataset: ds.FullName(), tally: digest.NewStream(ps.Schema()), peer: ps.AgentAnchor()}}
 	for ps.Next() {
 		rec := ps.Record()
 		rec.Retain()

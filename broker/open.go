@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/broker/budget"
 	"github.com/sluice-gov/sluice/broker/guard"
+	"github.com/sluice-gov/sluice/broker/metrics"
 	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/broker/store"
 	"github.com/sluice-gov/sluice/broker/workflow"
@@ -116,6 +117,10 @@ type Broker struct {
 	Workflow *workflow.Service
 	// Admin is the HTTPS admin API.
 	Admin *adminapi.API
+	// Metrics are the broker's metrics and Health its readiness checks,
+	// served on the admin listener (/metrics, /healthz, /readyz).
+	Metrics *metrics.Broker
+	Health  *metrics.Health
 
 	// Retention: entries older than retention move to archives in
 	// archiveDir, hourly.
@@ -266,6 +271,7 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Broker, func() err
 			SpillDir: cfg.SandboxSpillDir, MaxSpill: cfg.SandboxMaxSpillMiB << 20, QueryTime: cfg.SandboxTimeout}),
 		WithBudgets(budgets),
 		WithGuard(guards),
+		WithAdmission(cfg.Admission),
 		WithTLS(tlsConfig),
 	}, opts...)
 	// The workflow shares the Flight service's clock and logger.
@@ -294,11 +300,15 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Broker, func() err
 		closeAll()
 		return nil, nil, err
 	}
+	rd := &readiness{store: wfStore, audit: log, cert: &cert, cfg: cfg, src: wf, now: srv.now}
+	health := &metrics.Health{Checks: rd.checks, Log: srv.log, Metrics: srv.Metrics()}
+	healthz, readyz, metricsH := opsHandlers(srv.Metrics(), health)
 	admin := adminapi.New(adminapi.Config{
 		State: wf, Workflow: wf, Review: log, Keys: pubKeys, Recorder: srv.Recorder(),
 		TLS: tlsConfig, Log: srv.log, Now: srv.now,
+		Ops: &adminapi.Ops{Healthz: healthz, Readyz: readyz, Metrics: metricsH},
 	})
-	b := &Broker{Flight: srv, Workflow: wf, Admin: admin, archiver: log, retention: cfg.Retention, archiveDir: cfg.ArchiveDir}
+	b := &Broker{Flight: srv, Workflow: wf, Admin: admin, Metrics: srv.Metrics(), Health: health, archiver: log, retention: cfg.Retention, archiveDir: cfg.ArchiveDir}
 	return b, closeAll, nil
 }
 

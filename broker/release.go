@@ -22,7 +22,14 @@ func WithBudgets(b *budget.Store) Option { return func(s *Server) { s.budgets = 
 // budget spent for it.
 type release struct {
 	obligations gate.Obligations
-	spent       []string // query id under which epsilon was reserved (for a refund)
+	spent       []string  // query id under which epsilon was reserved (for a refund)
+	spentDP     []dpSpend // whose budget and how much, for each of spent (metrics)
+}
+
+// dpSpend is one reservation's grantee and epsilon, for the metrics.
+type dpSpend struct {
+	grantee string
+	epsilon float64
 }
 
 // needed reports whether the result must pass through the gate at all.
@@ -66,7 +73,7 @@ func (s *Server) planRelease(ctx context.Context, st *state.State, queryID strin
 	if err != nil {
 		return nil, err
 	}
-	r.spent = spent.spent
+	r.spent, r.spentDP = spent.spent, spent.spentDP
 	return r, nil
 }
 
@@ -150,6 +157,8 @@ func (s *Server) reserve(ctx context.Context, st *state.State, queryID string, d
 			return nil, err
 		}
 		r.spent = append(r.spent, queryID+"/"+d.Grant)
+		r.spentDP = append(r.spentDP, dpSpend{g.Grantee, d.EpsilonPerQuery})
+		s.metrics.DPReserved(g.Grantee, d.EpsilonPerQuery)
 	}
 	return r, nil
 }
@@ -159,12 +168,14 @@ func (s *Server) refund(r *release) {
 	if r == nil || s.budgets == nil {
 		return
 	}
-	for _, id := range r.spent {
+	for i, id := range r.spent {
 		if err := s.budgets.Refund(context.Background(), id); err != nil {
 			s.log.Error("budget refund failed", "spend", id, "err", err)
+		} else if i < len(r.spentDP) {
+			s.metrics.DPRefunded(r.spentDP[i].grantee, r.spentDP[i].epsilon)
 		}
 	}
-	r.spent = nil
+	r.spent, r.spentDP = nil, nil
 }
 
 // recordSource is the stream the relay reads: the agent's records, through

@@ -25,10 +25,12 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/admission"
 	"github.com/sluice-gov/sluice/broker/alerts"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/broker/budget"
 	"github.com/sluice-gov/sluice/broker/guard"
+	"github.com/sluice-gov/sluice/broker/metrics"
 	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/policy"
 	"github.com/sluice-gov/sluice/sandbox/engine"
@@ -79,6 +81,11 @@ type Server struct {
 	// collects the options' parts for it).
 	src  state.Source
 	boot bootParts
+	// metrics are the broker's Prometheus metrics (broker/metrics).
+	metrics *metrics.Broker
+	// admission decides when an allowed query's work starts (admit.go).
+	admissionCfg *AdmissionConfig
+	admission    *admission.Controller
 
 	mu      sync.Mutex
 	pending map[string]*pendingQuery
@@ -184,7 +191,23 @@ func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *state.Use
 	if s.src == nil {
 		s.src = state.Static(state.New(cat, s.boot.purposes, s.boot.grants, users, s.boot.agents, eng.Current()))
 	}
-	s.rec = alerts.NewRecorder(log, s.alerts, s.log)
+	if s.metrics == nil {
+		s.metrics = metrics.New()
+	}
+	s.rec = alerts.NewRecorder(s.metrics.AuditLog(log), s.alerts, s.log)
+	acfg := DefaultAdmission()
+	if s.admissionCfg != nil {
+		acfg = *s.admissionCfg
+	}
+	if field, problem := acfg.check(); field != "" {
+		return nil, sluice.Errorf(sluice.EInvalid, "broker: %s %s", field, problem)
+	}
+	ctl, err := acfg.controller()
+	if err != nil {
+		return nil, sluice.Errorf(sluice.EInvalid, "broker: %v", err)
+	}
+	s.admission = ctl
+	s.metrics.WatchAdmission(ctl)
 	info := map[flightsql.SqlInfo]any{
 		flightsql.SqlInfoFlightSqlServerName:         "Sluice",
 		flightsql.SqlInfoFlightSqlServerVersion:      Version,
@@ -227,6 +250,14 @@ func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *state.Use
 
 // snap is the state in force; a request loads it once.
 func (s *Server) snap() *state.State { return s.src.Current() }
+
+// WithMetrics records the broker's metrics in m (default: a registry of
+// its own, see Metrics).
+func WithMetrics(m *metrics.Broker) Option { return func(s *Server) { s.metrics = m } }
+
+// Metrics are the broker's metrics, served at /metrics on the admin
+// listener.
+func (s *Server) Metrics() *metrics.Broker { return s.metrics }
 
 // Recorder is the recorder every audit entry of this broker goes through
 // (the admin API records through it too).

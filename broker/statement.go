@@ -21,8 +21,10 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"
+	"github.com/sluice-gov/sluice/broker/admission"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/broker/guard"
+	"github.com/sluice-gov/sluice/broker/metrics"
 	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/crypto/digest"
 	"github.com/sluice-gov/sluice/planner"
@@ -55,6 +57,9 @@ type pendingQuery struct {
 	// too.
 	st      *state.State
 	created time.Time
+	// slot is the query's admission slot while its work runs; the relay
+	// releases it when the stream ends.
+	slot *admission.Slot
 }
 
 // Decide runs everything but execution for one statement: plan, policy,
@@ -77,6 +82,7 @@ func decide(ctx context.Context, st *state.State, now time.Time, p sluice.Princi
 	if err != nil {
 		return nil, nil, err
 	}
+	decided := time.Now()
 	dec, err := st.Policy.Decide(ctx, policy.Input{
 		Principal: p,
 		Purpose:   purpose,
@@ -86,6 +92,7 @@ func decide(ctx context.Context, st *state.State, now time.Time, p sluice.Princi
 		Aggregate: plan.Aggregate,
 		Joins:     joinPairs(plan),
 	})
+	metrics.FromContext(ctx).PolicyDecided(dec != nil && dec.Allow, err, time.Since(decided))
 	if err != nil {
 		return plan, nil, err
 	}
@@ -164,10 +171,16 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 		SQL:            truncate(sql, 64<<10),
 	}
 	fail := func(decision string, err error) (*flight.FlightInfo, error) {
+		if cerr := clientEnded(ctx, start, err); cerr != err {
+			err, decision = cerr, "error"
+			entry.Reasons = append(entry.Reasons, cerr.(*sluice.Error).Reasons...)
+		}
 		entry.Decision = decision
 		entry.Error = sluice.ErrorMessage(err)
 		entry.DurationMS = msSince(start)
-		if aerr := s.record(context.WithoutCancel(ctx), &entry); aerr != nil {
+		aerr := s.record(context.WithoutCancel(ctx), &entry)
+		s.observeEnd(p.Department, decision, err, aerr, time.Since(start))
+		if aerr != nil {
 			return nil, toStatus(aerr)
 		}
 		return nil, toStatus(err)
@@ -181,7 +194,7 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 	if len(purpose) > maxPurposeLen || strings.ContainsAny(purpose, "\r\n\x00") {
 		return fail("error", sluice.Errorf(sluice.EInvalid, "the purpose header is not a purpose code; registered purposes: %s", st.PurposeList()))
 	}
-	plan, dec, err := decide(ctx, st, s.now(), p, purpose, entry.QueryID, sql)
+	plan, dec, err := decide(metrics.NewContext(ctx, s.metrics), st, s.now(), p, purpose, entry.QueryID, sql)
 	if plan != nil {
 		entry.Datasets = plan.Datasets
 		entry.Columns = plan.Usages
@@ -259,6 +272,7 @@ func (s *Server) admit(ctx context.Context, pq *pendingQuery, dec *policy.Decisi
 	entry.DurationMS = msSince(start)
 	if err := s.record(context.WithoutCancel(ctx), entry); err != nil {
 		s.refund(pq.release)
+		s.observeEnd(pq.principal.Department, entry.Decision, nil, err, time.Since(start))
 		return nil, toStatus(err)
 	}
 	handle, err := newHandle()
@@ -305,6 +319,26 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 		return nil, nil, toStatus(sluice.Errorf(sluice.EInvalid, "unknown, expired or already used statement handle: run the statement again"))
 	}
 	start := time.Now()
+	slot, err := s.acquire(ctx, q)
+	if err != nil {
+		s.refund(q.release)
+		s.recordResult(ctx, q, nil, digest.NewStream(q.schema), start, err, nil)
+		return nil, nil, toStatus(err)
+	}
+	q.slot = slot
+	schema, ch, err := s.doGet(ctx, q, start)
+	if err != nil {
+		slot.Release(false)
+	}
+	return schema, ch, err
+}
+
+// doGet runs an admitted statement; q.slot is released when its relay
+// ends, or by the caller if doGet fails before that.
+func (s *Server) doGet(ctx context.Context, q *pendingQuery, start time.Time) (*arrow.Schema, <-chan flight.StreamChunk, error) {
+	// Every fragment request shows the agent where the broker's log
+	// stands (anchor.go).
+	ctx = s.withBrokerAnchor(ctx, q)
 	if q.cross != nil {
 		return s.runCross(ctx, q, start)
 	}
@@ -328,6 +362,7 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 		s.recordResult(ctx, q, frags(), frag.tally, start, err, nil)
 		return nil, nil, toStatus(err)
 	}
+	frag.peer = stream.AgentAnchor()
 	if !stream.Schema().Equal(q.agentSchema) {
 		stream.Release()
 		s.refund(q.release)
@@ -500,6 +535,10 @@ const maxGuardedRows = 100_000
 func (s *Server) relay(ctx context.Context, q *pendingQuery, src recordSource, closeSrc func(), result *digest.Stream, frags func() []audit.FragmentRecord, report func() map[string]any, sets func() []gate.ReleasedSet, start time.Time, ch chan<- flight.StreamChunk) {
 	defer close(ch)
 	defer closeSrc()
+	var err error
+	// The slot goes back when the work is done (closeSrc has run); a run
+	// that ended cleanly is a sample of the class's cost.
+	defer func() { q.slot.Release(err == nil) }()
 	released := false
 	send := func(c flight.StreamChunk) bool {
 		select {
@@ -526,7 +565,6 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, src recordSource, c
 		held = nil
 	}
 	defer releaseHeld()
-	var err error
 	var rows int64
 	for {
 		rec, nerr := src.Next(ctx)
@@ -690,6 +728,12 @@ func (s *Server) recordResult(ctx context.Context, q *pendingQuery, frags []audi
 	}
 	e.DurationMS = msSince(start)
 	e.Decision = "allow"
+	// The client's own cancellation or deadline is recorded as such, not
+	// as the agent failure it caused downstream.
+	if cerr := clientEnded(ctx, start, cause); cerr != cause {
+		cause = cerr
+		e.Reasons = append(append([]string(nil), e.Reasons...), cerr.(*sluice.Error).Reasons...)
+	}
 	if cause != nil {
 		e.Decision = "error"
 		if sluice.ErrorCode(cause) == sluice.EDenied {
@@ -704,7 +748,9 @@ func (s *Server) recordResult(ctx context.Context, q *pendingQuery, frags []audi
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := s.record(actx, &e); err != nil {
+	aerr := s.record(actx, &e)
+	s.observeResult(q, e.Decision, cause, aerr, frags, start)
+	if err := aerr; err != nil {
 		s.log.Error("audit append of a query result failed", "query_id", q.queryID, "err", err)
 		return err
 	}

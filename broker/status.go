@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/broker/admission"
 )
 
 // grpcCodes maps the core's error codes to gRPC codes at the Flight edge.
@@ -44,6 +47,15 @@ func toStatus(err error) error {
 	msg := sluice.ErrorMessage(err)
 	if code == codes.Internal && !errors.As(err, new(*sluice.Error)) {
 		msg = "internal error: " + msg
+	}
+	// A busy broker says when to come back, in the standard detail
+	// clients and proxies read (google.rpc.RetryInfo), besides the text.
+	var busy *admission.Busy
+	if errors.As(err, &busy) {
+		st, derr := status.New(code, msg).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(busy.RetryAfter)})
+		if derr == nil {
+			return st.Err()
+		}
 	}
 	return status.Error(code, msg)
 }

@@ -187,6 +187,9 @@ var execCases = []struct {
 	// LIKE tells upper from lower case in every dialect, as in PostgreSQL.
 	{"like is case-sensitive", "SELECT count(*) FILTER (WHERE gender LIKE 'F') AS upper_f, count(*) FILTER (WHERE gender LIKE 'f') AS lower_f, count(*) FILTER (WHERE gender NOT LIKE 'F%') AS not_upper, count(*) FILTER (WHERE gender ILIKE 'F') AS any_f FROM civil.residents", nil, 0, []string{"0|6|6|6"}},
 	{"integer division truncates toward zero", "SELECT low_income, (low_income - 4) / 2 AS q, 7 / 2 AS c, low_income / 0 AS z, count(*) AS n FROM civil.residents GROUP BY low_income ORDER BY 1", nil, 0, []string{"0|-2|3|NULL|2", "1|-1|3|NULL|4"}},
+	{"nulls last ascending", "SELECT name, phone FROM civil.residents WHERE district = '城东区' ORDER BY phone NULLS LAST", nil, 0, []string{"张三|13812345678", "张伟|13987654321", "李四|NULL"}},
+	{"nulls first descending, then a name", "SELECT name FROM civil.residents ORDER BY birth_date DESC NULLS FIRST, name", nil, 0, []string{"赵六", "张伟", "张三", "王五", "李四", "欧阳娜娜"}},
+	{"nulls first descending on an output name", "SELECT name, phone AS p FROM civil.residents WHERE district = '城东区' ORDER BY p DESC NULLS FIRST", nil, 0, []string{"李四|NULL", "张伟|13987654321", "张三|13812345678"}},
 	{"substring from for, fetch first", "SELECT SUBSTRING(district FROM 1 FOR 2) AS d, id_card FROM civil.residents ORDER BY id_card DESC NULLS LAST FETCH FIRST 2 ROWS ONLY", nil, 0, []string{"湟中|110104198001016789", "城西|110103199212125678"}},
 }
 

@@ -209,7 +209,7 @@ func (s *scopeSet) lookup(q *sqlast.TableName, name string) (string, bool, error
 
 func unknownIn(r *relation, name string) error {
 	if r.table {
-		return invalid("dataset %s has no column %q; `sluice catalog list` shows its columns", r.ds.FullName(), clip(name))
+		return invalid("dataset %s has no column %q; `sluice catalog show %s` shows its columns", r.ds.FullName(), clip(name), r.ds.FullName())
 	}
 	return invalid("subquery %s has no column %q", clip(r.name), clip(name))
 }
@@ -312,7 +312,7 @@ func (r *resolver) multiColumn(c *sqlast.ColumnRef, sc scope, top bool) (*Expr, 
 	if r.multi.outerHas(name) {
 		return nil, notSupported("%s", errCorrelated)
 	}
-	return nil, invalid("no table of this query has a column %q; it reads %s (`sluice catalog list` shows the columns)", clip(name), r.multi.describe())
+	return nil, invalid("no table of this query has a column %q; it reads %s (`sluice catalog show department.dataset` shows a dataset's columns)", clip(name), r.multi.describe())
 }
 
 // displayExpr names internal columns as the analyst sees them (the part

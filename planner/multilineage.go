@@ -323,7 +323,8 @@ func (m *mplan) propagate(n *Node, d map[string]*demand, depth int) error {
 		return m.propagate(n.Inputs[0], in, depth+1)
 	case OpUnion:
 		// Column i of the union is column i of each input: what the
-		// query does with it, it does with both. A column nothing above
+		// query does with it, it does with both (with INTERSECT and
+		// EXCEPT too: the second input's rows decide the answer). A column nothing above
 		// uses still stays (the columns are matched by position), and
 		// under UNION it decides which rows are distinct.
 		for _, in := range n.Inputs {
@@ -339,6 +340,11 @@ func (m *mplan) propagate(n *Node, d map[string]*demand, depth int) error {
 					addUse(id, outs[i], sluice.UseOutput, false)
 				} else {
 					addUse(id, outs[i], sluice.UseGroup, false)
+				}
+				// INTERSECT and EXCEPT compare every column of both
+				// inputs: each decides which rows are released.
+				if n.SetOp != "" {
+					addUse(id, outs[i], sluice.UsePredicate, false)
 				}
 			}
 			if err := m.propagate(in, id, depth+1); err != nil {

@@ -72,6 +72,11 @@ type Node struct {
 	// without UnionAll each distinct row once.
 	Outputs  []string `json:"outputs,omitempty"`
 	UnionAll bool     `json:"union_all,omitempty"`
+	// SetOp turns the union node into INTERSECT ("intersect": the rows of
+	// Inputs[0] also in Inputs[1]) or EXCEPT ("except": those not in
+	// Inputs[1]); NULLs compare equal, as in every set operation, and
+	// UnionAll keeps duplicates by count (INTERSECT ALL, EXCEPT ALL).
+	SetOp string `json:"set_op,omitempty"`
 
 	// Windows (Op "window"): the input's columns and then one column per
 	// window function, computed over the input's rows.
@@ -307,7 +312,11 @@ func (n *Node) norm(b *strings.Builder, depth int) {
 			b.WriteString(w.Func + "(" + w.Column + ") over (" + strings.Join(spec, " ") + ") AS " + quoteNorm(w.Alias))
 		}
 	case OpUnion:
-		b.WriteString("union")
+		if n.SetOp != "" {
+			b.WriteString(clip(n.SetOp))
+		} else {
+			b.WriteString("union")
+		}
 		if n.UnionAll {
 			b.WriteString(" all")
 		}

@@ -65,17 +65,18 @@ func singleTable(from []sqlast.TableExpr) (*sqlast.Table, bool) {
 }
 
 // checkSupported refuses, with their position, the constructs the grammar
-// reads but the planner cannot plan yet, wherever they appear: INTERSECT
-// and EXCEPT (WITH is inlined before, inline_ctes.go). Window functions
-// and the rest are refused where the resolver meets them.
+// reads but the planner cannot plan yet, wherever they appear: subqueries
+// nested too deep, set operations it does not know (WITH is inlined
+// before, inline_ctes.go). Window functions and the rest are refused
+// where the resolver meets them.
 func checkSupported(sel *sqlast.Select, sql string) error {
 	var err error
 	sqlast.WalkSelects(sel, func(s *sqlast.Select, depth int) bool {
 		switch {
 		case depth > maxSubqueryDepth*4:
 			err = notSupported("subqueries nested more than %d deep are not supported yet", maxSubqueryDepth)
-		case s.Op != "" && s.Op != sqlast.Union:
-			err = locate(notSupported("%s is not supported yet; UNION and UNION ALL are", s.Op), sql, s.Pos)
+		case s.Op != "" && s.Op != sqlast.Union && s.Op != sqlast.Intersect && s.Op != sqlast.Except:
+			err = locate(notSupported("%s is not supported yet; UNION, INTERSECT and EXCEPT are", clip(string(s.Op))), sql, s.Pos)
 		}
 		return err == nil
 	})

@@ -112,7 +112,7 @@ func (p *Plan) CountUnits(cat *sluice.Catalog, protected map[string]int) error {
 		case OpDistinct:
 			return unitsRefuse("SELECT DISTINCT is not supported yet; the groups of GROUP BY are already distinct")
 		case OpUnion:
-			return unitsRefuse("UNION of aggregate-only releases is not supported yet; run each SELECT on its own")
+			return unitsRefuse("%s of aggregate-only releases is not supported yet; run each SELECT on its own", setOpName(agg))
 		case OpWindow:
 			return unitsRefuse("window functions are not supported yet in an aggregate-only release: a window releases values row by row")
 		default:
@@ -163,7 +163,7 @@ func (p *Plan) CountUnits(cat *sluice.Catalog, protected map[string]int) error {
 		case OpDistinct:
 			return nil, unitsRefuse("DISTINCT below the aggregate is not supported yet; it would decide which persons count")
 		case OpUnion:
-			return nil, unitsRefuse("UNION below the aggregate is not supported yet in an aggregate-only release; it would decide which persons count")
+			return nil, unitsRefuse("%s below the aggregate is not supported yet in an aggregate-only release; it would decide which persons count", setOpName(n))
 		case OpWindow:
 			return nil, unitsRefuse("window functions are not supported yet in an aggregate-only release: a window releases values row by row")
 		case OpProject:
@@ -248,4 +248,15 @@ func passItem(n *Node, c string) {
 
 func unitsRefuse(format string, args ...any) error {
 	return sluice.Errorf(sluice.ENotSupported, "in an aggregate-only release (every group must rest on at least k persons) "+format, args...)
+}
+
+// setOpName is the SQL name of a set node's operation.
+func setOpName(n *Node) string {
+	switch n.SetOp {
+	case SetIntersect:
+		return "INTERSECT"
+	case SetExcept:
+		return "EXCEPT"
+	}
+	return "UNION"
 }

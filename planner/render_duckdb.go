@@ -611,9 +611,19 @@ func (r *duckRenderer) union(n *Node, left, right *drel) (*drel, error) {
 		ls = append(ls, castSQL("l."+duckCol(i), left.cols[i].t, t)+" AS "+duckCol(i))
 		rs = append(rs, castSQL("r."+duckCol(i), right.cols[i].t, t)+" AS "+duckCol(i))
 	}
-	kw := " UNION "
+	var kw string
+	switch n.SetOp {
+	case "":
+		kw = " UNION "
+	case SetIntersect:
+		kw = " INTERSECT "
+	case SetExcept:
+		kw = " EXCEPT "
+	default:
+		return nil, sluice.Errorf(sluice.EInternal, "unknown set operation %q", clip(n.SetOp))
+	}
 	if n.UnionAll {
-		kw = " UNION ALL "
+		kw += "ALL "
 	}
 	out.sql = "SELECT " + strings.Join(ls, ", ") + " FROM (" + left.sql + ") AS l" + kw + "SELECT " + strings.Join(rs, ", ") + " FROM (" + right.sql + ") AS r"
 	return out, nil

@@ -101,8 +101,11 @@ func (r *resolver) build(sel *sqlast.Select) (*Fragment, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := nullsOrder(o); err != nil {
-			return nil, r.at(err, o.Pos)
+		if reversedNulls(o) {
+			// NULLS LAST ascending or NULLS FIRST descending, the other
+			// order than Sluice's: a key that sorts the NULLs apart
+			// first ((x IS NULL) is false before true), then x itself.
+			f.OrderBy = append(f.OrderBy, OrderItem{Expr: &Expr{Kind: KindIsNull, Args: []*Expr{e}}, Desc: o.Nulls == sqlast.NullsFirst})
 		}
 		f.OrderBy = append(f.OrderBy, OrderItem{Expr: e, Desc: o.Desc})
 	}
@@ -123,15 +126,22 @@ func (r *resolver) build(sel *sqlast.Select) (*Fragment, error) {
 	return f, nil
 }
 
+// reversedNulls reports whether o asks for NULLs in the other place than
+// Sluice sorts them (first ascending, last descending, as SQLite and MySQL
+// do).
+func reversedNulls(o *sqlast.OrderItem) bool {
+	return (o.Nulls == sqlast.NullsFirst && o.Desc) || (o.Nulls == sqlast.NullsLast && !o.Desc)
+}
+
 // nullsOrder accepts an explicit NULLS FIRST / LAST that asks for the
-// order Sluice sorts in anyway (NULLs first ascending, last descending,
-// as SQLite and MySQL do); the other order is not supported yet.
+// order Sluice sorts in anyway; the other order is not supported yet
+// where keys must be columns (window keys, ORDER BY of a set operation).
 func nullsOrder(o *sqlast.OrderItem) error {
 	switch {
 	case o.Nulls == sqlast.NullsFirst && o.Desc:
-		return notSupported("NULLS FIRST with DESC is not supported yet: descending keys put NULLs last; filter NULLs out or sort them with a CASE key")
+		return notSupported("NULLS FIRST with DESC is not supported yet here (a window's or a set operation's ORDER BY): descending keys put NULLs last; filter NULLs out or sort them with a CASE key")
 	case o.Nulls == sqlast.NullsLast && !o.Desc:
-		return notSupported("NULLS LAST with an ascending key is not supported yet: ascending keys put NULLs first; filter NULLs out or sort them with a CASE key")
+		return notSupported("NULLS LAST with an ascending key is not supported yet here (a window's or a set operation's ORDER BY): ascending keys put NULLs first; filter NULLs out or sort them with a CASE key")
 	}
 	return nil
 }
@@ -319,7 +329,7 @@ func (r *resolver) column(c *sqlast.ColumnRef, sc scope, top bool) (*Expr, error
 }
 
 func (r *resolver) unknownColumn(name string) error {
-	return invalid("dataset %s has no column %q; `sluice catalog list` shows its columns", r.ds.FullName(), clip(name))
+	return invalid("dataset %s has no column %q; `sluice catalog show %s` shows its columns", r.ds.FullName(), clip(name), r.ds.FullName())
 }
 
 // groupKey resolves one GROUP BY item: a position in the select list, an

@@ -8,17 +8,35 @@ import (
 	"github.com/sluice-gov/sluice/planner/sqlast"
 )
 
-// UNION and UNION ALL: each SELECT is planned on its own (as a subquery
-// would be, so each shows the policy every source column it uses), and a
-// union node stacks their rows in the sandbox, column by column; UNION
-// then keeps each distinct row once. The output columns take their names
-// from the first SELECT, as in PostgreSQL, and their types unify across
-// the SELECTs. ORDER BY, LIMIT and OFFSET of the whole may name output
-// columns or positions. INTERSECT and EXCEPT are not supported yet.
+// UNION, INTERSECT and EXCEPT [ALL]: each SELECT is planned on its own
+// (as a subquery would be, so each shows the policy every source column
+// it uses — the second SELECT of INTERSECT and EXCEPT too: its rows decide
+// which of the first's are released, so its columns count as released),
+// and a set node combines their rows in the sandbox, column by column:
+// UNION stacks them, INTERSECT keeps the first's rows found in the second,
+// EXCEPT those not found; without ALL each distinct row once. The output
+// columns take their names from the first SELECT, as in PostgreSQL, and
+// their types unify across the SELECTs. ORDER BY, LIMIT and OFFSET of the
+// whole may name output columns or positions. In an aggregate-only
+// release all three are refused (pass privacy_units): the groups of the
+// second SELECT would decide the answer without being counted.
+
+// Set operations other than UNION (Node.SetOp).
+const (
+	SetIntersect = "intersect"
+	SetExcept    = "except"
+)
 
 func (m *mplan) planSetOp(sel *sqlast.Select, prefix string, outer *scopeSet) (*selPlan, error) {
-	if sel.Op != sqlast.Union {
-		return nil, m.at(notSupported("%s is not supported yet; UNION and UNION ALL are", sel.Op), sel.Pos)
+	var setOp string
+	switch sel.Op {
+	case sqlast.Union:
+	case sqlast.Intersect:
+		setOp = SetIntersect
+	case sqlast.Except:
+		setOp = SetExcept
+	default:
+		return nil, m.at(notSupported("%s is not supported yet; UNION, INTERSECT and EXCEPT are", clip(string(sel.Op))), sel.Pos)
 	}
 	var branches []*selPlan
 	for _, q := range []*sqlast.Select{sel.Left, sel.Right} {
@@ -30,9 +48,9 @@ func (m *mplan) planSetOp(sel *sqlast.Select, prefix string, outer *scopeSet) (*
 	}
 	l, r := branches[0], branches[1]
 	if len(l.outs) != len(r.outs) {
-		return nil, m.at(invalid("each SELECT of a UNION must have the same number of columns: %d and %d", len(l.outs), len(r.outs)), sel.Pos)
+		return nil, m.at(invalid("each SELECT of a %s must have the same number of columns: %d and %d", sel.Op, len(l.outs), len(r.outs)), sel.Pos)
 	}
-	n := &Node{Op: OpUnion, UnionAll: sel.All, Inputs: []*Node{l.node, r.node}}
+	n := &Node{Op: OpUnion, UnionAll: sel.All, SetOp: setOp, Inputs: []*Node{l.node, r.node}}
 	for i := range l.outs {
 		lm, rm := m.meta[l.outs[i]], m.meta[r.outs[i]]
 		if lm == nil || rm == nil {
@@ -41,7 +59,7 @@ func (m *mplan) planSetOp(sel *sqlast.Select, prefix string, outer *scopeSet) (*
 		lt, rt := m.metaType(lm), m.metaType(rm)
 		u, ok := unify([]typ{lt, rt})
 		if !ok {
-			return nil, m.at(invalid("column %d of the UNION is %s in one SELECT and %s in the other; give both the same kind of value", i+1, typeName(lt), typeName(rt)), sel.Pos)
+			return nil, m.at(invalid("column %d of the %s is %s in one SELECT and %s in the other; give both the same kind of value", i+1, sel.Op, typeName(lt), typeName(rt)), sel.Pos)
 		}
 		_, name, _ := strings.Cut(l.outs[i], ".")
 		out := prefix + name
@@ -72,7 +90,7 @@ func (m *mplan) planSetOp(sel *sqlast.Select, prefix string, outer *scopeSet) (*
 			}
 		}
 		if col == "" {
-			return nil, m.at(notSupported("ORDER BY of a UNION may name its output columns or their positions; other keys are not supported yet"), o.Pos)
+			return nil, m.at(notSupported("ORDER BY of a %s may name its output columns or their positions; other keys are not supported yet", sel.Op), o.Pos)
 		}
 		keys = append(keys, SortKey{Column: col, Desc: o.Desc})
 	}

@@ -70,8 +70,21 @@ func TestAuditorTracesARelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := false
+	found, ahead := false, false
 	for _, e := range entries {
+		if e.QueryID == res.QueryID && e.Phase == audit.PhaseBegin {
+			// The write-ahead entry, before the first batch left: it holds
+			// the broker's anchor (the decision entry), and the broker's
+			// result holds the agent's (this entry).
+			ahead = true
+			if e.Peer == nil || e.Peer.Seq != dec.Seq || e.Peer.Hash != dec.Hash {
+				t.Fatalf("the police agent's write-ahead entry holds broker anchor %+v, want the decision entry %d %s", e.Peer, dec.Seq, dec.Hash)
+			}
+			if p := res.Fragments[0].Peer; p == nil || p.Seq != e.Seq || p.Hash != e.Hash {
+				t.Fatalf("the broker's result holds agent anchor %+v, want the write-ahead entry %d %s", p, e.Seq, e.Hash)
+			}
+			continue
+		}
 		if e.QueryID == res.QueryID {
 			found = true
 			if len(e.Fragments) != 1 || e.Fragments[0].Digest != got.Sum() || e.Fragments[0].Rows != got.Rows() {
@@ -79,8 +92,8 @@ func TestAuditorTracesARelease(t *testing.T) {
 			}
 		}
 	}
-	if !found {
-		t.Fatalf("the police agent has no record of query %s", res.QueryID)
+	if !found || !ahead {
+		t.Fatalf("the police agent has no record (outcome %v, write-ahead %v) of query %s", found, ahead, res.QueryID)
 	}
 }
 

@@ -45,6 +45,7 @@ type cutProxy struct {
 	sent  atomic.Int64 // agent→broker bytes since the last arm
 	cutAt atomic.Int64 // 0: never cut
 	cuts  atomic.Int64 // how many times the proxy has cut
+	delay atomic.Int64 // nanoseconds to wait before forwarding each agent→broker read (a slow agent)
 }
 
 func newCutProxy(t *testing.T, target string) *cutProxy {
@@ -97,6 +98,9 @@ func (p *cutProxy) pump(toBroker, fromAgent net.Conn) {
 	buf := make([]byte, 16<<10)
 	for {
 		n, err := fromAgent.Read(buf)
+		if d := p.delay.Load(); d > 0 && n > 0 {
+			time.Sleep(time.Duration(d))
+		}
 		if n > 0 {
 			if _, werr := toBroker.Write(buf[:n]); werr != nil {
 				return

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,7 @@ type options struct {
 	auditLog        *auditlog.Log
 	registry        string
 	unitKey         *pseudonym.Key
+	maxStreams      int // limit.go
 }
 
 // Option configures a Server.
@@ -121,10 +123,17 @@ type Server struct {
 	auditLog     *auditlog.Log
 	ownsAuditLog bool
 
+	// metrics are the agent's Prometheus metrics, and opsDBs the sources
+	// as New opened them, which /readyz pings (ops.go).
+	metrics *opsMetrics
+	opsDBs  map[string]*adapters.DB
+
 	// Test hooks: emitHook runs before each record is sent over Flight;
 	// executeDone runs when an execution ends, with its error.
 	emitHook    func(context.Context)
 	executeDone func(error)
+	// beforeFinish runs before a fragment's outcome entry is appended.
+	beforeFinish func()
 }
 
 // New opens every source of dept and checks that each dataset names one.
@@ -148,6 +157,8 @@ func New(ctx context.Context, dept *sluice.Department, opts ...Option) (*Server,
 		opts: o,
 		log:  o.logger.With("department", dept.ID),
 		dbs:  map[string]*adapters.DB{},
+
+		metrics: newOpsMetrics(),
 	}
 	sources := map[string]sluice.Source{}
 	for _, src := range dept.Sources {
@@ -177,6 +188,7 @@ func New(ctx context.Context, dept *sluice.Department, opts ...Option) (*Server,
 		}
 		s.dbs[src.Name] = db
 	}
+	s.opsDBs = maps.Clone(s.dbs)
 	if err := s.openAuditLog(ctx); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -334,6 +346,8 @@ func (s *Server) Execute(ctx context.Context, f *planner.Fragment, emit func(arr
 func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func(*arrow.Schema) error, emit func(arrow.Record) error, rep *execReport) (rows int64, err error) {
 	start := time.Now()
 	run := s.newRun(f, start)
+	var sentBytes int64
+	emit = countBytes(emit, &sentBytes)
 	defer func() {
 		if run != nil {
 			run.discard()
@@ -342,10 +356,18 @@ func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func
 			}
 		}
 		s.logQuery(f, rows, time.Since(start), err)
+		s.metrics.fragmentDone(f, rows, sentBytes, time.Since(start), err)
 		if s.executeDone != nil {
 			s.executeDone(err)
 		}
 	}()
+	if run != nil {
+		// The broker's anchor goes on every entry of the run, a refusal's
+		// too.
+		if run.peer, err = brokerAnchor(ctx); err != nil {
+			return 0, err
+		}
+	}
 	p, err := s.prepare(f)
 	if err != nil {
 		return 0, err
@@ -396,7 +418,9 @@ func (s *Server) execute(ctx context.Context, f *planner.Fragment, onSchema func
 	}
 	send := guarded
 	if run != nil {
-		run.begin(p.ds, schema, sqlText)
+		if err := run.begin(ctx, p.ds, schema, sqlText); err != nil {
+			return 0, err
+		}
 		send = run.hold(guarded)
 	}
 	scanTo := send

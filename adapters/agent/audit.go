@@ -14,6 +14,8 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/flight"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters/agent/auditlog"
@@ -38,7 +40,12 @@ const (
 // neither, the agent records nothing.
 //
 // Every fragment the agent is asked to run, over Flight (DoGet) and through
-// Execute alike, leaves one entry of kind "fragment" on the agent's chain:
+// Execute alike, leaves one outcome entry of kind "fragment" on the agent's
+// chain; a fragment accepted and rendered leaves before it a write-ahead
+// entry (Phase "begin", appended before its first record is sent; if that
+// append fails nothing is sent), so an agent killed mid-stream leaves the
+// record of what began leaving. Both hold the broker's anchor
+// (BrokerAnchorHeader) when the request carried one. The outcomes:
 //
 //   - allow: the fragment ran to the end. Rows, Bytes and the fragment
 //     record's Digest are a digest.Stream, under the output schema, of
@@ -137,9 +144,39 @@ type fragmentRun struct {
 	// suppressed counts the groups the agent dropped for being under the
 	// fragment's k, when it gated them itself (nil otherwise).
 	suppressed func() int64
-	// recorded is set once an entry was appended, or the final append was
-	// attempted: a run leaves at most one entry.
+	// recorded is set once the outcome entry was appended, or the final
+	// append was attempted: a run leaves at most one outcome entry, after
+	// its write-ahead entry.
 	recorded bool
+	// peer is what the broker showed of its log with the request (nil when
+	// it sent nothing, or the fragment runs in-process).
+	peer *auditchain.Anchor
+}
+
+// BrokerAnchorHeader carries, in a fragment request's metadata, what the
+// broker shows of its own log: the seq and hash of the query's decision
+// entry and its latest signed checkpoint (auditchain.Anchor, as JSON).
+// AgentAnchorHeader carries back, in the response header sent before the
+// first batch, the agent's write-ahead entry and its latest signed
+// checkpoint. Each side keeps the other's in its own chain, so neither can
+// cut its log back below what the other saw (auditchain.CheckAnchors).
+const (
+	BrokerAnchorHeader = "x-sluice-broker-anchor"
+	AgentAnchorHeader  = "x-sluice-agent-anchor"
+)
+
+// brokerAnchor reads the broker's anchor from a request's metadata. More
+// than one is refused, as is one that does not parse.
+func brokerAnchor(ctx context.Context) (*auditchain.Anchor, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get(BrokerAnchorHeader)
+	switch len(vals) {
+	case 0:
+		return nil, nil
+	case 1:
+		return auditchain.DecodeAnchor(vals[0])
+	}
+	return nil, sluice.Errorf(sluice.EInvalid, "the request carries %d %s headers; a fragment request carries exactly one", len(vals), BrokerAnchorHeader)
 }
 
 func (s *Server) newRun(f *planner.Fragment, start time.Time) *fragmentRun {
@@ -149,11 +186,40 @@ func (s *Server) newRun(f *planner.Fragment, start time.Time) *fragmentRun {
 	return &fragmentRun{s: s, f: f, start: start, dataset: f.Dataset}
 }
 
-// begin starts the digest once the fragment is accepted and rendered.
-func (r *fragmentRun) begin(ds *sluice.Dataset, schema *arrow.Schema, sqlText string) {
+// begin records the fragment write-ahead, once it is accepted and rendered
+// and before its first batch leaves: an entry with Phase "begin" naming
+// the query, requester, purpose, dataset and rendered SQL, holding the
+// broker's anchor. If the agent is killed mid-stream, that entry is the
+// record of what began leaving (reconciliation reports it interrupted).
+// Fail closed: when it cannot be appended nothing is sent. The entry's
+// seq and hash and the log's latest checkpoint go back to the broker in
+// the response header (AgentAnchorHeader) before any batch.
+func (r *fragmentRun) begin(ctx context.Context, ds *sluice.Dataset, schema *arrow.Schema, sqlText string) error {
 	r.dataset = ds.FullName()
 	r.sqlText = sqlText
+	e := r.entry(auditchain.DecisionAllow, nil)
+	e.Phase = auditchain.PhaseBegin
+	e.DurationMS = 0
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditAppendTimeout)
+	defer cancel()
+	if err := r.s.auditLog.Append(actx, e); err != nil {
+		r.s.log.Error("agent audit log append failed; the fragment was refused before anything was sent",
+			"query_id", r.f.QueryID, "dataset", r.dataset, "code", sluice.ErrorCode(err))
+		r.recorded = true // nothing was sent; there is no outcome to record
+		return &sluice.Error{
+			Code: sluice.EUnavailable,
+			Message: fmt.Sprintf("the agent's audit log is unavailable (%s); department %s refused the fragment because it could not record it before sending (fail closed); try again when the agent's log is repaired",
+				sluice.ErrorMessage(err), r.s.dept.ID),
+			Err: err,
+		}
+	}
 	r.tally = digest.NewStream(schema)
+	a := &auditchain.Anchor{Seq: e.Seq, Hash: e.Hash, Checkpoint: r.s.auditLog.LastCheckpoint().Signed()}
+	if v, err := auditchain.EncodeAnchor(a); err == nil {
+		// Outside a gRPC call (Execute) there is no header to set.
+		_ = grpc.SetHeader(ctx, metadata.Pairs(AgentAnchorHeader, v))
+	}
+	return nil
 }
 
 // hold wraps send so that each record is sent only once the next one exists:
@@ -189,6 +255,9 @@ func (r *fragmentRun) finish(ctx context.Context, send func(arrow.Record) error)
 		r.tally.Add(h)
 	}
 	r.recorded = true
+	if r.s.beforeFinish != nil {
+		r.s.beforeFinish()
+	}
 	if err := r.append(ctx, auditchain.DecisionAllow, nil); err != nil {
 		r.s.log.Error("agent audit log append failed; the end of the result was withheld",
 			"query_id", r.f.QueryID, "dataset", r.dataset, "code", sluice.ErrorCode(err))
@@ -235,6 +304,14 @@ func (r *fragmentRun) discard() {
 }
 
 func (r *fragmentRun) append(ctx context.Context, decision string, cause error) error {
+	e := r.entry(decision, cause)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditAppendTimeout)
+	defer cancel()
+	return r.s.auditLog.Append(actx, e)
+}
+
+// entry is the run's entry as it stands.
+func (r *fragmentRun) entry(decision string, cause error) *auditchain.Entry {
 	f := r.f
 	e := &auditchain.Entry{
 		Kind:       auditchain.KindFragment,
@@ -248,6 +325,7 @@ func (r *fragmentRun) append(ctx context.Context, decision string, cause error) 
 		PlanHash:   planHash(r.sqlText),
 		Decision:   decision,
 		DurationMS: float64(time.Since(r.start).Microseconds()) / 1000,
+		Peer:       r.peer,
 	}
 	if r.suppressed != nil && cause == nil {
 		// The same count the broker records and the client is told.
@@ -272,9 +350,7 @@ func (r *fragmentRun) append(ctx context.Context, decision string, cause error) 
 			Digest:     r.tally.Sum(),
 		}}
 	}
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditAppendTimeout)
-	defer cancel()
-	return r.s.auditLog.Append(actx, e)
+	return e
 }
 
 // safeMessage is what the audit entry says about an error: the caller-safe

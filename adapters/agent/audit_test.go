@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -136,13 +137,24 @@ func TestAuditLogRecordsWhatWasSent(t *testing.T) {
 			if len(e.Fragments) != 1 || e.Fragments[0] != want {
 				t.Fatalf("fragments %+v, want [%+v]", e.Fragments, want)
 			}
-			if e.Rows != got.rows || e.Bytes != got.digest.Bytes() || e.Error != "" {
-				t.Errorf("entry rows %d bytes %d error %q; received %d rows, %d bytes", e.Rows, e.Bytes, e.Error, got.rows, got.digest.Bytes())
+			if e.Rows != got.rows || e.Bytes != got.digest.Bytes() || e.Error != "" || e.Phase != "" {
+				t.Errorf("entry rows %d bytes %d error %q phase %q; received %d rows, %d bytes", e.Rows, e.Bytes, e.Error, e.Phase, got.rows, got.digest.Bytes())
+			}
+			// The write-ahead entry just before it: the same fragment,
+			// recorded before anything was sent.
+			ahead, err := l.Entries(context.Background(), e.Seq-2, 1)
+			if err != nil || len(ahead) != 1 {
+				t.Fatal(ahead, err)
+			}
+			a := ahead[0]
+			if a.Phase != auditchain.PhaseBegin || a.QueryID != tt.f.QueryID || a.Principal != who.Name || a.PlanHash != e.PlanHash ||
+				!slices.Equal(a.Datasets, e.Datasets) || a.Rows != 0 || len(a.Fragments) != 0 || !a.Time.Before(e.Time) {
+				t.Fatalf("write-ahead entry %+v for outcome %+v", a, e)
 			}
 		})
 	}
 	rep, err := l.Verify(context.Background())
-	if err != nil || !rep.OK || rep.Entries != int64(len(tests)) {
+	if err != nil || !rep.OK || rep.Entries != 2*int64(len(tests)) {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
@@ -186,6 +198,30 @@ func TestAuditLogRecordsRefusals(t *testing.T) {
 	}
 }
 
+// TestAuditLogUnavailableBeforeTheFragment: a log that is down when a
+// fragment arrives refuses it before anything is sent: the write-ahead
+// entry cannot be written.
+func TestAuditLogUnavailableBeforeTheFragment(t *testing.T) {
+	l := openLog(t)
+	fx := newFixture(t, []Option{WithAuditLog(l), WithBatchRows(1000)}, nil)
+	c := fx.broker(t)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*planner.Fragment{frag("big", outsider, sel("n", col("n"))), frag("residents", outsider, sel("district", col("district")))} {
+		got, err := fetchDigest(context.Background(), c, f)
+		if err == nil {
+			err = got.err
+		}
+		wantCode(t, err, sluice.EUnavailable, "audit log is unavailable", "refused the fragment", "department "+deptID)
+		if got != nil && got.rows != 0 {
+			t.Fatalf("%s: %d rows left although the agent could not record the fragment first", f.Dataset, got.rows)
+		}
+	}
+}
+
+// TestAuditLogUnavailableWithholdsTheEnd: a log that fails while a
+// fragment streams (after its write-ahead entry) withholds the last batch.
 func TestAuditLogUnavailableWithholdsTheEnd(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -205,11 +241,14 @@ func TestAuditLogUnavailableWithholdsTheEnd(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := openLog(t)
+			var once sync.Once
 			fx := newFixture(t, []Option{WithAuditLog(l), WithBatchRows(tt.batchRows)}, nil)
+			// The log fails underneath the agent once the fragment is under
+			// way (its write-ahead entry written): at the first batch sent,
+			// or, when nothing is sent before the end, at the end.
+			fx.srv.emitHook = func(context.Context) { once.Do(func() { l.Close() }) }
+			fx.srv.beforeFinish = func() { once.Do(func() { l.Close() }) }
 			c := fx.broker(t)
-			if err := l.Close(); err != nil { // the log fails underneath the agent
-				t.Fatal(err)
-			}
 			got, err := fetchDigest(context.Background(), c, tt.f)
 			if err == nil {
 				err = got.err
@@ -277,11 +316,15 @@ func TestAuditEntriesPaging(t *testing.T) {
 	}{
 		{"first page", 0, 2, []int64{1, 2}},
 		{"middle page", 2, 2, []int64{3, 4}},
-		{"last, short page", 4, 2, []int64{5}},
-		{"default limit", 0, 0, []int64{1, 2, 3, 4, 5}},
-		{"past the end", 5, 10, nil},
+		{"last, short page", 8, 2, []int64{9}},
+		{"default limit", 0, 0, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9}},
+		{"past the end", 9, 10, nil},
 		{"far past the end", 99, 10, nil},
 	}
+	// Each query served leaves its write-ahead entry and its outcome; the
+	// denial (q-3) only its outcome: it was refused before anything could
+	// leave.
+	query := map[int64]string{1: "q-1", 2: "q-1", 3: "q-2", 4: "q-2", 5: "q-3", 6: "q-4", 7: "q-4", 8: "q-5", 9: "q-5"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			es, err := c.AuditEntries(ctx, tt.since, tt.limit)
@@ -297,7 +340,7 @@ func TestAuditEntriesPaging(t *testing.T) {
 					t.Fatal(page, err)
 				}
 				stored := page[0]
-				if e.Hash != stored.Hash || e.ComputeHash() != stored.Hash || e.QueryID != fmt.Sprintf("q-%d", e.Seq) {
+				if e.Hash != stored.Hash || e.ComputeHash() != stored.Hash || e.QueryID != query[e.Seq] {
 					t.Errorf("entry %d differs from the stored one", e.Seq)
 				}
 			}
@@ -307,8 +350,8 @@ func TestAuditEntriesPaging(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(seqs(all), []int64{1, 2, 3, 4, 5}) || all[2].Decision != auditchain.DecisionDeny {
-		t.Fatalf("all entries %v (entry 3 %q)", seqs(all), all[2].Decision)
+	if !slices.Equal(seqs(all), []int64{1, 2, 3, 4, 5, 6, 7, 8, 9}) || all[4].Decision != auditchain.DecisionDeny {
+		t.Fatalf("all entries %v (entry 5 %q)", seqs(all), all[4].Decision)
 	}
 
 	bad := []struct {
@@ -377,7 +420,7 @@ func TestNewOpensTheConfiguredAuditLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	es, err := fx.broker(t).AllAuditEntries(context.Background())
-	if err != nil || len(es) != 1 || es[0].Rows != 30 {
+	if err != nil || len(es) != 2 || es[0].Phase != auditchain.PhaseBegin || es[1].Rows != 30 {
 		t.Fatalf("entries %+v, %v", es, err)
 	}
 	fx.shutdown(t)
@@ -396,7 +439,7 @@ func TestNewOpensTheConfiguredAuditLog(t *testing.T) {
 	}
 	defer again.Close()
 	rep, err := again.Verify(context.Background())
-	if err != nil || !rep.OK || rep.Entries != 1 {
+	if err != nil || !rep.OK || rep.Entries != 2 {
 		t.Fatalf("verify %s: %+v %v", logPath, rep, err)
 	}
 
@@ -439,14 +482,24 @@ func TestExecuteIsAuditedWhenALogIsSet(t *testing.T) {
 	if e.QueryID != "q-local" || e.Decision != auditchain.DecisionAllow || len(e.Fragments) != 1 || e.Fragments[0].Digest != d.Sum() {
 		t.Fatalf("entry %+v", e)
 	}
-	// The log failing ends Execute with EUnavailable and holds back the
-	// last record.
-	l.Close()
+	// The log failing mid-stream ends Execute with EUnavailable and holds
+	// back the last record.
 	var rows int64
-	n, err = fx.srv.Execute(context.Background(), f, func(rec arrow.Record) error { rows += rec.NumRows(); return nil })
+	n, err = fx.srv.Execute(context.Background(), f, func(rec arrow.Record) error {
+		l.Close()
+		rows += rec.NumRows()
+		return nil
+	})
 	wantCode(t, err, sluice.EUnavailable, "audit log")
 	if rows != 20 || n != 20 {
 		t.Fatalf("emitted %d rows (returned %d), want the first 20 of 30", rows, n)
+	}
+	// A log that is down before Execute begins: nothing is emitted.
+	rows = 0
+	n, err = fx.srv.Execute(context.Background(), f, func(rec arrow.Record) error { rows += rec.NumRows(); return nil })
+	wantCode(t, err, sluice.EUnavailable, "audit log")
+	if rows != 0 || n != 0 {
+		t.Fatalf("emitted %d rows (returned %d) with the log down, want none", rows, n)
 	}
 }
 

@@ -383,3 +383,26 @@ func (s *Stream) Release() {
 		s.rdr.Release()
 	})
 }
+
+// AgentAnchor is what the agent showed of its own log when it began
+// serving: the seq and hash of its write-ahead entry for the fragment and
+// its latest signed checkpoint (AgentAnchorHeader, in the response header
+// that arrives with the first message). It is nil when the agent sent none
+// (it keeps no audit log) or sent one that does not parse. The broker
+// records it in its result entry, so the agent's log cannot later be cut
+// back below it unnoticed.
+func (s *Stream) AgentAnchor() *auditchain.Anchor {
+	md, err := s.gs.Header()
+	if err != nil {
+		return nil
+	}
+	v := md.Get(AgentAnchorHeader)
+	if len(v) != 1 {
+		return nil
+	}
+	a, err := auditchain.DecodeAnchor(v[0])
+	if err != nil {
+		return nil
+	}
+	return a
+}

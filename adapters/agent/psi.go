@@ -444,10 +444,18 @@ func (s *Server) psiBlind(ctx context.Context, cmd *psiCommand, onStart func(psi
 			}
 		}
 		s.logQuery(f, rows, time.Since(start), err)
+		s.metrics.psiStep("blind", rows, time.Since(start), err)
 		if err == nil && sess != nil {
 			s.log.Info("psi session opened", "query_id", f.QueryID, "psi_session", sess.id, "dataset", sess.dataset)
 		}
 	}()
+	if run != nil {
+		// The broker's anchor goes on every entry of the run, a refusal's
+		// too.
+		if run.peer, err = brokerAnchor(ctx); err != nil {
+			return 0, err
+		}
+	}
 	p, key, err := s.psiPrepare(cmd)
 	if err != nil {
 		return 0, err
@@ -471,6 +479,13 @@ func (s *Server) psiBlind(ctx context.Context, cmd *psiCommand, onStart func(psi
 	}
 	schema := psiSchema(p.fields, cmd.KeyDomain)
 	hdr := psiHeader{Session: sess.id, Group: psi.GroupName, KeyDomain: cmd.KeyDomain, KeyColumn: key.Name}
+	if run != nil {
+		// Write-ahead, before the PSI header (the first message) leaves,
+		// so the agent's anchor rides in the response header.
+		if err := run.begin(ctx, p.ds, schema, sqlText); err != nil {
+			return 0, err
+		}
+	}
 	if err := onStart(hdr, schema); err != nil {
 		return 0, err
 	}
@@ -488,7 +503,6 @@ func (s *Server) psiBlind(ctx context.Context, cmd *psiCommand, onStart func(psi
 	}
 	sink := guarded
 	if run != nil {
-		run.begin(p.ds, schema, sqlText)
 		sink = run.hold(guarded)
 	}
 	var sent int64
@@ -594,6 +608,7 @@ func (s *Server) psiReblind(ctx context.Context, id string, in *flight.Reader, o
 	}
 	defer func() {
 		st.release(sess)
+		s.metrics.psiStep("reblind", points, time.Since(start), err)
 		attrs := []any{"query_id", sess.queryID, "psi_session", id, "dataset", sess.dataset, "points", points, "duration", time.Since(start)}
 		if err != nil {
 			s.log.Warn("psi reblind failed", append(attrs, "code", errorCode(err))...)

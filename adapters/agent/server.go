@@ -74,6 +74,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ConnectionTimeout(10*time.Second),
+		grpc.ChainStreamInterceptor(newStreamLimiter(s.maxStreams()).stream),
 	)
 	flight.RegisterFlightServiceServer(gs, &flightService{s: s})
 

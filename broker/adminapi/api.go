@@ -71,6 +71,9 @@ type Config struct {
 	Log *slog.Logger
 	// Now replaces time.Now (tests).
 	Now func() time.Time
+	// Ops, when set, are the health, readiness and metrics endpoints
+	// served beside the routes (ops.go).
+	Ops *Ops
 }
 
 // API is the admin API.
@@ -83,11 +86,12 @@ type API struct {
 	tls        *tls.Config
 	log        *slog.Logger
 	now        func() time.Time
+	ops        *Ops
 }
 
 // New assembles the admin API.
 func New(c Config) *API {
-	a := &API{state: c.State, wf: c.Workflow, review: c.Review, reviewKeys: c.Keys, rec: c.Recorder, tls: c.TLS, log: c.Log, now: c.Now}
+	a := &API{state: c.State, wf: c.Workflow, review: c.Review, reviewKeys: c.Keys, rec: c.Recorder, tls: c.TLS, log: c.Log, now: c.Now, ops: c.Ops}
 	if a.state == nil && a.wf != nil {
 		a.state = a.wf
 	}
@@ -153,6 +157,10 @@ func (a *API) Handler() http.Handler {
 		mux.Handle(rt.Method+" "+rt.Path, a.call(rt))
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := a.opsHandler(r); h != nil {
+			h.ServeHTTP(w, r)
+			return
+		}
 		if _, pattern := mux.Handler(r); pattern == "" {
 			if allowed := a.allowedMethods(r.URL.Path); allowed != "" {
 				w.Header().Set("Allow", allowed)
@@ -248,6 +256,11 @@ func roleList(roles []sluice.Role) string {
 // pinned to a user.
 func (a *API) authenticate(r *http.Request) (sluice.Principal, error) {
 	users := a.state.Current().Users
+	// Strict headers: two credentials are refused, never resolved by
+	// picking the first.
+	if n := len(r.Header.Values("Authorization")); n > 1 {
+		return sluice.Principal{}, sluice.Errorf(sluice.EUnauthenticated, "the request carries %d Authorization headers; send exactly one 'Authorization: Bearer <token>' (check that a proxy or client library does not add a second one)", n)
+	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, token, _ := strings.Cut(h, " ")
 		token = strings.TrimSpace(token)

@@ -87,3 +87,34 @@ func checkpointConsistent(ctx context.Context, q sqlstore.Querier, d sqlstore.Di
 	}
 	return cp, nil
 }
+
+// lastCheckpoint reads the newest checkpoint with its signatures (nil for
+// none).
+func lastCheckpoint(ctx context.Context, q sqlstore.Querier) (*Checkpoint, error) {
+	cp, err := auditchain.ScanCheckpoint(q.QueryRowContext(ctx, `SELECT `+auditchain.CheckpointColumns+` FROM audit_checkpoints ORDER BY seq DESC LIMIT 1`))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &cp, nil
+}
+
+// LastCheckpoint is the log's latest signed checkpoint, signatures included,
+// or nil when it has none: what the broker shows each agent with a fragment
+// request (auditchain.Anchor).
+func (l *Log) LastCheckpoint() *Checkpoint { return l.track.LastCheckpoint() }
+
+type (
+	// Anchor is what one side of the trust boundary showed of its own log
+	// for one request (auditchain.Anchor).
+	Anchor = auditchain.Anchor
+	// HeldAnchor is an anchor as the other side holds it.
+	HeldAnchor = auditchain.HeldAnchor
+	// AnchorProblem is an anchor a log does not honour.
+	AnchorProblem = auditchain.AnchorProblem
+)
+
+// EncodeAnchor is the header form of an anchor (auditchain.EncodeAnchor).
+func EncodeAnchor(a *Anchor) (string, error) { return auditchain.EncodeAnchor(a) }

@@ -4,6 +4,9 @@ import "github.com/sluice-gov/sluice/crypto/auditchain"
 
 // Reconciliation is auditchain's; these names re-export it.
 
+// PhaseBegin marks an agent's write-ahead entry (auditchain.PhaseBegin).
+const PhaseBegin = auditchain.PhaseBegin
+
 // Discrepancy kinds.
 const (
 	DiscrepancyMissingInBroker = auditchain.DiscrepancyMissingInBroker
@@ -11,6 +14,7 @@ const (
 	DiscrepancyRows            = auditchain.DiscrepancyRows
 	DiscrepancyBytes           = auditchain.DiscrepancyBytes
 	DiscrepancyDigest          = auditchain.DiscrepancyDigest
+	DiscrepancyInterrupted     = auditchain.DiscrepancyInterrupted
 )
 
 // Discrepancy is one difference between the broker's and an agent's

@@ -237,10 +237,15 @@ func (l *Log) init(ctx context.Context) error {
 	if err != nil {
 		return wrap(err)
 	}
+	last, err := lastCheckpoint(ctx, tx)
+	if err != nil {
+		return storeErr(l.name, "cannot be read", err)
+	}
 	if err := tx.Commit(); err != nil {
 		return storeErr(l.name, "cannot be initialised", err)
 	}
 	l.track = auditchain.NewTracker(h, cp)
+	l.track.Loaded(last)
 	return nil
 }
 

@@ -356,7 +356,7 @@ func transportError(ctx context.Context, base string, err error) error {
 	if errors.As(err, &cve) || strings.Contains(err.Error(), "certificate") {
 		return sluice.Errorf(sluice.EUnauthenticated, "cannot trust the admin API at %s: %v (pass the broker's certificate with --ca)", base, unwrapURLError(err))
 	}
-	return sluice.Errorf(sluice.EUnavailable, "cannot reach the admin API at %s: %v (is the broker running with admin_listen? pass --admin host:port)", base, unwrapURLError(err))
+	return sluice.Errorf(sluice.EUnavailable, "cannot reach the admin API at %s: %v. Check that the broker is running — 'sluice demo' in another terminal, or 'sluice broker --config broker.yaml' with admin_listen — and that --admin (or $SLUICE_ADMIN) names its admin address", base, unwrapURLError(err))
 }
 
 func unwrapURLError(err error) error {

@@ -18,7 +18,7 @@ import (
 // --- applications ---
 
 var applicationSubs = []adminSub{
-	{name: "submit", synopsis: "applications submit --dataset DEPT.DS --columns A,B [--clamp A=LO:HI] [--dataset … --columns …] --purpose P --justification TEXT --from DATE --until DATE --mode rows|aggregate [--k N] [--row-filter COL=V1,V2] [--epsilon E --epsilon-per-query Q] [--for-department]",
+	{name: "submit", synopsis: "applications submit --dataset DEPT.DS --columns A,B [--clamp A=LO:HI] [--dataset … --columns …] --purpose P --justification TEXT --from DATE --until DATE --mode rows|aggregate [--k N] [--row-filter COL=V1,V2] [--epsilon E --epsilon-per-query Q] [--for-department] [--print-id]",
 		about: "apply for access to one provider's conditional datasets", run: applicationsSubmit},
 	{name: "list", synopsis: "applications list [--status S1,S2] [--provider D]", about: "applications you may see", run: applicationsList},
 	{name: "show", synopsis: "applications show ID", about: "one application with its history (a refusal with its basis)", run: applicationsShow},
@@ -147,6 +147,7 @@ func applicationsSubmit(ctx context.Context, c *adminCmd, args []string) error {
 	k := c.fs.Int("k", 0, "aggregate: the minimum group size asked for")
 	rowFilter := c.fs.String("row-filter", "", "only rows whose column holds one of the values: COLUMN=V1,V2")
 	rowCap := c.fs.Int64("row-cap", 0, "at most this many rows per result")
+	printID := c.fs.Bool("print-id", false, "print only the new application's id on stdout, the summary on stderr: APP=$(sluice applications submit … --print-id)")
 	eps := c.fs.Float64("epsilon", 0, "differential-privacy budget of the grant (0: no noise)")
 	epsQ := c.fs.Float64("epsilon-per-query", 0, "budget spent by each query")
 	forDept := c.fs.Bool("for-department", false, "grant to your whole department rather than to you")
@@ -196,12 +197,22 @@ func applicationsSubmit(ctx context.Context, c *adminCmd, args []string) error {
 			return err
 		}
 	}
+	if *printID && c.json {
+		return usageErr("--print-id and --json exclude each other")
+	}
 	var a sluice.Application
 	if done, err := c.call(ctx, "POST", "/v1/applications", nil, req, &a); done || err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "submitted application %s to %s: %s\n", a.ID, a.Provider, itemsText(a.Items))
-	fmt.Fprintf(c.stdout, "status %s; the platform's first review is due %s\n", a.Status, fmtDate(a.PlatformDue))
+	summary := c.stdout
+	if *printID {
+		// The id alone on stdout, for a shell variable; the summary still
+		// reaches the terminal.
+		summary = c.stderr
+		fmt.Fprintln(c.stdout, a.ID)
+	}
+	fmt.Fprintf(summary, "submitted application %s to %s: %s\n", a.ID, a.Provider, itemsText(a.Items))
+	fmt.Fprintf(summary, "status %s; the platform's first review is due %s\n", a.Status, fmtDate(a.PlatformDue))
 	return nil
 }
 

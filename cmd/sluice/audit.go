@@ -21,7 +21,7 @@ import (
 )
 
 const auditUsage = `usage: sluice audit <command> [--config broker.yaml | --store FILE] [flags]
-  verify     check the hash chain, checkpoint signatures and archives
+  verify     check the hash chain, checkpoint signatures and archives [--agent-log dept=FILE]
   tail       the most recent entries                         [-n N] [--json]
   search     entries by time, principal, department, dataset, column, purpose, decision, kind
   show SEQ   one entry in full, with the other entries of its query
@@ -109,20 +109,25 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) == 0 {
 		return usageErr("%s", auditUsage)
 	}
+	if isHelp(args[0]) {
+		fmt.Fprintf(stdout, "%s\n\nRun 'sluice audit <command> -h' for the flags of a command.\n", auditUsage)
+		return nil
+	}
 	sub, rest := args[0], args[1:]
 	fs := newFlags("audit "+sub, "audit "+sub+" [flags]", stderr)
 	var af auditFlags
 	af.register(fs)
 	switch sub {
 	case "verify":
-		var keys, archives multiFlag
+		var keys, archives, agentLogs multiFlag
 		fs.Var(&keys, "key", "trusted public key file for checkpoint signatures (repeatable; default: the configured signing keys' .pub)")
+		fs.Var(&agentLogs, "agent-log", "department=FILE: a copy of that agent's own log (agent.audit_log); detects either log cut back below what the other holds (repeatable)")
 		fs.Var(&archives, "archive", "archive file, in order (repeatable)")
 		archiveDir := fs.String("archive-dir", "", "verify every archive in this folder, in sequence order (default: archive_dir of the configuration)")
 		if err := parseFlags(fs, rest); err != nil {
 			return err
 		}
-		return auditVerify(ctx, stdout, &af, keys, archives, *archiveDir)
+		return auditVerify(ctx, stdout, &af, keys, archives, *archiveDir, agentLogs)
 	case "tail", "search", "alerts", "export":
 		var ff filterFlags
 		def := 20
@@ -209,8 +214,12 @@ func archivesIn(dir string) ([]string, error) {
 	return out, nil
 }
 
-func auditVerify(ctx context.Context, w io.Writer, af *auditFlags, keyFiles, archives []string, archiveDir string) error {
+func auditVerify(ctx context.Context, w io.Writer, af *auditFlags, keyFiles, archives []string, archiveDir string, agentLogSpecs []string) error {
 	store, cfg, err := af.resolve()
+	if err != nil {
+		return err
+	}
+	agentLogs, err := parseAgentLogs(agentLogSpecs)
 	if err != nil {
 		return err
 	}
@@ -270,6 +279,17 @@ func auditVerify(ctx context.Context, w io.Writer, af *auditFlags, keyFiles, arc
 		arch = fmt.Sprintf(", %d archives", rep.Archives)
 	}
 	fmt.Fprintf(w, "audit chain OK: %d entries%s, head %s; %s\n", rep.Entries, arch, rep.Head, sig)
+	if len(agentLogs) > 0 {
+		// A chain and its own checkpoints cannot show that the log was not
+		// cut back; what the agents hold of it can.
+		n, err := verifyAgainstAgentLogs(ctx, w, store, keys, agentLogs)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return &exitError{code: 1, err: fmt.Errorf("%d problems between the broker's and the agents' logs", n)}
+		}
+	}
 	return nil
 }
 
@@ -439,18 +459,28 @@ func auditReconcile(ctx context.Context, w io.Writer, af *auditFlags) error {
 		agentLogs[d.ID] = entries
 	}
 	ds := audit.Reconcile(results, agentLogs)
+	var brokerKeys []audit.PublicKey
+	if brokerKeys, err = cfg.AuditPublicKeys(); err != nil {
+		return err
+	}
 	counts := make([]string, 0, len(agentLogs))
 	for d, es := range agentLogs {
-		counts = append(counts, fmt.Sprintf("%s %d", d, len(es)))
+		counts = append(counts, fmt.Sprintf("%s %d", d, fragmentOutcomes(es)))
 	}
 	sort.Strings(counts)
 	fmt.Fprintf(w, "compared %d broker results with the agents' logs (%s)\n", len(results), strings.Join(counts, ", "))
-	if len(ds) == 0 {
+	// Neither log may have been cut back below what the other side saw.
+	rewound, err := checkAnchorsBothWays(ctx, w, l, results, agentLogs, brokerKeys)
+	if err != nil {
+		return err
+	}
+	serious := printReconciliation(w, ds)
+	if serious == 0 && rewound == 0 {
 		fmt.Fprintln(w, "reconciled: every fragment the agents served is in the broker's log with the same rows, bytes and digest")
+		if len(ds) > 0 {
+			fmt.Fprintf(w, "(%d fragments were interrupted mid-stream: the agent recorded them before the first batch left, and the broker recorded how far they got)\n", len(ds))
+		}
 		return nil
 	}
-	for _, d := range ds {
-		fmt.Fprintf(w, "%-18s query %s %s: %s\n", d.Kind, d.QueryID, d.Dataset, d.Detail)
-	}
-	return &exitError{code: 1, err: fmt.Errorf("%d discrepancies between the broker's and the agents' logs", len(ds))}
+	return &exitError{code: 1, err: fmt.Errorf("%d discrepancies between the broker's and the agents' logs", serious+rewound)}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/flight/flightsql"
 	"golang.org/x/text/width"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
@@ -109,6 +110,42 @@ func (c *clientFlags) dial(ctx context.Context) (*flightsql.Client, error) {
 		grpc.WithPerRPCCredentials(bearer{token: token, purpose: c.purpose}))
 }
 
+// brokerError is rpcError for a call to the broker at c.addr: when the
+// call never reached a broker, it says what to check instead of passing on
+// gRPC's transport message.
+func (c *clientFlags) brokerError(err error) error {
+	s, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	msg := s.Message()
+	switch {
+	case s.Code() == codes.Unavailable && (strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") ||
+		strings.Contains(msg, "Error while dialing") || strings.Contains(msg, "connect:") || strings.Contains(msg, "i/o timeout")):
+		return &exitError{code: 1, err: fmt.Errorf("Unavailable: cannot reach a broker at %s (%s). Check that the broker is running — 'sluice demo' in another terminal, or 'sluice broker --config broker.yaml' — and that --addr (or $SLUICE_ADDR) names its Flight SQL address", c.addr, dialCause(msg))}
+	case s.Code() == codes.Unavailable && (strings.Contains(msg, "authentication handshake failed") || strings.Contains(msg, "certificate")):
+		return &exitError{code: 1, err: fmt.Errorf("Unavailable: the server at %s is not the broker whose certificate --ca names (%s): %s. Pass the broker's certificate with --ca (or $SLUICE_CA); a demo's is .sluice-demo/tls/broker.crt of the folder it runs in", c.addr, c.ca, msg)}
+	case s.Code() == codes.DeadlineExceeded && strings.Contains(msg, "connect"):
+		return &exitError{code: 1, err: fmt.Errorf("DeadlineExceeded: no connection to a broker at %s within %v. Check that the broker is running there and that --addr (or $SLUICE_ADDR) is right", c.addr, c.timeout)}
+	}
+	return rpcError(err)
+}
+
+// dialCause is the last, most specific part of a gRPC transport message,
+// e.g. "connect: connection refused".
+func dialCause(msg string) string {
+	msg = strings.TrimRight(msg, `"`)
+	for _, marker := range []string{"connect: ", "dial tcp "} {
+		if i := strings.LastIndex(msg, marker); i >= 0 {
+			if marker == "connect: " {
+				return msg[i:]
+			}
+			return "dial tcp " + msg[i+len(marker):]
+		}
+	}
+	return msg
+}
+
 // rpcError turns a gRPC error into a one-line message with its code.
 func rpcError(err error) error {
 	if s, ok := status.FromError(err); ok {
@@ -188,7 +225,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cl.Close()
 	info, err := cl.Execute(ctx, fs.Arg(0))
 	if err != nil {
-		return rpcError(err)
+		return cf.brokerError(err)
 	}
 	out := newPrinter(*format, stdout, *maxRows)
 	schema, report, err := fetchReport(ctx, cl, info, out.add)
@@ -438,7 +475,7 @@ func cmdCatalog(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	info, err := cl.GetTables(ctx, opts)
 	if err != nil {
-		return rpcError(err)
+		return cf.brokerError(err)
 	}
 	type entry struct {
 		dept, name string

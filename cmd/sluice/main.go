@@ -28,6 +28,7 @@ Commands:
   policy    test the Rego policy or explain a decision       test | explain | show
   audit     review the audit log                             verify | tail | search | show | export | reconcile | archive | alerts
   budget    differential-privacy budgets of a principal      --principal NAME
+  version   the module version and build information         [--json]
 
 Data-sharing workflow (over the broker's admin API; --admin, --ca, --token or --user):
   applications  apply for data and review applications    submit | list | show | forward | approve | refuse | withdraw | overdue
@@ -54,19 +55,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	if err == nil {
-		return
-	}
-	code := 1
-	var ee *exitError
-	if errors.As(err, &ee) {
-		code = ee.code
-	}
-	if !errors.Is(err, flag.ErrHelp) {
+	code := exitCode(err)
+	if code != 0 {
 		fmt.Fprintln(os.Stderr, "sluice:", describe(err))
-	} else {
-		code = 2
 	}
+	stop()
 	os.Exit(code)
 }
 
@@ -117,6 +110,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdTokens(ctx, rest, stdout, stderr)
 	case "whoami":
 		return cmdWhoami(ctx, rest, stdout, stderr)
+	case "version":
+		return cmdVersion(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -136,6 +131,28 @@ func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// isHelp reports whether arg asks for help rather than naming a command.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// exitCode is the process exit code for what run returned: 0 for nil and
+// for -h (the usage was printed as asked), the code of an exitError, else 1.
+func exitCode(err error) int {
+	var ee *exitError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	}
+	return 1
 }
 
 // parseFlags parses and turns flag errors into usage errors (exit 2).

@@ -17,9 +17,27 @@ import (
 
 const defaultBrokerConfig = ".sluice-demo/broker.yaml"
 
+const policyUsage = `Usage: sluice policy <command> [flags]
+
+The Rego policy that decides every query: its tests, a decision explained, its revisions.
+
+Commands:
+  test      run the policy's tests                         [--policy-dir DIR]
+  explain   explain a decision without running the query   --user U --purpose P "SQL"
+  show      the policy's modules                           [--revision REV [--data]] [--policy-dir DIR]
+  list      the revisions the broker has decided under     [--config broker.yaml | --store FILE]
+  diff      what changed between two revisions             REV1 REV2
+
+Run 'sluice policy <command> -h' for the flags of a command.
+`
+
 func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageErr("usage: sluice policy test [--policy-dir DIR] | explain --user U --purpose P \"SQL\" | show [--revision REV] | list | diff REV1 REV2")
+		return usageErr("usage: sluice policy test [--policy-dir DIR] | explain --user U --purpose P \"SQL\" | show [--revision REV] | list | diff REV1 REV2 (see 'sluice policy -h')")
+	}
+	if isHelp(args[0]) {
+		fmt.Fprint(stdout, policyUsage)
+		return nil
 	}
 	sub, rest := args[0], args[1:]
 	switch sub {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,11 +17,13 @@ import (
 )
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", "demo [--addr 127.0.0.1:47470] [--dir .sluice-demo] [--scale N]", stderr)
+	fs := newFlags("demo", "demo [--addr 127.0.0.1:47470] [--dir .sluice-demo] [--scale N] [--reset] [-v] [--log-format text|json]", stderr)
 	addr := fs.String("addr", "127.0.0.1:47470", "broker address (host:port); agents listen on free ports of the same host")
 	dir := fs.String("dir", ".sluice-demo", "folder for the generated databases, certificates and configuration")
 	scale := fs.Int("scale", 1, "multiplies the row counts (1 = 20,000 residents)")
 	verbose := fs.Bool("v", false, "log every query (never values) to stderr")
+	logFormat := fs.String("log-format", "text", "format of the log on stderr: text or json (setting it turns -v on)")
+	reset := fs.Bool("reset", false, "delete the demo world in --dir (audit logs, applications, grants, tokens) and generate a new one")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -30,12 +33,33 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *scale < 1 || *scale > 1000 {
 		return usageErr("--scale must be between 1 and 1000, got %d", *scale)
 	}
+	handler, err := logHandler(*logFormat, stderr)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.DiscardHandler)
-	if *verbose {
-		log = slog.New(slog.NewTextHandler(stderr, nil))
+	if *verbose || flagSet(fs, "log-format") {
+		log = slog.New(handler)
 	}
 	warnNoEngine(stderr)
-	fmt.Fprintf(stdout, "Generating the demo world in %s (scale %d)…\n", *dir, *scale)
+	if *reset {
+		// A demo still serving this world would lose its files under it.
+		if err := addrFree(*addr); err != nil {
+			return sluice.Errorf(sluice.EUnavailable, "--reset: cannot listen on %s (is a demo still running there? stop it first): %v", *addr, err)
+		}
+		removed, err := demo.Reset(*dir)
+		if err != nil {
+			return err
+		}
+		if removed {
+			fmt.Fprintf(stdout, "Removed the demo world in %s (--reset).\n", *dir)
+		}
+	}
+	if demo.Exists(*dir) {
+		fmt.Fprintf(stdout, "Reusing the demo world in %s: its audit log, applications, grants, registered datasets and tokens are kept; the databases and configuration are rewritten (scale %d). 'sluice demo --reset' starts over.\n", *dir, *scale)
+	} else {
+		fmt.Fprintf(stdout, "Generating a new demo world in %s (scale %d)…\n", *dir, *scale)
+	}
 	r, err := demo.Start(ctx, demo.RunOptions{Addr: *addr, Dir: *dir, Scale: *scale, Logger: log})
 	if err != nil {
 		return err
@@ -75,11 +99,16 @@ func warnNoEngine(stderr io.Writer) {
 }
 
 func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("broker", "broker --config broker.yaml [--store FILE|postgres://...] [--policy-dir DIR]", stderr)
+	fs := newFlags("broker", "broker --config broker.yaml [--store FILE|postgres://...] [--policy-dir DIR] [--log-format text|json]", stderr)
 	config := fs.String("config", "", "broker configuration file (required)")
 	storeFlag := fs.String("store", "", "the broker's state store (overrides store): a SQLite file, or postgres://user@host:port/db?sslmode=... for PostgreSQL")
 	policyDir := fs.String("policy-dir", "", "folder of additional security-team .rego files (overrides policy_dir)")
+	logFormat := fs.String("log-format", "text", "format of the log on stderr: text or json")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	handler, err := logHandler(*logFormat, stderr)
+	if err != nil {
 		return err
 	}
 	if *config == "" {
@@ -96,7 +125,7 @@ func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		cfg.Store = *storeFlag
 	}
 	warnNoEngine(stderr)
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := slog.New(handler)
 	srv, closeFn, err := broker.Open(ctx, cfg, broker.WithLogger(log))
 	if err != nil {
 		return err
@@ -107,6 +136,7 @@ func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return sluice.Errorf(sluice.EUnavailable, "cannot listen on %s: %v", cfg.Listen, err)
 	}
 	fmt.Fprintf(stdout, "sluice broker listening on %s\n", lis.Addr())
+	log.Info("broker listening", "addr", lis.Addr().String())
 	if cfg.AdminListen != "" {
 		alis, err := net.Listen("tcp", cfg.AdminListen)
 		if err != nil {
@@ -123,11 +153,16 @@ func cmdBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("agent", "agent --config dept.yaml [--listen host:port]", stderr)
+	fs := newFlags("agent", "agent --config dept.yaml [--listen host:port] [--log-format text|json]", stderr)
 	config := fs.String("config", "", "department configuration file (required)")
 	listen := fs.String("listen", "", "address to listen on (default: agent.address of the configuration)")
 	batch := fs.Int("batch-rows", 4096, "rows per Arrow record batch")
+	logFormat := fs.String("log-format", "text", "format of the log on stderr: text or json")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	handler, err := logHandler(*logFormat, stderr)
+	if err != nil {
 		return err
 	}
 	if *config == "" {
@@ -147,7 +182,7 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if addr == "" {
 		return usageErr("no address: set agent.address in %s or pass --listen", *config)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := slog.New(handler)
 	aopts := []agent.Option{agent.WithLogger(log), agent.WithBatchRows(*batch)}
 	if dept.Agent.Registry != "" {
 		aopts = append(aopts, agent.WithRegistry(dept.Agent.Registry))
@@ -162,5 +197,47 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return sluice.Errorf(sluice.EUnavailable, "cannot listen on %s: %v", addr, err)
 	}
 	fmt.Fprintf(stdout, "sluice agent of department %s listening on %s\n", dept.ID, lis.Addr())
+	log.Info("agent listening", "department", dept.ID, "addr", lis.Addr().String())
+	if dept.Agent.MetricsListen != "" {
+		olis, err := net.Listen("tcp", dept.Agent.MetricsListen)
+		if err != nil {
+			lis.Close()
+			return sluice.Errorf(sluice.EUnavailable, "cannot listen on %s (agent.metrics_listen): %v", dept.Agent.MetricsListen, err)
+		}
+		fmt.Fprintf(stdout, "agent metrics and health on http://%s (/metrics, /healthz, /readyz)\n", olis.Addr())
+		go func() {
+			if err := srv.ServeOps(ctx, olis); err != nil {
+				log.Error("agent metrics listener stopped", "err", err)
+			}
+		}()
+	}
 	return srv.Serve(ctx, lis)
+}
+
+// addrFree reports an error when nothing can listen on addr now.
+func addrFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// logHandler is the slog handler of --log-format: text (key=value lines)
+// or json (one JSON object a line, for log collectors).
+func logHandler(format string, w io.Writer) (slog.Handler, error) {
+	switch format {
+	case "text":
+		return slog.NewTextHandler(w, nil), nil
+	case "json":
+		return slog.NewJSONHandler(w, nil), nil
+	}
+	return nil, usageErr("--log-format must be text or json, got %q", format)
+}
+
+// flagSet reports whether the command line set the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -45,6 +45,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	sluice "github.com/sluice-gov/sluice"
 )
 
 func main() {
@@ -169,11 +171,17 @@ func check(ctx context.Context, o options, w io.Writer) (code int, err error) {
 	// must be the README's; on another day they are bound like ids.
 	readmeDay := tourDay(steps)
 	now := time.Now()
-	if readmeDay != "" && now.UTC().Format(time.DateOnly) == readmeDay && now.Format(time.DateOnly) == readmeDay {
+	// Due dates count working days in the calendar's zone (the demo's is
+	// sluice.DefaultTimeZone), so that day must match too.
+	calDay := now.Format(time.DateOnly)
+	if loc, err := time.LoadLocation(sluice.DefaultTimeZone); err == nil {
+		calDay = now.In(loc).Format(time.DateOnly)
+	}
+	if readmeDay != "" && now.UTC().Format(time.DateOnly) == readmeDay && now.Format(time.DateOnly) == readmeDay && calDay == readmeDay {
 		b.exactDates = true
 		fmt.Fprintf(w, "tourcheck: the README's tour ran on %s, and so does this one: dates are compared exactly\n\n", readmeDay)
 	} else if readmeDay != "" {
-		fmt.Fprintf(w, "tourcheck: the README's tour ran on %s, this one on %s: dates are bound to this run's (a wrong due date goes unnoticed)\n\n", readmeDay, now.Format(time.DateOnly))
+		fmt.Fprintf(w, "tourcheck: the README's tour ran on %s, this one on %s (%s in %s, where due dates are counted): dates are bound to this run's (a wrong due date goes unnoticed)\n\n", readmeDay, now.Format(time.DateOnly), calDay, sluice.DefaultTimeZone)
 	}
 	if o.verbose {
 		fmt.Fprintln(w, "volatile values (everything else is compared exactly):")
@@ -187,6 +195,7 @@ func check(ctx context.Context, o options, w io.Writer) (code int, err error) {
 		fmt.Fprintln(w)
 	}
 	var nOK, nDiff, nErr int
+	vars := map[string]string{} // set by NAME=$(command) lines
 	tourBegan := time.Now()
 	for i, st := range steps {
 		if ctx.Err() != nil {
@@ -202,7 +211,10 @@ func check(ctx context.Context, o options, w io.Writer) (code int, err error) {
 		args, why := sluiceArgs(st)
 		display := clip(st.Text, 100)
 		if why == "" {
-			display = clip("sluice "+shellQuote(args), 100)
+			display = clip("sluice "+showVars(shellQuote(args)), 100)
+			if st.Assign != "" {
+				display = clip(st.Assign+"=$(sluice "+showVars(shellQuote(args))+")", 100)
+			}
 		}
 		if why != "" {
 			nErr++
@@ -214,6 +226,17 @@ func check(ctx context.Context, o options, w io.Writer) (code int, err error) {
 			var p []string
 			args[k], p = b.substitute(args[k], where)
 			pinned = append(pinned, p...)
+		}
+		var verr error
+		for k := range args {
+			if args[k], verr = expandVars(args[k], vars); verr != nil {
+				break
+			}
+		}
+		if verr != nil {
+			nErr++
+			fmt.Fprintf(w, "%-22s CANNOT RUN  $ %s\n    %v\n\n", label, clip(st.Text, 100), verr)
+			continue
 		}
 		full, added, err := tg.point(ctx, args)
 		if ctx.Err() != nil {
@@ -227,7 +250,11 @@ func check(ctx context.Context, o options, w io.Writer) (code int, err error) {
 		if o.verbose {
 			fmt.Fprintf(w, "%s $ sluice %s\n    (added %s)\n", label, shellQuote(full), strings.Join(added, " "))
 		}
-		out, status, took := runStep(ctx, tg, full, o.timeout)
+		out, captured, status, took := runStep(ctx, tg, full, o.timeout, st.Assign != "")
+		if st.Assign != "" {
+			// As a shell does: stdout without its trailing newlines.
+			vars[st.Assign] = strings.TrimRight(captured, "\n")
+		}
 		os.WriteFile(filepath.Join(outDir, fmt.Sprintf("%02d.txt", i+1)), []byte("$ sluice "+shellQuote(full)+"\n"+out), 0o644)
 		if ctx.Err() != nil {
 			return 130, ctx.Err()
@@ -292,13 +319,18 @@ func sluiceArgs(st step) ([]string, string) {
 }
 
 // runStep runs one command with its stdout and stderr interleaved as a
-// terminal shows them, for at most timeout.
-func runStep(ctx context.Context, tg *target, args []string, timeout time.Duration) (string, string, time.Duration) {
+// terminal shows them, for at most timeout. With capture, as in
+// NAME=$(command), the terminal shows only stderr: stdout is returned
+// apart, as the value of the variable.
+func runStep(ctx context.Context, tg *target, args []string, timeout time.Duration, capture bool) (string, string, string, time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := newCmd(ctx, tg.work, tg.bin, args...)
-	var out bytes.Buffer
+	var out, captured bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out // one pipe: the order of the lines is kept
+	if capture {
+		cmd.Stdout = &captured
+	}
 	t0 := time.Now()
 	err := cmd.Run()
 	took := time.Since(t0)
@@ -313,7 +345,7 @@ func runStep(ctx context.Context, tg *target, args []string, timeout time.Durati
 	case err != nil:
 		status = err.Error()
 	}
-	return out.String(), status, took
+	return out.String(), captured.String(), status, took
 }
 
 var isDate = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)

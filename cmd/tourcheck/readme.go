@@ -14,6 +14,10 @@ type step struct {
 	Words    []string // the command split into words as a shell would
 	Err      error    // why the command cannot be run as written, if so
 	Expected []string // the README's output lines, trailing blank lines dropped
+	// Assign names the variable of a NAME=$(command) line: Words are the
+	// inner command's, its stdout becomes NAME for later commands ($NAME),
+	// and Expected is what the terminal shows: its stderr.
+	Assign string
 	// Noisy is set when the paragraph that leads into the command's console
 	// block says the released values carry noise (differential privacy);
 	// then the numbers of a query's result table are compared by shape.
@@ -102,12 +106,13 @@ func parseReadme(text string) ([]step, error) {
 		if strings.HasPrefix(ln, "$ ") || ln == "$" {
 			st := step{Line: i + 1, Block: block, BlockLine: blockLn, Noisy: noisy, NoiseWhy: why}
 			text := strings.TrimPrefix(strings.TrimPrefix(ln, "$"), " ")
-			words, err := splitWords(text)
+			words, assign, err := splitCommand(text)
 			for err == errIncomplete && i+1 < len(lines) && !isFence(lines[i+1], fence) {
 				i++
 				text += "\n" + lines[i]
-				words, err = splitWords(text)
+				words, assign, err = splitCommand(text)
 			}
+			st.Assign = assign
 			if err == errIncomplete {
 				err = fmt.Errorf("the command does not end before the block does (open quote or trailing backslash)")
 			}
@@ -131,6 +136,21 @@ func parseReadme(text string) ([]step, error) {
 		steps[i].Expected = trimTrailingBlank(steps[i].Expected)
 	}
 	return steps, nil
+}
+
+// splitCommand splits a command line, or the inner command of a
+// NAME=$(command) line, into words, with the variable it assigns.
+func splitCommand(text string) ([]string, string, error) {
+	name, inner, ok, err := assignment(text)
+	if !ok {
+		words, err := splitWords(text)
+		return words, "", err
+	}
+	if err != nil {
+		return nil, name, err
+	}
+	words, err := splitWords(inner)
+	return words, name, err
 }
 
 func isFence(ln, fence string) bool {

@@ -157,7 +157,26 @@ type Tracker struct {
 	mu            sync.Mutex
 	head          Head
 	signed        Head
-	unsignedSince time.Time // when the first entry after signed was appended
+	last          *Checkpoint // the last checkpoint, signatures included (nil: not known)
+	unsignedSince time.Time   // when the first entry after signed was appended
+}
+
+// LastCheckpoint is the log's latest signed checkpoint, signatures
+// included, or nil when it has none (or signs none). It is what the log's
+// side shows the other side of the trust boundary (anchor.go).
+func (t *Tracker) LastCheckpoint() *Checkpoint {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.last
+}
+
+// Loaded sets the last checkpoint a store read when it opened.
+func (t *Tracker) Loaded(cp *Checkpoint) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cp != nil && cp.Seq == t.signed.Seq && cp.Hash == t.signed.Hash {
+		t.last = cp
+	}
 }
 
 // NewTracker starts from a store's head and its last checkpoint (the zero
@@ -204,6 +223,7 @@ func (t *Tracker) Advance(h Head, cp *Checkpoint) {
 	t.head = h
 	if cp != nil {
 		t.signed = Head{Seq: cp.Seq, Hash: cp.Hash}
+		t.last = cp
 		if cp.Seq >= h.Seq {
 			t.unsignedSince = time.Time{}
 		}

@@ -19,7 +19,10 @@
 // each append, so removing entries from the end is detected too. Someone
 // with write access to the store can still rewrite the chain and the head
 // together; signed checkpoints (Ed25519 and optionally ML-DSA-65) close
-// that gap up to the last checkpoint, verified with WithTrustedKeys. Old
+// that gap up to the last checkpoint, verified with WithTrustedKeys; a log
+// cut back to an earlier checkpoint, head and checkpoints rewound with it,
+// is caught by the anchors the other side of the trust boundary holds of it
+// (anchor.go, CheckAnchors). Old
 // entries can move to chained, compressed archive files (archive.go) that
 // verification checks with WithArchives.
 //
@@ -103,8 +106,15 @@ type Entry struct {
 	Fragments      []FragmentRecord `json:"fragments,omitempty"`       // what left each department
 	Bytes          int64            `json:"bytes,omitempty"`           // bytes of the result stream as sent
 	ResultDigest   string           `json:"result_digest,omitempty"`   // digest of the result stream as sent
-	PrevHash       string           `json:"prev_hash"`
-	Hash           string           `json:"hash"`
+	// Phase is "begin" on an agent's write-ahead entry, appended before
+	// the first batch of a fragment leaves; the outcome entry that follows
+	// has no phase (anchor.go).
+	Phase string `json:"phase,omitempty"`
+	// Peer is, in an agent's entry, what the broker showed of its own log
+	// with the fragment request (anchor.go).
+	Peer     *Anchor `json:"peer,omitempty"`
+	PrevHash string  `json:"prev_hash"`
+	Hash     string  `json:"hash"`
 }
 
 // FragmentRecord is what one department's agent served for a query, as the
@@ -117,6 +127,9 @@ type FragmentRecord struct {
 	Rows       int64  `json:"rows"`
 	Bytes      int64  `json:"bytes"`
 	Digest     string `json:"digest"` // digest.Stream of the record batches
+	// Peer is, in the broker's result entry, what the department's agent
+	// showed of its own log when it began serving (anchor.go).
+	Peer *Anchor `json:"peer,omitempty"`
 }
 
 // ComputeHash returns the hex SHA-256 of the entry's canonical encoding (see
@@ -241,6 +254,9 @@ func Validate(e *Entry) error {
 	case KindQuery, KindResult, KindMetadata, KindAuth, KindFragment, KindAlert, KindAdmin:
 	default:
 		return sluice.Errorf(sluice.EInvalid, "audit entry kind must be query, result, metadata, auth, fragment, alert or admin; got %q", e.Kind)
+	}
+	if e.Phase != "" && (e.Phase != PhaseBegin || e.Kind != KindFragment) {
+		return sluice.Errorf(sluice.EInvalid, "audit entry phase must be empty or %q on a fragment entry; got %q on a %s entry", PhaseBegin, e.Phase, e.Kind)
 	}
 	switch e.Decision {
 	case DecisionAllow, DecisionDeny, DecisionError:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Discrepancy kinds.
@@ -14,7 +15,21 @@ const (
 	DiscrepancyRows            = "rows_mismatch"
 	DiscrepancyBytes           = "bytes_mismatch"
 	DiscrepancyDigest          = "digest_mismatch"
+	// DiscrepancyInterrupted: the agent recorded beginning to send a
+	// fragment (its write-ahead entry) and has no outcome for it: it
+	// stopped mid-stream (killed, crashed, lost its disk). What the broker
+	// received, if anything, is in Broker. It is reported, but it is not a
+	// disagreement between the logs (Serious is false) unless the broker
+	// recorded the result as complete.
+	DiscrepancyInterrupted = "interrupted"
 )
+
+// Serious reports whether the discrepancy is a disagreement between the two
+// logs (exit status 1 in `sluice audit reconcile`), as opposed to a fragment
+// the agent was interrupted serving, which both logs account for.
+func (d Discrepancy) Serious() bool {
+	return d.Kind != DiscrepancyInterrupted || (d.Broker != nil && d.brokerAllow)
+}
 
 // Discrepancy is one difference between what the broker recorded receiving
 // from a department and what that department's agent recorded sending.
@@ -26,6 +41,8 @@ type Discrepancy struct {
 	Broker     *FragmentRecord `json:"broker,omitempty"`
 	Agent      *FragmentRecord `json:"agent,omitempty"`
 	Detail     string          `json:"detail"`
+
+	brokerAllow bool // an interrupted fragment the broker recorded as complete
 }
 
 // Reconcile compares what the broker recorded receiving from each department
@@ -63,6 +80,13 @@ type Discrepancy struct {
 //   - When the same key occurs more than once on a side (a retried fetch),
 //     records that agree exactly are paired first, the rest in log order,
 //     and unpaired records are judged as above.
+//   - An agent's write-ahead entry (Phase "begin") is the record that a
+//     fragment began leaving. One with no outcome entry for the same query
+//     and dataset (allow, deny or error) is a run the agent never finished
+//     recording — it was killed mid-stream — and is reported once as
+//     interrupted, paired with a broker record the agent has no outcome for
+//     (instead of missing_in_agent), or alone. Interrupted is not Serious
+//     unless the broker recorded that result as complete.
 //   - Entries of other kinds are ignored, as are fragment records of a
 //     broker entry for departments other than the agentLogs keys.
 func Reconcile(broker []Entry, agentLogs map[string][]Entry) []Discrepancy {
@@ -71,6 +95,7 @@ func Reconcile(broker []Entry, agentLogs map[string][]Entry) []Discrepancy {
 		queryID, dept, dataset string
 		broker, agent          []side
 		agentRefused           []string // decisions of agent deny/error entries
+		begun                  []Entry  // the agent's write-ahead entries
 	}
 	groups := map[string]*group{}
 	judged := map[string]string{} // lower-case department → agentLogs key
@@ -102,6 +127,13 @@ func Reconcile(broker []Entry, agentLogs map[string][]Entry) []Discrepancy {
 	for dept, entries := range agentLogs {
 		for _, e := range entries {
 			if e.Kind != KindFragment {
+				continue
+			}
+			if e.Phase == PhaseBegin {
+				for _, ds := range e.Datasets {
+					g := get(e.QueryID, dept, ds)
+					g.begun = append(g.begun, e)
+				}
 				continue
 			}
 			if e.Decision != DecisionAllow {
@@ -145,6 +177,28 @@ func Reconcile(broker []Entry, agentLogs map[string][]Entry) []Discrepancy {
 				}
 			}
 		}
+		// Write-ahead entries with no outcome: runs the agent began and never
+		// finished recording. Each explains one broker record the agent has
+		// no outcome for.
+		interrupted := len(g.begun) - len(g.agent) - len(g.agentRefused)
+		reported := 0
+		interrupt := func(b *side) {
+			reported++
+			e := g.begun[len(g.begun)-1]
+			detail := fmt.Sprintf("the agent of department %s recorded beginning to send %s at %s (its entry %d) and has no outcome for it: it stopped mid-stream (killed or crashed)",
+				g.dept, g.dataset, e.Time.UTC().Format(time.RFC3339), e.Seq)
+			if b != nil {
+				detail += fmt.Sprintf("; the broker recorded receiving %d rows (%d bytes) before the stream ended (result %s)", b.rec.Rows, b.rec.Bytes, b.decision)
+			} else {
+				detail += "; the broker's log has no rows received for it"
+			}
+			x := d(DiscrepancyInterrupted, b, nil, detail)
+			x.brokerAllow = b != nil && b.decision == DecisionAllow
+			if x.brokerAllow {
+				x.Detail += ", yet the broker recorded the result as complete"
+			}
+			out = append(out, x)
+		}
 		j := 0
 		for i := range g.broker {
 			if bUsed[i] {
@@ -162,6 +216,10 @@ func Reconcile(broker []Entry, agentLogs map[string][]Entry) []Discrepancy {
 				}
 				continue
 			}
+			if reported < interrupted {
+				interrupt(b)
+				continue
+			}
 			if b.decision == DecisionAllow || b.rec.Rows > 0 {
 				detail := fmt.Sprintf("the broker recorded receiving %d rows (%d bytes) of %s from department %s (result %s), but the agent's log has no record of serving them",
 					b.rec.Rows, b.rec.Bytes, g.dataset, g.dept, b.decision)
@@ -170,6 +228,9 @@ func Reconcile(broker []Entry, agentLogs map[string][]Entry) []Discrepancy {
 				}
 				out = append(out, d(DiscrepancyMissingInAgent, b, nil, detail))
 			}
+		}
+		for reported < interrupted {
+			interrupt(nil)
 		}
 		for j := range g.agent {
 			if aUsed[j] {

@@ -174,10 +174,19 @@ func (l *Log) init(ctx context.Context) error {
 			return l.named(err)
 		}
 	}
+	var last *auditchain.Checkpoint
+	switch c, err := auditchain.ScanCheckpoint(tx.QueryRowContext(ctx, `SELECT `+auditchain.CheckpointColumns+` FROM audit_checkpoints ORDER BY seq DESC LIMIT 1`)); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return l.fail("cannot be read", err)
+	default:
+		last = &c
+	}
 	if err := tx.Commit(); err != nil {
 		return l.fail("cannot be initialised", err)
 	}
 	l.track = auditchain.NewTracker(h, cp)
+	l.track.Loaded(last)
 	return nil
 }
 
@@ -356,6 +365,11 @@ func (l *Log) Checkpoint(ctx context.Context) error {
 
 // Head is the head this Log last appended or loaded.
 func (l *Log) Head() auditchain.Head { return l.track.Head() }
+
+// LastCheckpoint is the log's latest signed checkpoint, signatures included,
+// or nil when it has none: what the agent shows the broker when it begins
+// serving a fragment (auditchain.Anchor).
+func (l *Log) LastCheckpoint() *auditchain.Checkpoint { return l.track.LastCheckpoint() }
 
 // Entries returns up to limit entries with a sequence number above since,
 // in sequence order, each with its hash.

@@ -43,6 +43,9 @@ type Running struct {
 	UsersFile    string
 	AgentAddrs   map[string]string
 	AdminAddr    string // the admin API (HTTPS)
+	// AgentOpsAddrs are the agents' metrics and health listeners (plain
+	// HTTP: /metrics, /healthz, /readyz), by department.
+	AgentOpsAddrs map[string]string
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -51,6 +54,7 @@ type Running struct {
 	agents  map[string]context.CancelFunc
 	starts  map[string]func(net.Listener) error // starts a department's agent on a listener
 	closeFn func() error
+	current map[string]*agent.Server // the agent serving each department (ops.go)
 }
 
 // Departments of the demo world, in start order.
@@ -112,6 +116,14 @@ func Start(ctx context.Context, opt RunOptions) (*Running, error) {
 	}
 	r := &Running{World: world, BrokerAddr: brokerLis.Addr().String(), AdminAddr: adminLis.Addr().String(), AgentAddrs: addrs,
 		agents: map[string]context.CancelFunc{}, starts: map[string]func(net.Listener) error{}}
+	opsListeners, err := r.openOpsListeners(host)
+	if err != nil {
+		closeListeners()
+		return nil, sluice.Errorf(sluice.EUnavailable, "cannot listen for the agents' metrics on %s: %v", host, err)
+	}
+	for d, l := range opsListeners {
+		listeners["ops-"+d] = l
+	}
 	if err := r.writeConfigs(opt, host); err != nil {
 		closeListeners()
 		return nil, err
@@ -138,10 +150,12 @@ func Start(ctx context.Context, opt RunOptions) (*Running, error) {
 			r.mu.Lock()
 			r.agents[d] = acancel
 			r.mu.Unlock()
+			r.setAgent(d, srv)
 			r.serve(func() error { defer srv.Close(); return srv.Serve(actx, lis) })
 			return nil
 		}
 		r.starts[d] = start
+		r.serve(func() error { return r.serveOps(rctx, d, opsListeners[d]) })
 		if err := start(listeners[d]); err != nil {
 			cancel()
 			closeListeners()
@@ -273,6 +287,7 @@ func (r *Running) writeConfigs(opt RunOptions, host string) error {
 		// Demo agents accept datasets their admin registers on the platform.
 		dept.Agent.Registry = d + "-agent-registry.json"
 		dept.Agent.Address = r.AgentAddrs[d]
+		dept.Agent.MetricsListen = r.AgentOpsAddrs[d]
 		dept.Agent.TLSCert = filepath.Join("..", "tls", d+".crt")
 		dept.Agent.TLSKey = filepath.Join("..", "tls", d+".key")
 		dept.Agent.Fingerprint = pin
