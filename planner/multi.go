@@ -1230,6 +1230,27 @@ func (m *mplan) finishSelect(node *Node, L *Fragment, prefix string, synth *slui
 			}
 			node = &Node{Op: OpFilter, Predicate: h, Inputs: []*Node{node}}
 		}
+		if hasWindows(L) {
+			// Windows over the groups: the select list and ORDER BY
+			// are rewritten onto the aggregate's outputs now, so each
+			// window's arguments and keys are its columns (windows.go).
+			var err error
+			if synth, err = m.groupedColumns(synth, keys, aggExprs, aggs); err != nil {
+				return nil, err
+			}
+			for i := range L.Select {
+				if L.Select[i].Expr, err = repl(L.Select[i].Expr); err != nil {
+					return nil, err
+				}
+			}
+			for i := range L.OrderBy {
+				if L.OrderBy[i].Expr, err = repl(L.OrderBy[i].Expr); err != nil {
+					return nil, err
+				}
+			}
+			L.GroupBy, L.Having = nil, nil
+			rewrite = func(e *Expr) (*Expr, error) { return cloneExpr(e), nil }
+		}
 	}
 	node, err := m.planWindows(node, L)
 	if err != nil {

@@ -484,8 +484,8 @@ func (r *resolver) window(n *sqlast.Func, sc scope, depth int) (*Expr, error) {
 	}
 	sub := func(x sqlast.Expr) (*Expr, error) {
 		e, err := r.expr(x, scopeSelect, false, depth+1)
-		if err == nil && (hasAggregate(e) || hasWindow(e)) {
-			err = notSupported("aggregates and window functions inside a window function are not supported yet")
+		if err == nil && hasWindow(e) {
+			err = notSupported("a window function inside a window function is not supported yet")
 		}
 		return e, err
 	}

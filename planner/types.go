@@ -311,7 +311,7 @@ func (c *checker) check(e *Expr, aggOK, inAgg bool, depth int) (typ, error) {
 	case KindCase:
 		return c.checkCase(e, aggOK, inAgg, depth)
 	case KindWindow:
-		return c.checkWindow(e, depth)
+		return c.checkWindow(e, aggOK, depth)
 	}
 	return typ{}, invalid("unknown expression kind %q", kindName(e.Kind))
 }
@@ -688,7 +688,9 @@ func OutputFields(f *Fragment, ds *sluice.Dataset) ([]Field, error) {
 // arguments and the aggregates over the window.
 var windowFuncs = map[string]int{"row_number": 0, "rank": 0, "dense_rank": 0, "count": 1, "sum": 1, "avg": 1, "min": 1, "max": 1}
 
-func (c *checker) checkWindow(e *Expr, depth int) (typ, error) {
+// checkWindow types a window function; in a grouped query (aggOK) its
+// arguments and keys may be aggregates, computed over the groups.
+func (c *checker) checkWindow(e *Expr, aggOK bool, depth int) (typ, error) {
 	if !c.windows {
 		return typ{}, invalid("a window function may appear only in the select list or ORDER BY of a query")
 	}
@@ -701,7 +703,7 @@ func (c *checker) checkWindow(e *Expr, depth int) (typ, error) {
 		if a.Kind == KindStar && i == 0 && e.Func == "count" {
 			continue
 		}
-		t, err := c.check(a, false, false, depth+1)
+		t, err := c.check(a, aggOK, false, depth+1)
 		if err != nil {
 			return typ{}, err
 		}

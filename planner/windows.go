@@ -8,9 +8,15 @@ import (
 )
 
 // Window functions: f(x) OVER (PARTITION BY p ORDER BY o) in the select
-// list or ORDER BY of a query that does not aggregate. The planner moves
-// each into a window node of the sandbox plan, computed over the rows the
-// query selects (after WHERE, before DISTINCT, ORDER BY and LIMIT), and
+// list or ORDER BY. The planner moves each into a window node of the
+// sandbox plan, computed over the rows the query selects (after WHERE,
+// before DISTINCT, ORDER BY and LIMIT) — in a query that aggregates, over
+// its groups (after GROUP BY and HAVING, as SQL orders them), where a
+// window's argument and keys may be group keys and aggregates:
+//
+//	SELECT district, count(*) AS n, rank() OVER (ORDER BY count(*) DESC) FROM ... GROUP BY district
+//
+// and
 // the lineage tells the policy how each column is used: a window
 // function's argument is released row by row (a window SUM over a
 // partition of one person is that person's value), so it is an output, not
@@ -48,7 +54,7 @@ func (m *mplan) planWindows(node *Node, L *Fragment) (*Node, error) {
 		return node, nil
 	}
 	if isGrouped(L) {
-		return nil, notSupported("window functions in a query with GROUP BY or aggregates are not supported yet; aggregate in a subquery and apply the window above it")
+		return nil, sluice.Errorf(sluice.EInternal, "the planner placed a window below the aggregate; please report it with the query text")
 	}
 	w := &Node{Op: OpWindow, Inputs: []*Node{node}}
 	column := func(e *Expr) (string, error) {
@@ -125,6 +131,55 @@ func (m *mplan) planWindows(node *Node, L *Fragment) (*Node, error) {
 		L.OrderBy[i].Expr = e
 	}
 	return w, nil
+}
+
+// hasWindows reports whether L's select list or ORDER BY holds a window
+// function.
+func hasWindows(L *Fragment) bool {
+	for _, it := range L.Select {
+		if hasWindow(it.Expr) {
+			return true
+		}
+	}
+	for _, o := range L.OrderBy {
+		if hasWindow(o.Expr) {
+			return true
+		}
+	}
+	return false
+}
+
+// groupedColumns gives the aggregate's outputs their types (from the
+// expressions they stand for, over synth), so windows and the columns
+// above know them, and returns synth with those columns added.
+func (m *mplan) groupedColumns(synth *sluice.Dataset, keys []groupKey, aggExprs []*Expr, aggs []Agg) (*sluice.Dataset, error) {
+	c := &checker{ds: synth, maybeMasked: true}
+	out := *synth
+	out.Columns = append([]*sluice.Column(nil), synth.Columns...)
+	add := func(name string, e *Expr) error {
+		if m.meta[name] != nil && e.Kind == KindColumn {
+			return nil
+		}
+		t, err := c.check(e, true, false, 0)
+		if err != nil {
+			return err
+		}
+		col := sluice.Column{Name: name, Type: t.t, Release: sluice.ReleasePlain}
+		m.meta[name] = &colMeta{col: col, frag: -1}
+		out.Columns = append(out.Columns, &col)
+		return nil
+	}
+	for _, k := range keys {
+		if err := add(k.name, k.expr); err != nil {
+			return nil, err
+		}
+	}
+	for i, e := range aggExprs {
+		if err := add(aggs[i].Alias, e); err != nil {
+			return nil, err
+		}
+	}
+	return &out, nil
 }
 
 func sortKeysEqual(a, b []SortKey) bool {
