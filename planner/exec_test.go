@@ -190,6 +190,8 @@ var execCases = []struct {
 	{"nulls last ascending", "SELECT name, phone FROM civil.residents WHERE district = '城东区' ORDER BY phone NULLS LAST", nil, 0, []string{"张三|13812345678", "张伟|13987654321", "李四|NULL"}},
 	{"nulls first descending, then a name", "SELECT name FROM civil.residents ORDER BY birth_date DESC NULLS FIRST, name", nil, 0, []string{"赵六", "张伟", "张三", "王五", "李四", "欧阳娜娜"}},
 	{"nulls first descending on an output name", "SELECT name, phone AS p FROM civil.residents WHERE district = '城东区' ORDER BY p DESC NULLS FIRST", nil, 0, []string{"李四|NULL", "张伟|13987654321", "张三|13812345678"}},
+	{"date_trunc month and year", "SELECT date_trunc('month', birth_date) AS m, date_trunc('year', birth_date) AS y, count(*) AS n FROM civil.residents WHERE birth_date IS NOT NULL AND date_trunc('year', birth_date) >= DATE '1988-01-01' GROUP BY 1, 2 ORDER BY 1", nil, 0, []string{"1988-07-01|1988-01-01|1", "1990-01-01|1990-01-01|1", "1990-03-01|1990-01-01|1", "1991-05-01|1991-01-01|1"}},
+	{"date_trunc of a NULL date", "SELECT name, date_trunc('month', birth_date) AS m FROM civil.residents WHERE birth_date IS NULL", nil, 0, []string{"赵六|NULL"}},
 	{"substring from for, fetch first", "SELECT SUBSTRING(district FROM 1 FOR 2) AS d, id_card FROM civil.residents ORDER BY id_card DESC NULLS LAST FETCH FIRST 2 ROWS ONLY", nil, 0, []string{"湟中|110104198001016789", "城西|110103199212125678"}},
 }
 

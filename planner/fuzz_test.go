@@ -26,6 +26,8 @@ func FuzzPlan(f *testing.F) {
 		"SELECT e.name FROM market.enterprises e WHERE NOT EXISTS (SELECT 1 FROM police.household h WHERE h.household_district = e.district AND h.migrant = 1) AND e.district NOT IN (SELECT district FROM civil.residents)",
 		"SELECT district || '-' || gender, CAST(low_income AS DOUBLE PRECISION) / 2, EXTRACT(YEAR FROM birth_date) FROM civil.residents WHERE birth_date < DATE '1990-01-01' + INTERVAL '1 year 2 months' UNION ALL SELECT district, 0.06 + 0.01, 1 FROM market.enterprises ORDER BY 1 LIMIT 3",
 		"SELECT a FROM t.u UNION SELECT b FROM t.v",
+		"SELECT district FROM civil.residents EXCEPT ALL SELECT household_district FROM police.household INTERSECT SELECT district FROM market.enterprises ORDER BY 1",
+		"SELECT date_trunc('month', birth_date) AS m, count(*) AS n, rank() OVER (ORDER BY count(*) DESC) AS r, sum(count(*)) OVER () FROM civil.residents GROUP BY 1 ORDER BY n NULLS LAST, m DESC NULLS FIRST",
 	} {
 		f.Add(s)
 	}

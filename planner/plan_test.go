@@ -30,6 +30,10 @@ func TestPlanErrors(t *testing.T) {
 		{"ddl", "DROP TABLE civil.residents", sluice.EInvalid, "only SELECT queries are accepted"},
 		{"set", "SET autocommit = 1", sluice.EInvalid, "only SELECT queries are accepted"},
 		{"show", "SHOW TABLES", sluice.EInvalid, "only SELECT queries are accepted"},
+		{"date_trunc week", "SELECT date_trunc('week', birth_date) FROM civil.residents", sluice.ENotSupported, "date_trunc('week', ...) is not supported yet; supported: 'year', 'month'"},
+		{"date_trunc unit not a constant", "SELECT date_trunc(district, birth_date) FROM civil.residents", sluice.EInvalid, "the unit as a string constant"},
+		{"date_trunc of text", "SELECT date_trunc('month', district) FROM civil.residents", sluice.EInvalid, "date_trunc('month', ...) works on dates, got text"},
+		{"trunc_month by its IR name", "SELECT trunc_month(birth_date) FROM civil.residents", sluice.ENotSupported, "write date_trunc('month', x)"},
 		{"union", "SELECT district FROM civil.residents UNION SELECT district FROM market.enterprises", "", ""},
 		// Joins and IN subqueries are planned across datasets (multi_test.go);
 		// these forms are not.
@@ -394,4 +398,19 @@ func TestPlanConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// date_trunc of a date released masked to its year is refused when the
+// mask is known (the agent checks the same): the column is the year.
+func TestDateTruncOfYearMaskedDate(t *testing.T) {
+	cat := testCatalog(t)
+	pl, err := New(cat).Plan("q", "SELECT date_trunc('year', birth_date) AS y FROM civil.residents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl.Fragment.Masks = map[string]sluice.MaskRule{"birth_date": sluice.MaskYear}
+	err = pl.Fragment.Validate(cat.Dataset("civil", "residents"))
+	if err == nil || !strings.Contains(err.Error(), "released masked to its year") {
+		t.Fatalf("want the year-masked refusal, got %v", err)
+	}
 }

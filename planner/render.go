@@ -677,6 +677,24 @@ func (r *renderer) function(e *Expr, hint sluice.ColumnType) {
 			r.expr(e.Args[0], sluice.TypeDate)
 			r.w(")")
 		}
+	case "trunc_year", "trunc_month":
+		// The first day of the year or month, a date in every dialect
+		// (SQLite's dates are 'yyyy-mm-dd' text).
+		month := e.Func == "trunc_month"
+		switch r.d {
+		case sluice.DriverSQLite:
+			r.w(map[bool]string{true: "strftime('%Y-%m-01', ", false: "strftime('%Y-01-01', "}[month])
+			r.expr(e.Args[0], sluice.TypeDate)
+			r.w(")")
+		case sluice.DriverPostgres:
+			r.w(map[bool]string{true: "CAST(date_trunc('month', ", false: "CAST(date_trunc('year', "}[month])
+			r.expr(e.Args[0], sluice.TypeDate)
+			r.w(") AS DATE)")
+		default:
+			r.w("CAST(DATE_FORMAT(")
+			r.expr(e.Args[0], sluice.TypeDate)
+			r.w(map[bool]string{true: ", '%Y-%m-01') AS DATE)", false: ", '%Y-01-01') AS DATE)"}[month])
+		}
 	case "coalesce":
 		r.w("COALESCE(")
 		h := r.typeOf(e)

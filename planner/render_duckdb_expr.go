@@ -755,6 +755,19 @@ func (r *duckRenderer) function(fn string, a []*dx) (*dx, error) {
 		out.t = dInt
 		out.sql = "CAST(" + fn + "(" + r.sql(a[0]) + ") AS BIGINT)"
 		return out, nil
+	case "trunc_year", "trunc_month":
+		if err := argc(1, 1); err != nil {
+			return nil, err
+		}
+		if a[0].t == dNull {
+			return nullOf(dDate), nil
+		}
+		if a[0].t != dDate {
+			return nil, invalid("date_trunc works on dates, got %s", a[0].t)
+		}
+		out.t = dDate
+		out.sql = "CAST(date_trunc('" + strings.TrimPrefix(fn, "trunc_") + "', " + r.sql(a[0]) + ") AS DATE)"
+		return out, nil
 	}
 	return nil, sluice.Errorf(sluice.ENotSupported, "function %q is not supported in the sandbox", clip(fn))
 }

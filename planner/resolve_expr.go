@@ -232,8 +232,27 @@ func (r *resolver) function(n *sqlast.Func, sc scope, depth int) (*Expr, error) 
 		default:
 			return nil, notSupported("EXTRACT(%s FROM ...) is not supported yet; supported: YEAR, MONTH, DAY", strings.ToUpper(clip(f)))
 		}
-	case "year", "month", "day":
-		// Not PostgreSQL functions: the IR's names for EXTRACT.
+	case "date_trunc":
+		// date_trunc('month', x) is trunc_month(x) in the IR.
+		var unit *sqlast.Literal
+		if len(n.Args) == 2 {
+			unit, _ = n.Args[0].(*sqlast.Literal)
+		}
+		if unit == nil || unit.Kind != sqlast.LitString {
+			return nil, invalid("write date_trunc('year', x) or date_trunc('month', x), the unit as a string constant")
+		}
+		switch u := strings.ToLower(unit.Text); u {
+		case "year", "month":
+			name, n = "trunc_"+u, &sqlast.Func{Pos: n.Pos, Name: "trunc_" + u, Args: n.Args[1:]}
+		default:
+			return nil, notSupported("date_trunc('%s', ...) is not supported yet; supported: 'year', 'month'", clip(u))
+		}
+	case "year", "month", "day", "trunc_year", "trunc_month":
+		// Not PostgreSQL functions: the IR's names for EXTRACT and
+		// date_trunc.
+		if strings.HasPrefix(name, "trunc_") {
+			return nil, notSupported("function %s is not supported yet; write date_trunc('%s', x)", name, strings.TrimPrefix(name, "trunc_"))
+		}
 		return nil, notSupported("function %s is not supported yet; write EXTRACT(%s FROM x)", name, strings.ToUpper(name))
 	case "to_float":
 		// The IR's name for a cast to a floating-point type.

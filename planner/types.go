@@ -40,12 +40,16 @@ var scalarFuncs = map[string]scalarFunc{
 	"day":   {1, 1},
 	// to_float is CAST(x AS DOUBLE PRECISION) of a number.
 	"to_float": {1, 1},
+	// The first day of a date's year or month: date_trunc('year', x),
+	// date_trunc('month', x).
+	"trunc_year":  {1, 1},
+	"trunc_month": {1, 1},
 }
 
 var aggregateFuncs = map[string]bool{"count": true, "sum": true, "avg": true, "min": true, "max": true}
 
 // supportedFuncs is the list shown in "not supported" messages.
-const supportedFuncs = "lower, upper, length, substr, trim, abs, round, coalesce, EXTRACT(YEAR|MONTH|DAY FROM ...) and the aggregates count, sum, avg, min, max"
+const supportedFuncs = "lower, upper, length, substr, trim, abs, round, coalesce, EXTRACT(YEAR|MONTH|DAY FROM ...), date_trunc('year'|'month', ...) and the aggregates count, sum, avg, min, max"
 
 var binaryOps = map[string]bool{
 	"+": true, "-": true, "*": true, "/": true, "%": true,
@@ -546,6 +550,18 @@ func (c *checker) checkFunc(e *Expr, aggOK, inAgg bool, depth int) (typ, error) 
 			return typ{}, invalid("EXTRACT(%s FROM ...) works on dates and timestamps, got %s (a date masked to its year already is the year)", strings.ToUpper(e.Func), typeName(args[0]))
 		}
 		return typ{t: sluice.TypeInteger}, nil
+	case "trunc_year", "trunc_month":
+		unit := strings.TrimPrefix(e.Func, "trunc_")
+		if c.maskedToYear(e.Args[0]) {
+			return typ{}, invalid("date_trunc('%s', %s): the column is released masked to its year, as the year itself; use EXTRACT(YEAR FROM %s) or the column", unit, e.Args[0].Column, e.Args[0].Column)
+		}
+		if args[0].t == sluice.TypeTimestamp {
+			return typ{}, notSupported("date_trunc('%s', ...) of a timestamp is not supported yet; of a date it is (CAST(x AS DATE) is not: it would drop the time of day silently)", unit)
+		}
+		if args[0].t != "" && args[0].t != sluice.TypeDate {
+			return typ{}, invalid("date_trunc('%s', ...) works on dates, got %s", unit, typeName(args[0]))
+		}
+		return typ{t: sluice.TypeDate}, nil
 	}
 	return typ{}, sluice.Errorf(sluice.EInternal, "function %s has no type rule", e.Func)
 }
