@@ -28,8 +28,9 @@ func countPrivacyUnits(p *Plan, cat *sluice.Catalog, o *Obligations) error {
 // the broker's gate strips them. UnitSets records them.
 //
 // Refused (not supported yet), because the units could not follow the
-// rows: a second aggregate (a grouped subquery), DISTINCT anywhere, and a
-// protected dataset inside IN (SELECT ...).
+// rows: a second aggregate over protected rows (a grouped subquery of a
+// protected dataset, or an aggregate of the release's groups), DISTINCT
+// anywhere, and a protected dataset inside IN (SELECT ...).
 func (p *Plan) CountUnits(cat *sluice.Catalog, protected map[string]int) error {
 	if p == nil || len(protected) == 0 {
 		return nil
@@ -48,7 +49,18 @@ func (p *Plan) CountUnits(cat *sluice.Catalog, protected map[string]int) error {
 	if p.Sandbox == nil {
 		return sluice.Errorf(sluice.EInternal, "counting persons: the plan has no sandbox")
 	}
-	switch n := countAggregates(p.Sandbox, 0); {
+	// Which fragments read a protected dataset: only an aggregate over
+	// their rows releases protected persons. An aggregate over
+	// unprotected rows alone (a grouped derived table or a scalar
+	// subquery of unconditional data, below the release's aggregate) is
+	// an ordinary relation the analyst may read anyway.
+	protectedFrag := map[int]bool{}
+	for i, f := range p.Fragments {
+		if k(f.Dataset) > 0 {
+			protectedFrag[i] = true
+		}
+	}
+	switch n := countProtectedAggregates(p.Sandbox, protectedFrag, 0); {
 	case n == 0:
 		return unitsRefuse("it must aggregate: every output an aggregate (COUNT, SUM, AVG) or a GROUP BY key")
 	case n > 1:
@@ -176,6 +188,10 @@ func (p *Plan) CountUnits(cat *sluice.Catalog, protected map[string]int) error {
 			}
 			return in, nil
 		case OpAggregate:
+			if !readsFragment(n, protectedFrag, 0) {
+				// Unprotected rows only: no person to count.
+				return nil, nil
+			}
 			return nil, unitsRefuse("a query across departments may aggregate only once")
 		}
 		return nil, sluice.Errorf(sluice.EInternal, "counting persons: unknown operator %q", n.Op)
@@ -234,6 +250,38 @@ func (p *Plan) CountUnits(cat *sluice.Catalog, protected map[string]int) error {
 	}
 	p.UnitSets = sets
 	return nil
+}
+
+// countProtectedAggregates counts the aggregates of the plan whose input
+// holds rows of a protected fragment.
+func countProtectedAggregates(n *Node, protected map[int]bool, depth int) int {
+	if n == nil || depth > 4*maxExprDepth {
+		return 0
+	}
+	c := 0
+	if n.Op == OpAggregate && readsFragment(n, protected, 0) {
+		c++
+	}
+	for _, in := range n.Inputs {
+		c += countProtectedAggregates(in, protected, depth+1)
+	}
+	return c
+}
+
+// readsFragment reports whether n's subtree reads one of the fragments.
+func readsFragment(n *Node, frags map[int]bool, depth int) bool {
+	if n == nil || depth > 4*maxExprDepth {
+		return true // fail closed: treat as protected
+	}
+	if n.Op == OpFragment && frags[n.Fragment] {
+		return true
+	}
+	for _, in := range n.Inputs {
+		if readsFragment(in, frags, depth+1) {
+			return true
+		}
+	}
+	return false
 }
 
 // passItem makes project n pass column c through under its own name.

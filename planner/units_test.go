@@ -194,3 +194,32 @@ func TestCountUnits(t *testing.T) {
 		}
 	}
 }
+
+// An aggregate over unprotected rows only, below the release's aggregate,
+// counts no person and is allowed; one over protected rows is not.
+func TestCountUnitsUnprotectedSecondAggregate(t *testing.T) {
+	cat := testCatalog(t)
+	p := New(cat)
+	ok := []string{
+		"SELECT r.district, d.c, COUNT(*) AS n FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card JOIN (SELECT district, COUNT(*) AS c FROM market.enterprises GROUP BY district) d ON d.district = r.district GROUP BY r.district, d.c",
+		"SELECT insurance_type, COUNT(*) AS n FROM health.insured WHERE annual_claims > (SELECT AVG(registered_capital) FROM market.enterprises) GROUP BY insurance_type",
+	}
+	for _, q := range ok {
+		pl := mustPlan(t, p, q)
+		if err := pl.CountUnits(cat, map[string]int{"health.insured": 10}); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if len(pl.UnitSets) == 0 || pl.UnitSets[0].Dataset != "health.insured" {
+			t.Fatalf("%s: unit sets %+v, want health.insured's", q, pl.UnitSets)
+		}
+		if err := pl.Verify(); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// The same derived table, but of the protected dataset: a second
+	// aggregate over its persons.
+	pl := mustPlan(t, p, "SELECT r.district, d.c, COUNT(*) AS n FROM civil.residents r JOIN health.insured i ON r.id_card = i.id_card JOIN (SELECT insurance_type, COUNT(*) AS c FROM health.insured GROUP BY insurance_type) d ON d.insurance_type = i.insurance_type GROUP BY r.district, d.c")
+	if err := pl.CountUnits(cat, map[string]int{"health.insured": 10}); sluice.ErrorCode(err) != sluice.ENotSupported || !strings.Contains(err.Error(), "aggregate only once") {
+		t.Fatalf("want the second-aggregate refusal, got %v", err)
+	}
+}
