@@ -1042,6 +1042,9 @@ func (m *mplan) planSelect(sel *sqlast.Select, prefix string, outer *scopeSet) (
 			return nil, err
 		}
 	}
+	if shallow.Items, from, err = m.scalarSelectList(sel, from, s); err != nil {
+		return nil, err
+	}
 	L, err := r.build(&shallow)
 	if err != nil {
 		return nil, err
@@ -1371,7 +1374,10 @@ func (m *mplan) finish(queryID, sql string, sp *selPlan) (*Plan, error) {
 			}
 		}
 		if len(frag.Select) == 0 {
-			return nil, notSupported("the query uses no column of %s AS %s; joining a table without using it is not supported yet", f.ds.FullName(), f.alias)
+			// Only the table's rows count (COUNT(*) of it, in a
+			// subquery): one constant per row, no column of it read.
+			// The policy still decides on the dataset (plan.Datasets).
+			frag.Select = []SelectItem{{Expr: &Expr{Kind: KindLiteral, Literal: &Literal{Type: LitInt, Text: "1"}}, Alias: f.alias + ".$row"}}
 		}
 		for j, it := range frag.Select {
 			if err := checkAlias(it.Alias); err != nil {
@@ -1395,6 +1401,9 @@ func (m *mplan) finish(queryID, sql string, sp *selPlan) (*Plan, error) {
 			order = append(order, name)
 		}
 		for _, it := range frag.Select {
+			if it.Expr.Kind != KindColumn {
+				continue
+			}
 			d := f.demand[it.Alias]
 			for _, u := range d.sorted() {
 				l.add(it.Expr.Column, u, d.transformed)

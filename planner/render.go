@@ -22,6 +22,8 @@ import (
 func Render(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (string, []any, error) {
 	switch dialect {
 	case sluice.DriverSQLite, sluice.DriverPostgres, sluice.DriverMySQL:
+	case sluice.DriverFlightSQL:
+		return "", nil, flightSQLUnsupported()
 	default:
 		return "", nil, invalid("cannot render SQL for driver %q; use sqlite, postgres or mysql", clip(string(dialect)))
 	}
@@ -77,6 +79,8 @@ func RenderUnits(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (string
 	fc.MinGroupSize, fc.Limit, fc.Offset = 0, nil, 0
 	switch dialect {
 	case sluice.DriverSQLite, sluice.DriverPostgres, sluice.DriverMySQL:
+	case sluice.DriverFlightSQL:
+		return "", nil, flightSQLUnsupported()
 	default:
 		return "", nil, invalid("cannot render SQL for driver %q; use sqlite, postgres or mysql", clip(string(dialect)))
 	}
@@ -86,6 +90,12 @@ func RenderUnits(f *Fragment, ds *sluice.Dataset, dialect sluice.Driver) (string
 	}
 	r.fragment()
 	return r.sb.String(), r.args, nil
+}
+
+// flightSQLUnsupported refuses a fragment for a Flight SQL source whose
+// server declares no dialect the renderer writes (masks included).
+func flightSQLUnsupported() error {
+	return sluice.Errorf(sluice.ENotSupported, "this Flight SQL source's server declares no SQL dialect Sluice can render (SQLite- or PostgreSQL-like), so its fragments, masks included, are not supported yet; if it accepts one of them, set the source's flightsql.dialect")
 }
 
 // UnitScanFields are the columns the SQL of RenderUnits returns: the

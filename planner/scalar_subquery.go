@@ -56,13 +56,53 @@ func isScalarComparison(c sqlast.Expr) (*sqlast.Binary, *sqlast.Subquery, bool) 
 // join and the comparison rewritten to name the subquery's value.
 func (m *mplan) scalarJoin(from *fromNode, cmp *sqlast.Binary, sq *sqlast.Subquery, s *scopeSet) (*fromNode, sqlast.Expr, error) {
 	q := sq.Query
-	if q.Op != "" || len(q.GroupBy) > 0 || q.Having != nil || q.Distinct || q.Limit != nil || q.Offset != nil ||
-		len(q.With) > 0 || len(q.Items) != 1 || q.Items[0].Star {
-		return nil, nil, notSupported("a scalar subquery must compute one aggregate over its rows, e.g. (SELECT max(x) FROM ... WHERE t.k = outer.k); this form is not supported yet")
+	if err := scalarShape(q); err != nil {
+		return nil, nil, err
 	}
 	if !nullOnEmpty(q.Items[0].Expr) {
 		return nil, nil, notSupported("a scalar subquery whose value is not NULL over no rows (COUNT, COALESCE, CASE ...) is not supported yet; compare with an aggregate such as sum, avg, min or max")
 	}
+	fn, value, _, err := m.scalarRelation(from, sq, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := *cmp
+	if cmp.R == sqlast.Expr(sq) {
+		out.R = value
+	} else {
+		out.L = value
+	}
+	return fn, &out, nil
+}
+
+// scalarShape refuses a scalar subquery that is not one aggregate over
+// its rows.
+func scalarShape(q *sqlast.Select) error {
+	if q.Op != "" || len(q.GroupBy) > 0 || q.Having != nil || q.Distinct || q.Limit != nil || q.Offset != nil ||
+		len(q.With) > 0 || len(q.Items) != 1 || q.Items[0].Star || !hasAggregateCall(q.Items[0].Expr) {
+		return notSupported("a scalar subquery must compute one aggregate over its rows, e.g. (SELECT max(x) FROM ... WHERE t.k = outer.k); this form is not supported yet")
+	}
+	return nil
+}
+
+// hasAggregateCall reports whether e calls an aggregate (outside windows
+// and subqueries), so that a subquery without GROUP BY has one row.
+func hasAggregateCall(e sqlast.Expr) bool {
+	found := false
+	sqlast.Walk(e, func(x sqlast.Expr) bool {
+		if f, ok := x.(*sqlast.Func); ok && f.Over == nil && f.Schema == "" && aggregateFuncs[f.Name] {
+			found = true
+		}
+		return !found
+	})
+	return found
+}
+
+// scalarRelation plans a scalar subquery as a grouped derived table (by
+// its correlation keys) joined to the FROM tree, and returns the tree, the
+// reference to its value, and whether it is correlated.
+func (m *mplan) scalarRelation(from *fromNode, sq *sqlast.Subquery, s *scopeSet) (*fromNode, *sqlast.ColumnRef, bool, error) {
+	q := sq.Query
 	inner := innerNames(m, q.From)
 	var own []sqlast.Expr
 	type key struct{ inner, outer *sqlast.ColumnRef }
@@ -70,7 +110,7 @@ func (m *mplan) scalarJoin(from *fromNode, cmp *sqlast.Binary, sq *sqlast.Subque
 	if q.Where != nil {
 		for _, c := range splitAndAST(q.Where) {
 			if hasSubquery(c) {
-				return nil, nil, m.at(notSupported("a subquery inside a scalar subquery is not supported yet"), c.Position())
+				return nil, nil, false, m.at(notSupported("a subquery inside a scalar subquery is not supported yet"), c.Position())
 			}
 			refs := columnRefs(c)
 			outerRef := false
@@ -96,7 +136,7 @@ func (m *mplan) scalarJoin(from *fromNode, cmp *sqlast.Binary, sq *sqlast.Subque
 					continue
 				}
 			}
-			return nil, nil, m.at(notSupported("in a scalar subquery, a condition on the enclosing query must be an equality between one of its columns and one of the subquery's (t.k = outer.k); this one is not supported yet"), c.Position())
+			return nil, nil, false, m.at(notSupported("in a scalar subquery, a condition on the enclosing query must be an equality between one of its columns and one of the subquery's (t.k = outer.k); this one is not supported yet"), c.Position())
 		}
 	}
 	m.seq++
@@ -118,7 +158,7 @@ func (m *mplan) scalarJoin(from *fromNode, cmp *sqlast.Binary, sq *sqlast.Subque
 	// take (a $ starts only generated names).
 	sp, err := m.planSelect(grouped, m.uniqAlias("scalar")+".", s)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	rel := &relation{name: name, node: sp.node}
 	for _, o := range sp.outs {
@@ -127,7 +167,7 @@ func (m *mplan) scalarJoin(from *fromNode, cmp *sqlast.Binary, sq *sqlast.Subque
 		m.owner[o] = rel
 	}
 	if err := s.add(rel); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	r := &resolver{sql: m.sql, multi: s}
 	fn := &fromNode{kind: JoinInner, left: from, right: &fromNode{rel: rel, rels: map[*relation]bool{rel: true}}}
@@ -135,19 +175,13 @@ func (m *mplan) scalarJoin(from *fromNode, cmp *sqlast.Binary, sq *sqlast.Subque
 	for i, k := range keys {
 		o, err := r.expr(k.outer, scopeWhere, true, 0)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		in := rel.col("k" + strconv.Itoa(i+1))
 		fn.on = append(fn.on, &Expr{Kind: KindBinary, Op: "=", Args: []*Expr{o, {Kind: KindColumn, Column: in.internal}}})
 	}
 	value := &sqlast.ColumnRef{Pos: sq.Pos, Table: &sqlast.TableName{Pos: sq.Pos, Name: name}, Name: "v"}
-	out := *cmp
-	if cmp.R == sqlast.Expr(sq) {
-		out.R = value
-	} else {
-		out.L = value
-	}
-	return fn, &out, nil
+	return fn, value, len(keys) > 0, nil
 }
 
 // nullOnEmpty reports whether e, a scalar subquery's value, is NULL when
@@ -282,4 +316,173 @@ func (m *mplan) scalarHaving(sel *sqlast.Select, from *fromNode, s *scopeSet) (s
 		}
 	}
 	return out, from, nil
+}
+
+// scalarSelectList plans the scalar subqueries of the select list that do
+// not name the enclosing query:
+//
+//	SELECT district, count(*) * 100.0 / (SELECT count(*) FROM civil.residents) AS pct ... GROUP BY district
+//
+// Each is one aggregate row, joined to every row without a key before the
+// query's own aggregate (as in WHERE); in a grouped query it is read as
+// max of it (the same value on every row of a group), inside an aggregate
+// as itself. Not supported yet: correlated ones (a row without a match
+// would need an outer join), and in a query that aggregates without GROUP
+// BY (its one group over no rows would lose the subquery's value).
+func (m *mplan) scalarSelectList(sel *sqlast.Select, from *fromNode, s *scopeSet) ([]*sqlast.SelectItem, *fromNode, error) {
+	has := false
+	for _, it := range sel.Items {
+		has = has || (!it.Star && hasSubquery(it.Expr))
+	}
+	if !has {
+		return sel.Items, from, nil
+	}
+	grouped := len(sel.GroupBy) > 0 || sel.Having != nil
+	for _, it := range sel.Items {
+		grouped = grouped || (!it.Star && hasAggregateCall(it.Expr))
+	}
+	items := make([]*sqlast.SelectItem, len(sel.Items))
+	for i, it := range sel.Items {
+		if it.Star || !hasSubquery(it.Expr) {
+			items[i] = it
+			continue
+		}
+		if grouped && len(sel.GroupBy) == 0 {
+			return nil, nil, m.at(notSupported("a scalar subquery in the select list of a query that aggregates without GROUP BY is not supported yet; select it in a query of its own"), it.Pos)
+		}
+		var err error
+		e, err := replaceSubqueries(it.Expr, false, 0, func(sq *sqlast.Subquery, inAgg bool) (sqlast.Expr, error) {
+			if err := scalarShape(sq.Query); err != nil {
+				return nil, m.at(err, sq.Pos)
+			}
+			var v *sqlast.ColumnRef
+			var correlated bool
+			var err error
+			if from, v, correlated, err = m.scalarRelation(from, sq, s); err != nil {
+				return nil, m.at(err, sq.Pos)
+			}
+			if correlated {
+				return nil, m.at(notSupported("a scalar subquery in the select list that names the enclosing query is not supported yet; join a grouped derived table instead (LEFT JOIN (SELECT k, count(*) AS n FROM ... GROUP BY k) t ON t.k = outer.k)"), sq.Pos)
+			}
+			if grouped && !inAgg {
+				return &sqlast.Func{Pos: sq.Pos, Name: "max", Args: []sqlast.Expr{v}}, nil
+			}
+			return v, nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		cp := *it
+		cp.Expr = e
+		if cp.Alias == "" {
+			cp.Alias = subqueryItemName(it.Expr)
+		}
+		items[i] = &cp
+	}
+	return items, from, nil
+}
+
+// subqueryItemName is PostgreSQL's name for a select item that is a
+// scalar subquery: the name of the subquery's own column; ?column? for
+// an expression around it.
+func subqueryItemName(e sqlast.Expr) string {
+	sq, ok := e.(*sqlast.Subquery)
+	if !ok {
+		return "?column?"
+	}
+	in := sq.Query.Items[0]
+	if in.Alias != "" {
+		return in.Alias
+	}
+	switch x := in.Expr.(type) {
+	case *sqlast.Func:
+		return x.Name
+	case *sqlast.ColumnRef:
+		return x.Name
+	}
+	return "?column?"
+}
+
+// replaceSubqueries rebuilds e with each scalar subquery replaced by
+// fn's expression; inAgg tells fn whether it is inside an aggregate's
+// arguments. Subqueries under other forms than arithmetic, functions,
+// CASE and casts are not supported yet.
+func replaceSubqueries(e sqlast.Expr, inAgg bool, depth int, fn func(*sqlast.Subquery, bool) (sqlast.Expr, error)) (sqlast.Expr, error) {
+	if e == nil || !hasSubquery(e) {
+		return e, nil
+	}
+	if depth > maxExprDepth {
+		return nil, notSupported("the expression is nested too deeply")
+	}
+	sub := func(x sqlast.Expr) (sqlast.Expr, error) { return replaceSubqueries(x, inAgg, depth+1, fn) }
+	switch n := e.(type) {
+	case *sqlast.Subquery:
+		return fn(n, inAgg)
+	case *sqlast.Binary:
+		l, err := sub(n.L)
+		if err != nil {
+			return nil, err
+		}
+		r, err := sub(n.R)
+		if err != nil {
+			return nil, err
+		}
+		c := *n
+		c.L, c.R = l, r
+		return &c, nil
+	case *sqlast.Unary:
+		x, err := sub(n.X)
+		if err != nil {
+			return nil, err
+		}
+		c := *n
+		c.X = x
+		return &c, nil
+	case *sqlast.Cast:
+		x, err := sub(n.X)
+		if err != nil {
+			return nil, err
+		}
+		c := *n
+		c.X = x
+		return &c, nil
+	case *sqlast.Func:
+		if n.Over != nil || n.Filter != nil {
+			break
+		}
+		c := *n
+		c.Args = make([]sqlast.Expr, len(n.Args))
+		agg := inAgg || (n.Schema == "" && aggregateFuncs[n.Name])
+		for i, a := range n.Args {
+			x, err := replaceSubqueries(a, agg, depth+1, fn)
+			if err != nil {
+				return nil, err
+			}
+			c.Args[i] = x
+		}
+		return &c, nil
+	case *sqlast.Case:
+		c := *n
+		var err error
+		if c.Operand, err = sub(n.Operand); err != nil {
+			return nil, err
+		}
+		c.Whens = make([]*sqlast.When, len(n.Whens))
+		for i, w := range n.Whens {
+			cond, err := sub(w.Cond)
+			if err != nil {
+				return nil, err
+			}
+			val, err := sub(w.Val)
+			if err != nil {
+				return nil, err
+			}
+			c.Whens[i] = &sqlast.When{Cond: cond, Val: val}
+		}
+		if c.Else, err = sub(n.Else); err != nil {
+			return nil, err
+		}
+		return &c, nil
+	}
+	return nil, notSupported("a subquery here is not supported yet; in the select list, a scalar subquery may stand alone or inside arithmetic, functions, CASE and casts")
 }

@@ -112,6 +112,9 @@ func TestBypassCorpus(t *testing.T) {
 		// Share class none and missing grants.
 		{"criminal records rows", "bob", "SELECT offense FROM police.criminal_records", denied, nil, ""},
 		{"criminal records count", "bob", "SELECT COUNT(*) FROM police.criminal_records", denied, nil, ""},
+		{"criminal records counted in a scalar subquery", "bob", "SELECT district, (SELECT COUNT(*) FROM police.criminal_records) AS c FROM market.enterprises GROUP BY district", denied, nil, ""},
+		{"criminal records intersected", "bob", "SELECT district FROM market.enterprises INTERSECT SELECT offense FROM police.criminal_records", denied, nil, ""},
+		{"no grant for civil, counted in a scalar subquery", "bob", "SELECT industry, COUNT(*) * 1.0 / (SELECT COUNT(*) FROM civil.residents) AS r FROM market.enterprises GROUP BY industry", denied, nil, ""},
 		{"no grant for civil", "bob", "SELECT district FROM civil.residents", denied, nil, ""},
 		{"other purpose for a grant", "bob", "SELECT household_district FROM police.household", denied, nil, "subsidy-review"},
 		{"expired grant", "erin", "SELECT COUNT(*) FROM civil.residents", denied, nil, ""},
