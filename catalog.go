@@ -130,6 +130,9 @@ type AgentInfo struct {
 	// listener for /metrics, /healthz and /readyz (docs/operations.md):
 	// bind it to loopback or the management network.
 	MetricsListen string `yaml:"metrics_listen,omitempty" json:"-"`
+	// Tracing exports the agent's spans (serving a fragment, private-join
+	// steps) as children of the broker's; off unless set (TracingConfig).
+	Tracing TracingConfig `yaml:"tracing,omitempty" json:"-"`
 }
 
 // Source is one database of a department.
@@ -137,6 +140,8 @@ type Source struct {
 	Name   string `yaml:"name"`
 	Driver Driver `yaml:"driver"`
 	DSN    string `yaml:"dsn"`
+	// FlightSQL is the connection of a flightsql source (source_flightsql.go).
+	FlightSQL *FlightSQLSource `yaml:"flightsql,omitempty"`
 }
 
 // Dataset is one entry of the data resource catalog (政务数据资源目录).

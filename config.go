@@ -60,6 +60,9 @@ func LoadDepartment(path string) (*Department, error) {
 		if d.Sources[i].Driver == DriverSQLite {
 			d.Sources[i].DSN = resolvePath(dir, d.Sources[i].DSN)
 		}
+		if fs := d.Sources[i].FlightSQL; fs != nil {
+			fs.TLS.CAFile, fs.TLS.CertFile, fs.TLS.KeyFile = resolvePath(dir, fs.TLS.CAFile), resolvePath(dir, fs.TLS.CertFile), resolvePath(dir, fs.TLS.KeyFile)
+		}
 	}
 	d.Agent.TLSCert = resolvePath(dir, d.Agent.TLSCert)
 	d.Agent.TLSKey = resolvePath(dir, d.Agent.TLSKey)
@@ -127,6 +130,9 @@ func (d *Department) Validate() error {
 	if d.Agent.MetricsListen != "" && d.Agent.MetricsListen == d.Agent.Address {
 		return bad("agent.metrics_listen", "must differ from agent.address (%s): the Flight service and the metrics listener cannot share a port", d.Agent.Address)
 	}
+	if field, problem := d.Agent.Tracing.Check(); field != "" {
+		return bad("agent.tracing."+field, "%s", problem)
+	}
 	sources := map[string]bool{}
 	for i, s := range d.Sources {
 		f := fmt.Sprintf("sources[%d]", i)
@@ -138,11 +144,14 @@ func (d *Department) Validate() error {
 		}
 		sources[s.Name] = true
 		switch s.Driver {
-		case DriverSQLite, DriverPostgres, DriverMySQL:
+		case DriverSQLite, DriverPostgres, DriverMySQL, DriverFlightSQL:
 		default:
-			return bad(f+".driver", "must be one of sqlite, postgres, mysql; got %q", s.Driver)
+			return bad(f+".driver", "must be one of sqlite, postgres, mysql, flightsql; got %q", s.Driver)
 		}
-		if s.DSN == "" {
+		if field, problem := s.checkFlightSQL(); field != "" {
+			return bad(f+"."+field, "%s", problem)
+		}
+		if s.DSN == "" && s.Driver != DriverFlightSQL {
 			return bad(f+".dsn", "is required (a file path for sqlite, a URL or DSN for postgres and mysql)")
 		}
 	}

@@ -24,6 +24,9 @@ type ColumnInfo struct {
 // schema (without its internal sqlite_ tables), PostgreSQL's current schema,
 // MySQL's current database. Names are as the database spells them.
 func (db *DB) Tables(ctx context.Context) ([]string, error) {
+	if db.fl != nil {
+		return db.fl.tables(ctx)
+	}
 	var q string
 	switch db.driver {
 	case sluice.DriverSQLite:
@@ -92,6 +95,9 @@ func listSome(what string, names []string, max int) string {
 // must exist as spelled (resolve it with FindTable first); it is passed to
 // the database as a bind parameter, never as SQL text.
 func (db *DB) Columns(ctx context.Context, table string) ([]ColumnInfo, error) {
+	if db.fl != nil {
+		return db.fl.columns(ctx, table)
+	}
 	var q string
 	switch db.driver {
 	case sluice.DriverSQLite:
@@ -151,6 +157,9 @@ func (db *DB) Probe(ctx context.Context, table string, columns []string) error {
 	sb.WriteString(" FROM ")
 	sb.WriteString(qt)
 	sb.WriteString(" WHERE 1 = 0")
+	if db.fl != nil {
+		return db.fl.probe(ctx, sb.String())
+	}
 	rows, err := db.x.QueryContext(ctx, sb.String())
 	if err != nil {
 		return db.introspectError(ctx, err)

@@ -59,6 +59,9 @@ func (db *DB) Scan(ctx context.Context, sqlText string, args []any, fields []pla
 	if err := ctx.Err(); err != nil {
 		return 0, db.ctxError(err)
 	}
+	if db.fl != nil {
+		return db.fl.scan(ctx, sqlText, args, fields, batchRows, emit)
+	}
 
 	res, err := db.x.QueryContext(ctx, sqlText, args...)
 	if err != nil {

@@ -39,6 +39,8 @@ type DB struct {
 	// secret is the DSN's password, scrubbed from any driver message we
 	// repeat, since some drivers echo connection parameters.
 	secret string
+	// fl is the connection of a flightsql source (flightsql.go); x is nil then.
+	fl *flightSource
 }
 
 // Option tunes Open.
@@ -118,8 +120,13 @@ func Open(ctx context.Context, src sluice.Source, opts ...Option) (*DB, error) {
 			return nil, &sluice.Error{Code: sluice.EInvalid, Message: "source " + quote(src.Name) + " (mysql): the DSN is not valid: " + db.scrub(err.Error()), Err: err}
 		}
 		db.x = sqlx.NewDb(sql.OpenDB(conn), "mysql")
+	case sluice.DriverFlightSQL:
+		if err := openFlightSQL(ctx, src, db); err != nil {
+			return nil, err
+		}
+		return db, nil
 	default:
-		return nil, sluice.Errorf(sluice.EInvalid, "source %q: unknown driver %q (want sqlite, postgres or mysql)", src.Name, src.Driver)
+		return nil, sluice.Errorf(sluice.EInvalid, "source %q: unknown driver %q (want sqlite, postgres, mysql or flightsql)", src.Name, src.Driver)
 	}
 	if o.maxOpen > 0 {
 		db.x.SetMaxOpenConns(o.maxOpen)
@@ -183,7 +190,9 @@ func escapeSQLitePath(p string) string {
 // Name is the source's name from the department configuration.
 func (db *DB) Name() string { return db.name }
 
-// Driver is the source's driver.
+// Driver is the source's driver, the dialect fragments are rendered in;
+// for a flightsql source, the dialect its server declares (sqlite or
+// postgres) or DriverFlightSQL when it declares none Sluice renders yet.
 func (db *DB) Driver() sluice.Driver { return db.driver }
 
 // SQLX exposes the connection pool for tests and tools; fragments go
@@ -192,6 +201,9 @@ func (db *DB) SQLX() *sqlx.DB { return db.x }
 
 // Close closes the connection pool.
 func (db *DB) Close() error {
+	if db.fl != nil {
+		return db.fl.close()
+	}
 	if err := db.x.Close(); err != nil {
 		return &sluice.Error{Code: sluice.EInternal, Message: "closing source " + quote(db.name) + ": " + db.scrub(err.Error()), Err: err}
 	}

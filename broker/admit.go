@@ -8,6 +8,7 @@ import (
 	"time"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/adapters/tracing"
 	"github.com/sluice-gov/sluice/broker/admission"
 )
 
@@ -113,7 +114,9 @@ func (s *Server) acquire(ctx context.Context, q *pendingQuery) (*admission.Slot,
 	if q.cross != nil {
 		class = admission.Cross
 	}
+	_, wspan := tracing.Start(ctx, "sluice.admission.wait", tracing.AttrClass.String(string(class)))
 	slot, err := s.admission.Acquire(ctx, admission.Request{Class: class, Principal: q.principal.Name, Department: q.principal.Department})
+	tracing.End(wspan, err)
 	var busy *admission.Busy
 	switch {
 	case err == nil:

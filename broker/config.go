@@ -87,6 +87,9 @@ type Config struct {
 	// Admission bounds how many queries of each cost class run at once
 	// and how many wait (see AdmissionConfig; defaults without it).
 	Admission AdmissionConfig `yaml:"admission"`
+	// Tracing exports OpenTelemetry traces of every query (exporter none,
+	// stdout or otlp; off by default; docs/operations.md, "Traces").
+	Tracing sluice.TracingConfig `yaml:"tracing"`
 }
 
 // LoadConfig reads and checks a broker configuration file.
@@ -138,6 +141,9 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	if field, problem := c.Admission.check(); field != "" {
 		return nil, &sluice.ConfigError{File: path, Field: field, Problem: problem}
+	}
+	if field, problem := c.Tracing.Check(); field != "" {
+		return nil, &sluice.ConfigError{File: path, Field: "tracing." + field, Problem: problem}
 	}
 	if c.DefaultK < 0 {
 		return nil, &sluice.ConfigError{File: path, Field: "default_k", Problem: "must be >= 0 (0 means the built-in default of 10)"}

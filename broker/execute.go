@@ -18,6 +18,7 @@ import (
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"
 	"github.com/sluice-gov/sluice/adapters/agent"
+	"github.com/sluice-gov/sluice/adapters/tracing"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/broker/state"
 	"github.com/sluice-gov/sluice/crypto/digest"
@@ -564,7 +565,9 @@ func (s *Server) openInputs(ctx context.Context, st *state.State, cp *crossPlan)
 		}
 		side := cp.psi[i]
 		j := side.partner
-		a, b, ta, tb, err := s.privateJoinInputs(ctx, st, cp, i, j)
+		pctx, pspan := tracing.Start(ctx, "sluice.psi", tracing.AttrDataset.StringSlice([]string{cp.datasets[i].FullName(), cp.datasets[j].FullName()}))
+		a, b, ta, tb, err := s.privateJoinInputs(pctx, st, cp, i, j)
+		tracing.End(pspan, err)
 		tallies[i], tallies[j] = ta, tb
 		if err != nil {
 			return fail(err)

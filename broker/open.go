@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-gov/sluice/broker/alerts"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/broker/budget"
+	"github.com/sluice-gov/sluice/broker/console"
 	"github.com/sluice-gov/sluice/broker/guard"
 	"github.com/sluice-gov/sluice/broker/metrics"
 	"github.com/sluice-gov/sluice/broker/state"
@@ -177,8 +178,13 @@ func (b *Broker) archiveOld(ctx context.Context) {
 // function releases them. The options configure the Flight SQL service;
 // its logger and clock serve the workflow and the admin API too.
 func Open(ctx context.Context, cfg *Config, opts ...Option) (*Broker, func() error, error) {
+	opts, flushTraces, err := tracerFromConfig(ctx, cfg, opts)
+	if err != nil {
+		return nil, nil, err
+	}
 	parts, err := LoadParts(ctx, cfg)
 	if err != nil {
+		flushTraces()
 		return nil, nil, err
 	}
 	cert, err := tlsutil.LoadKeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -239,7 +245,7 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Broker, func() err
 		if wf != nil {
 			wf.Close()
 		}
-		errs = append(errs, wfStore.Close(), guards.Close(), budgets.Close(), log.Close())
+		errs = append(errs, wfStore.Close(), guards.Close(), budgets.Close(), log.Close(), flushTraces())
 		return errors.Join(errs...)
 	}
 	dial := func(ctx context.Context, dept, addr, fp string) (state.AgentClient, error) {
@@ -303,10 +309,16 @@ func Open(ctx context.Context, cfg *Config, opts ...Option) (*Broker, func() err
 	rd := &readiness{store: wfStore, audit: log, cert: &cert, cfg: cfg, src: wf, now: srv.now}
 	health := &metrics.Health{Checks: rd.checks, Log: srv.log, Metrics: srv.Metrics()}
 	healthz, readyz, metricsH := opsHandlers(srv.Metrics(), health)
+	con, err := console.New(console.Config{State: wf, Review: log, Keys: pubKeys, Recorder: srv.Recorder(), Log: srv.log, Now: srv.now})
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
 	admin := adminapi.New(adminapi.Config{
 		State: wf, Workflow: wf, Review: log, Keys: pubKeys, Recorder: srv.Recorder(),
 		TLS: tlsConfig, Log: srv.log, Now: srv.now,
-		Ops: &adminapi.Ops{Healthz: healthz, Readyz: readyz, Metrics: metricsH},
+		Ops:     &adminapi.Ops{Healthz: healthz, Readyz: readyz, Metrics: metricsH},
+		Console: con.Handler(),
 	})
 	b := &Broker{Flight: srv, Workflow: wf, Admin: admin, Metrics: srv.Metrics(), Health: health, archiver: log, retention: cfg.Retention, archiveDir: cfg.ArchiveDir}
 	return b, closeAll, nil

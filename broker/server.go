@@ -21,10 +21,12 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/flight"
 	"github.com/apache/arrow-go/v18/arrow/flight/flightsql"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/adapters/tracing"
 	"github.com/sluice-gov/sluice/broker/admission"
 	"github.com/sluice-gov/sluice/broker/alerts"
 	"github.com/sluice-gov/sluice/broker/audit"
@@ -86,6 +88,10 @@ type Server struct {
 	// admission decides when an allowed query's work starts (admit.go).
 	admissionCfg *AdmissionConfig
 	admission    *admission.Controller
+	// tracer makes the query's spans (tracing.go): tracerProvider's, or
+	// a no-op.
+	tracerProvider trace.TracerProvider
+	tracer         trace.Tracer
 
 	mu      sync.Mutex
 	pending map[string]*pendingQuery
@@ -195,6 +201,7 @@ func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *state.Use
 		s.metrics = metrics.New()
 	}
 	s.rec = alerts.NewRecorder(s.metrics.AuditLog(log), s.alerts, s.log)
+	s.tracer = tracing.Tracer(s.tracerProvider)
 	acfg := DefaultAdmission()
 	if s.admissionCfg != nil {
 		acfg = *s.admissionCfg
@@ -238,7 +245,7 @@ func New(cat *sluice.Catalog, eng *policy.Engine, log AuditLog, users *state.Use
 		flightsql.SqlInfoSupportedUnions:        int32(1<<0 | 1<<1), // UNION, UNION ALL
 		flightsql.SqlInfoStringFunctions:        []string{"lower", "upper", "length", "substr", "substring", "trim", "coalesce"},
 		flightsql.SqlInfoNumericFunctions:       []string{"abs", "round"},
-		flightsql.SqlInfoDateTimeFunctions:      []string{"extract"},
+		flightsql.SqlInfoDateTimeFunctions:      []string{"extract", "date_trunc"},
 	}
 	for id, v := range info {
 		if err := s.RegisterSqlInfo(id, v); err != nil {
@@ -319,4 +326,4 @@ func (s *Server) expireHandles(ctx context.Context) {
 
 // record appends an entry to the audit log and lets the alert rules look
 // at it (alerts.Recorder).
-func (s *Server) record(ctx context.Context, e *audit.Entry) error { return s.rec.Record(ctx, e) }
+func (s *Server) record(ctx context.Context, e *audit.Entry) error { return s.recordTraced(ctx, e) }

@@ -18,9 +18,11 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/flight/flightsql"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"
+	"github.com/sluice-gov/sluice/adapters/tracing"
 	"github.com/sluice-gov/sluice/broker/admission"
 	"github.com/sluice-gov/sluice/broker/audit"
 	"github.com/sluice-gov/sluice/broker/guard"
@@ -60,6 +62,10 @@ type pendingQuery struct {
 	// slot is the query's admission slot while its work runs; the relay
 	// releases it when the stream ends.
 	slot *admission.Slot
+	// trace is the statement's span context, which the fetch continues;
+	// span is the fetch's, ended by the relay (tracing.go).
+	trace trace.SpanContext
+	span  trace.Span
 }
 
 // Decide runs everything but execution for one statement: plan, policy,
@@ -78,12 +84,15 @@ func (parts *Parts) Explain(ctx context.Context, p sluice.Principal, purpose, sq
 // decide plans sql and decides it under st alone: the catalog, grants and
 // the policy revision prepared over them belong to one snapshot.
 func decide(ctx context.Context, st *state.State, now time.Time, p sluice.Principal, purpose, queryID, sql string) (*planner.Plan, *policy.Decision, error) {
+	_, pspan := tracing.Start(ctx, "sluice.plan")
 	plan, err := st.Planner.Plan(queryID, sql)
+	tracing.End(pspan, err)
 	if err != nil {
 		return nil, nil, err
 	}
 	decided := time.Now()
-	dec, err := st.Policy.Decide(ctx, policy.Input{
+	dctx, dspan := tracing.Start(ctx, "sluice.policy.decide")
+	dec, err := st.Policy.Decide(dctx, policy.Input{
 		Principal: p,
 		Purpose:   purpose,
 		Now:       now,
@@ -93,6 +102,10 @@ func decide(ctx context.Context, st *state.State, now time.Time, p sluice.Princi
 		Joins:     joinPairs(plan),
 	})
 	metrics.FromContext(ctx).PolicyDecided(dec != nil && dec.Allow, err, time.Since(decided))
+	if dec != nil {
+		dspan.SetAttributes(tracing.Decision(dec.Allow))
+	}
+	tracing.End(dspan, err)
 	if err != nil {
 		return plan, nil, err
 	}
@@ -150,6 +163,8 @@ func rowFilters(st *state.State, grantIDs []string) map[string][]*sluice.RowFilt
 // returns a single-use ticket for its result.
 func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.StatementQuery, desc *flight.FlightDescriptor) (*flight.FlightInfo, error) {
 	start := time.Now()
+	ctx, span := s.startStatement(ctx)
+	defer span.End()
 	p, ok := principalFrom(ctx)
 	if !ok {
 		return nil, toStatus(sluice.Errorf(sluice.EUnauthenticated, "not authenticated"))
@@ -170,7 +185,9 @@ func (s *Server) GetFlightInfoStatement(ctx context.Context, cmd flightsql.State
 		ClientAddr:     clientAddr(ctx),
 		SQL:            truncate(sql, 64<<10),
 	}
+	span.SetAttributes(tracing.AttrQueryID.String(entry.QueryID), tracing.AttrRequester.String(p.Department))
 	fail := func(decision string, err error) (*flight.FlightInfo, error) {
+		tracing.Fail(span, err)
 		if cerr := clientEnded(ctx, start, err); cerr != err {
 			err, decision = cerr, "error"
 			entry.Reasons = append(entry.Reasons, cerr.(*sluice.Error).Reasons...)
@@ -270,6 +287,7 @@ func (s *Server) admit(ctx context.Context, pq *pendingQuery, dec *policy.Decisi
 		entry.Obligations["noise_epsilon"] = pq.release.obligations.Epsilon
 	}
 	entry.DurationMS = msSince(start)
+	pq.trace = trace.SpanContextFromContext(ctx)
 	if err := s.record(context.WithoutCancel(ctx), entry); err != nil {
 		s.refund(pq.release)
 		s.observeEnd(pq.principal.Department, entry.Decision, nil, err, time.Since(start))
@@ -319,16 +337,20 @@ func (s *Server) DoGetStatement(ctx context.Context, t flightsql.StatementQueryT
 		return nil, nil, toStatus(sluice.Errorf(sluice.EInvalid, "unknown, expired or already used statement handle: run the statement again"))
 	}
 	start := time.Now()
+	ctx, span := s.startFetch(ctx, q)
+	q.span = span
 	slot, err := s.acquire(ctx, q)
 	if err != nil {
 		s.refund(q.release)
 		s.recordResult(ctx, q, nil, digest.NewStream(q.schema), start, err, nil)
+		tracing.End(span, err)
 		return nil, nil, toStatus(err)
 	}
 	q.slot = slot
 	schema, ch, err := s.doGet(ctx, q, start)
 	if err != nil {
 		slot.Release(false)
+		tracing.End(span, err)
 	}
 	return schema, ch, err
 }
@@ -455,7 +477,9 @@ func (s *Server) runCross(ctx context.Context, q *pendingQuery, start time.Time)
 	}
 	readers := append([]array.RecordReader(nil), inputs...)
 	var gates builtGates
-	root, err := q.cross.run(ctx, sess, c, inputs, &gates)
+	ectx, espan := tracing.Start(ctx, "sluice.sandbox.query", tracing.AttrFragments.Int(len(inputs)))
+	root, err := q.cross.run(ectx, sess, c, inputs, &gates)
+	tracing.End(espan, err)
 	if err != nil {
 		// An agent's failure surfaces in the engine as a failed read:
 		// the agent's own error names the department.
@@ -539,6 +563,11 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, src recordSource, c
 	// The slot goes back when the work is done (closeSrc has run); a run
 	// that ended cleanly is a sample of the class's cost.
 	defer func() { q.slot.Release(err == nil) }()
+	// The release (gates, guard, result entry, hand-off) and the fetch
+	// end with the relay (tracing.go).
+	defer func() { tracing.End(q.span, err) }()
+	ctx, rspan := tracing.Start(ctx, "sluice.release")
+	defer func() { tracing.End(rspan, err) }()
 	released := false
 	send := func(c flight.StreamChunk) bool {
 		select {
@@ -609,7 +638,10 @@ func (s *Server) relay(ctx context.Context, q *pendingQuery, src recordSource, c
 	var ticket *guard.Ticket
 	if err == nil && q.guarded {
 		var gsets []guard.Set
-		if ticket, gsets, err = s.admitSets(ctx, q, sets); err == nil {
+		gctx, gspan := tracing.Start(ctx, "sluice.release.guard")
+		ticket, gsets, err = s.admitSets(gctx, q, sets)
+		tracing.End(gspan, err)
+		if err == nil {
 			if ex == nil {
 				ex = map[string]any{}
 			}

@@ -127,6 +127,8 @@ func (p *Plan) CountUnits(cat *sluice.Catalog, protected map[string]int) error {
 			return unitsRefuse("%s of aggregate-only releases is not supported yet; run each SELECT on its own", setOpName(agg))
 		case OpWindow:
 			return unitsRefuse("window functions are not supported yet in an aggregate-only release: a window releases values row by row")
+		case OpJoin:
+			return unitsRefuse("the aggregate over a protected dataset must be the query's last step; an aggregate in a subquery joined to other rows (a scalar subquery in the select list, a grouped derived table) is not supported yet: aggregate the protected rows in the query itself")
 		default:
 			return sluice.Errorf(sluice.EInternal, "counting persons: a %s above the aggregate", agg.Op)
 		}

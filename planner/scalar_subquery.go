@@ -62,7 +62,7 @@ func (m *mplan) scalarJoin(from *fromNode, cmp *sqlast.Binary, sq *sqlast.Subque
 	if !nullOnEmpty(q.Items[0].Expr) {
 		return nil, nil, notSupported("a scalar subquery whose value is not NULL over no rows (COUNT, COALESCE, CASE ...) is not supported yet; compare with an aggregate such as sum, avg, min or max")
 	}
-	fn, value, _, err := m.scalarRelation(from, sq, s)
+	fn, value, _, err := m.scalarRelation(from, sq, s, JoinInner)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -101,7 +101,7 @@ func hasAggregateCall(e sqlast.Expr) bool {
 // scalarRelation plans a scalar subquery as a grouped derived table (by
 // its correlation keys) joined to the FROM tree, and returns the tree, the
 // reference to its value, and whether it is correlated.
-func (m *mplan) scalarRelation(from *fromNode, sq *sqlast.Subquery, s *scopeSet) (*fromNode, *sqlast.ColumnRef, bool, error) {
+func (m *mplan) scalarRelation(from *fromNode, sq *sqlast.Subquery, s *scopeSet, kind string) (*fromNode, *sqlast.ColumnRef, bool, error) {
 	q := sq.Query
 	inner := innerNames(m, q.From)
 	var own []sqlast.Expr
@@ -170,7 +170,11 @@ func (m *mplan) scalarRelation(from *fromNode, sq *sqlast.Subquery, s *scopeSet)
 		return nil, nil, false, err
 	}
 	r := &resolver{sql: m.sql, multi: s}
-	fn := &fromNode{kind: JoinInner, left: from, right: &fromNode{rel: rel, rels: map[*relation]bool{rel: true}}}
+	if len(keys) == 0 {
+		// Not correlated: one row, joined to every row without a key.
+		kind = JoinInner
+	}
+	fn := &fromNode{kind: kind, left: from, right: &fromNode{rel: rel, rels: map[*relation]bool{rel: true}}}
 	fn.rels = unionRels(from.rels, fn.right.rels)
 	for i, k := range keys {
 		o, err := r.expr(k.outer, scopeWhere, true, 0)
@@ -318,17 +322,20 @@ func (m *mplan) scalarHaving(sel *sqlast.Select, from *fromNode, s *scopeSet) (s
 	return out, from, nil
 }
 
-// scalarSelectList plans the scalar subqueries of the select list that do
-// not name the enclosing query:
+// scalarSelectList plans the scalar subqueries of the select list:
 //
 //	SELECT district, count(*) * 100.0 / (SELECT count(*) FROM civil.residents) AS pct ... GROUP BY district
+//	SELECT e.name, (SELECT count(*) FROM police.household h WHERE h.household_district = e.district) AS n FROM ...
 //
-// Each is one aggregate row, joined to every row without a key before the
-// query's own aggregate (as in WHERE); in a grouped query it is read as
-// max of it (the same value on every row of a group), inside an aggregate
-// as itself. Not supported yet: correlated ones (a row without a match
-// would need an outer join), and in a query that aggregates without GROUP
-// BY (its one group over no rows would lose the subquery's value).
+// One not naming the enclosing query is one aggregate row, joined to every
+// row without a key before the query's own aggregate (as in WHERE); a
+// correlated one (by equalities, as in WHERE) is a grouped derived table
+// LEFT JOINed on its keys, so a row without a match keeps its place with
+// NULL (0 for a bare COUNT). In a grouped query the value is read as max
+// of it (the same on every row of a group: a correlated one must name
+// only group keys), inside an aggregate as itself. Not supported yet: in
+// a query that aggregates without GROUP BY (its one group over no rows
+// would lose the subquery's value).
 func (m *mplan) scalarSelectList(sel *sqlast.Select, from *fromNode, s *scopeSet) ([]*sqlast.SelectItem, *fromNode, error) {
 	has := false
 	for _, it := range sel.Items {
@@ -355,19 +362,38 @@ func (m *mplan) scalarSelectList(sel *sqlast.Select, from *fromNode, s *scopeSet
 			if err := scalarShape(sq.Query); err != nil {
 				return nil, m.at(err, sq.Pos)
 			}
+			item := sq.Query.Items[0].Expr
+			isCount := false
+			if f, ok := item.(*sqlast.Func); ok && f.Name == "count" && f.Schema == "" && f.Over == nil {
+				isCount = true
+			}
 			var v *sqlast.ColumnRef
 			var correlated bool
 			var err error
-			if from, v, correlated, err = m.scalarRelation(from, sq, s); err != nil {
+			if from, v, correlated, err = m.scalarRelation(from, sq, s, JoinLeft); err != nil {
 				return nil, m.at(err, sq.Pos)
 			}
+			var out sqlast.Expr = v
 			if correlated {
-				return nil, m.at(notSupported("a scalar subquery in the select list that names the enclosing query is not supported yet; join a grouped derived table instead (LEFT JOIN (SELECT k, count(*) AS n FROM ... GROUP BY k) t ON t.k = outer.k)"), sq.Pos)
+				// A row whose key has no group keeps its place (LEFT
+				// JOIN) with the value over no rows: NULL, or 0 for
+				// COUNT; anything else over no rows is not supported.
+				switch {
+				case isCount:
+					out = &sqlast.Func{Pos: sq.Pos, Name: "coalesce", Args: []sqlast.Expr{v, &sqlast.Literal{Pos: sq.Pos, Kind: sqlast.LitInt, Text: "0"}}}
+				case !nullOnEmpty(item):
+					return nil, m.at(notSupported("a correlated scalar subquery in the select list whose value over no rows is not NULL (other than a bare COUNT) is not supported yet; use sum, avg, min, max or count"), sq.Pos)
+				}
+				if grouped {
+					if err := m.correlatedOnGroupKeys(sq.Query, sel); err != nil {
+						return nil, m.at(err, sq.Pos)
+					}
+				}
 			}
 			if grouped && !inAgg {
-				return &sqlast.Func{Pos: sq.Pos, Name: "max", Args: []sqlast.Expr{v}}, nil
+				return &sqlast.Func{Pos: sq.Pos, Name: "max", Args: []sqlast.Expr{out}}, nil
 			}
-			return v, nil
+			return out, nil
 		})
 		if err != nil {
 			return nil, nil, err
@@ -485,4 +511,42 @@ func replaceSubqueries(e sqlast.Expr, inAgg bool, depth int, fn func(*sqlast.Sub
 		return &c, nil
 	}
 	return nil, notSupported("a subquery here is not supported yet; in the select list, a scalar subquery may stand alone or inside arithmetic, functions, CASE and casts")
+}
+
+// correlatedOnGroupKeys checks that a correlated subquery of a grouped
+// query's select list names only columns of the enclosing query that are
+// its GROUP BY keys (written alike), so its value is one per group.
+func (m *mplan) correlatedOnGroupKeys(q *sqlast.Select, sel *sqlast.Select) error {
+	if q.Where == nil {
+		return nil
+	}
+	inner := innerNames(m, q.From)
+	for _, c := range columnRefs(q.Where) {
+		if inner.has(c) {
+			continue
+		}
+		found := false
+		for _, g := range sel.GroupBy {
+			if gc, ok := g.(*sqlast.ColumnRef); ok && strings.EqualFold(gc.Name, c.Name) && sameQualifier(gc.Table, c.Table) {
+				found = true
+			}
+		}
+		if !found {
+			name := c.Name
+			if c.Table != nil {
+				name = c.Table.Name + "." + c.Name
+			}
+			return invalid("the scalar subquery names %s of the enclosing query, which is not a GROUP BY key: its value would differ within a group; group by it", clip(name))
+		}
+	}
+	return nil
+}
+
+// sameQualifier compares two column qualifiers as written (both absent,
+// or the same name).
+func sameQualifier(a, b *sqlast.TableName) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return strings.EqualFold(a.Schema, b.Schema) && strings.EqualFold(a.Name, b.Name)
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"go.opentelemetry.io/otel/trace"
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"
@@ -43,7 +44,8 @@ type options struct {
 	auditLog        *auditlog.Log
 	registry        string
 	unitKey         *pseudonym.Key
-	maxStreams      int // limit.go
+	maxStreams      int                  // limit.go
+	tracerProvider  trace.TracerProvider // tracing.go
 }
 
 // Option configures a Server.
@@ -128,6 +130,11 @@ type Server struct {
 	metrics *opsMetrics
 	opsDBs  map[string]*adapters.DB
 
+	// tracer makes the agent's spans; traceShutdown flushes the provider
+	// New made from the configuration (tracing.go).
+	tracer        trace.Tracer
+	traceShutdown func(context.Context) error
+
 	// Test hooks: emitHook runs before each record is sent over Flight;
 	// executeDone runs when an execution ends, with its error.
 	emitHook    func(context.Context)
@@ -176,6 +183,9 @@ func New(ctx context.Context, dept *sluice.Department, opts ...Option) (*Server,
 		s.yaml = append(s.yaml, ds)
 	}
 	s.setView(nil)
+	if err := s.openTracing(ctx); err != nil {
+		return nil, err
+	}
 	for _, src := range dept.Sources {
 		db, err := adapters.Open(ctx, src)
 		if err != nil {
@@ -209,6 +219,9 @@ func (s *Server) Close() error {
 	var errs []error
 	// Private-join secrets die with the agent, not only by their TTL.
 	s.ClosePSISessions()
+	if err := s.closeTracing(); err != nil {
+		errs = append(errs, err)
+	}
 	if s.auditLog != nil && s.ownsAuditLog {
 		if err := s.auditLog.Close(); err != nil {
 			errs = append(errs, err)

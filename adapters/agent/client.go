@@ -15,6 +15,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/flight"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/adapters/tracing"
 	"github.com/sluice-gov/sluice/crypto/auditchain"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 	"github.com/sluice-gov/sluice/planner"
@@ -56,6 +58,8 @@ func Dial(ctx context.Context, department, addr, serverPin string, clientCert tl
 		// Pings find a dead agent during a long, quiet query instead of
 		// waiting for TCP to notice.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// Each call carries the trace context of its span (adapters/tracing).
+		grpc.WithChainUnaryInterceptor(tracing.UnaryClient), grpc.WithChainStreamInterceptor(tracing.StreamClient),
 	)
 	if err != nil {
 		return nil, sluice.Errorf(sluice.EInvalid, "the agent address %q of department %s is not usable: %v", addr, department, err)
@@ -69,9 +73,8 @@ func (c *Client) Department() string { return c.dept }
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
-// Fetch asks the agent to run f and returns the stream of its records. A
-// refusal by the agent (denied, invalid, unknown dataset) is returned here.
-func (c *Client) Fetch(ctx context.Context, f *planner.Fragment) (*Stream, error) {
+// fetch is Fetch (tracing.go) without its span.
+func (c *Client) fetch(ctx context.Context, f *planner.Fragment) (*Stream, error) {
 	tkt, err := encodeFragment(f)
 	if err != nil {
 		return nil, err
@@ -315,6 +318,7 @@ type Stream struct {
 	err  error
 	done bool
 	once sync.Once
+	span trace.Span // the call's span (tracing.go), ended by Release
 }
 
 // Schema is the schema of the stream's records.
@@ -381,6 +385,7 @@ func (s *Stream) Release() {
 	s.once.Do(func() {
 		s.cancel()
 		s.rdr.Release()
+		s.endSpan()
 	})
 }
 

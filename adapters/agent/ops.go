@@ -241,7 +241,7 @@ func (s *Server) Ready(ctx context.Context) Readiness {
 			if db == nil {
 				return sluice.Errorf(sluice.EUnavailable, "source %s is not open", n)
 			}
-			return db.SQLX().PingContext(ctx)
+			return db.Ping(ctx)
 		}})
 	}
 	checks = append(checks, check{"keys", "the agent's TLS certificate is missing or not valid now, or its pseudonym key is not loaded", s.keysReady})

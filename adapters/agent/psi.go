@@ -63,6 +63,7 @@ import (
 
 	sluice "github.com/sluice-gov/sluice"
 	"github.com/sluice-gov/sluice/adapters"
+	"github.com/sluice-gov/sluice/adapters/tracing"
 	"github.com/sluice-gov/sluice/crypto/psi"
 	"github.com/sluice-gov/sluice/planner"
 )
@@ -424,6 +425,8 @@ func psiSchema(fields []planner.Field, domain string) *arrow.Schema {
 // and the blinded stream, recorded in the audit log as a fragment run.
 // onStart receives the header and schema before any row.
 func (s *Server) psiBlind(ctx context.Context, cmd *psiCommand, onStart func(psiHeader, *arrow.Schema) error, emit func(arrow.Record) error) (rows int64, err error) {
+	ctx, span := s.startSpan(ctx, "sluice.agent.psi.blind", cmd.Fragment)
+	defer func() { span.SetAttributes(tracing.AttrRows.Int64(rows)); tracing.End(span, err) }()
 	f := cmd.Fragment
 	start := time.Now()
 	run := s.newRun(f, start)
@@ -600,12 +603,15 @@ var psiPointSchema = arrow.NewSchema([]arrow.Field{{Name: psiKeyField, Type: arr
 // psiReblind applies the session's secret to the points of in, batch by
 // batch, writing one record per batch to out.
 func (s *Server) psiReblind(ctx context.Context, id string, in *flight.Reader, out *flight.Writer) (points int64, err error) {
+	ctx, span := s.startSpan(ctx, "sluice.agent.psi.reblind", nil)
+	defer func() { span.SetAttributes(tracing.AttrKeys.Int64(points)); tracing.End(span, err) }()
 	start := time.Now()
 	st := psiStoreOf(s)
 	sess, err := st.acquireForReblind(id)
 	if err != nil {
 		return 0, err
 	}
+	span.SetAttributes(tracing.AttrQueryID.String(sess.queryID), tracing.AttrDataset.String(sess.dataset))
 	defer func() {
 		st.release(sess)
 		s.metrics.psiStep("reblind", points, time.Since(start), err)

@@ -30,12 +30,8 @@ type PSIStream struct {
 	Group, KeyDomain string
 }
 
-// PSIBlind asks the agent to run f, whose first select item is the bare
-// join key column keyColumn of key domain keyDomain, and to return its rows
-// with the key blinded under a fresh secret. A refusal by the agent is
-// returned here. The caller must call PSIClose when the join is done (the
-// agent also drops idle sessions after its TTL).
-func (c *Client) PSIBlind(ctx context.Context, f *planner.Fragment, keyColumn, keyDomain string) (*PSIStream, error) {
+// psiBlind is PSIBlind (tracing.go) without its span.
+func (c *Client) psiBlind(ctx context.Context, f *planner.Fragment, keyColumn, keyDomain string) (*PSIStream, error) {
 	if f == nil {
 		return nil, sluice.Errorf(sluice.EInvalid, "no fragment given")
 	}
@@ -95,10 +91,8 @@ func (c *Client) PSIBlind(ctx context.Context, f *planner.Fragment, keyColumn, k
 	}, nil
 }
 
-// PSIReblind sends points (the other party's blinded keys; nil entries are
-// kept as nil) to the agent and returns its secret applied to each, in
-// order. A session answers one reblind only.
-func (c *Client) PSIReblind(ctx context.Context, session string, points [][]byte) ([][]byte, error) {
+// psiReblind is PSIReblind (tracing.go) without its span.
+func (c *Client) psiReblind(ctx context.Context, session string, points [][]byte) ([][]byte, error) {
 	if session == "" {
 		return nil, sluice.Errorf(sluice.EInvalid, "no PSI session given")
 	}

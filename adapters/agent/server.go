@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/adapters/tracing"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 	"github.com/sluice-gov/sluice/planner"
 )
@@ -74,7 +75,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ConnectionTimeout(10*time.Second),
-		grpc.ChainStreamInterceptor(newStreamLimiter(s.maxStreams()).stream),
+		// The broker's trace context first, so every handler sees it.
+		grpc.ChainUnaryInterceptor(tracing.UnaryServer),
+		grpc.ChainStreamInterceptor(tracing.StreamServer, newStreamLimiter(s.maxStreams()).stream),
 	)
 	flight.RegisterFlightServiceServer(gs, &flightService{s: s})
 
@@ -148,12 +151,14 @@ func decodeFragment(raw []byte) (*planner.Fragment, error) {
 	return &f, nil
 }
 
-func (fs *flightService) DoGet(tkt *flight.Ticket, stream flight.FlightService_DoGetServer) error {
+func (fs *flightService) DoGet(tkt *flight.Ticket, stream flight.FlightService_DoGetServer) (err error) {
 	ctx := stream.Context()
 	f, err := decodeFragment(tkt.GetTicket())
 	if err != nil {
 		return fs.s.statusError(ctx, err)
 	}
+	ctx, span := fs.s.startSpan(ctx, "sluice.agent.fragment", f)
+	defer func() { tracing.End(span, err) }()
 	sink := fs.newSink(ctx, stream)
 	onSchema := func(sc *arrow.Schema) error { sink.start(sc); return nil }
 	var rep execReport

@@ -74,6 +74,8 @@ type Config struct {
 	// Ops, when set, are the health, readiness and metrics endpoints
 	// served beside the routes (ops.go).
 	Ops *Ops
+	// Console, when set, serves /console and below (broker/console).
+	Console http.Handler
 }
 
 // API is the admin API.
@@ -87,11 +89,12 @@ type API struct {
 	log        *slog.Logger
 	now        func() time.Time
 	ops        *Ops
+	console    http.Handler
 }
 
 // New assembles the admin API.
 func New(c Config) *API {
-	a := &API{state: c.State, wf: c.Workflow, review: c.Review, reviewKeys: c.Keys, rec: c.Recorder, tls: c.TLS, log: c.Log, now: c.Now, ops: c.Ops}
+	a := &API{state: c.State, wf: c.Workflow, review: c.Review, reviewKeys: c.Keys, rec: c.Recorder, tls: c.TLS, log: c.Log, now: c.Now, ops: c.Ops, console: c.Console}
 	if a.state == nil && a.wf != nil {
 		a.state = a.wf
 	}
@@ -157,6 +160,10 @@ func (a *API) Handler() http.Handler {
 		mux.Handle(rt.Method+" "+rt.Path, a.call(rt))
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.console != nil && (r.URL.Path == "/console" || strings.HasPrefix(r.URL.Path, "/console/")) {
+			a.console.ServeHTTP(w, r)
+			return
+		}
 		if h := a.opsHandler(r); h != nil {
 			h.ServeHTTP(w, r)
 			return

@@ -69,6 +69,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 Sluice demo is running.
   broker (Flight SQL, TLS)  %s
   admin API (HTTPS)         https://%s  (auditors: GET /v1/alerts, /v1/audit/entries)
+  console (browser)         https://%[2]s/console/  (sign in with a token from the users file)
   agents                    civil %s, health %s, market %s, police %s
   users and tokens          %s
   broker certificate        %s

@@ -112,9 +112,15 @@ type Entry struct {
 	Phase string `json:"phase,omitempty"`
 	// Peer is, in an agent's entry, what the broker showed of its own log
 	// with the fragment request (anchor.go).
-	Peer     *Anchor `json:"peer,omitempty"`
-	PrevHash string  `json:"prev_hash"`
-	Hash     string  `json:"hash"`
+	Peer *Anchor `json:"peer,omitempty"`
+	// TraceID is, in the broker's entries of a traced query, the
+	// OpenTelemetry trace id (32 hex digits) of its spans, so the record
+	// leads to the trace (docs/operations.md, "Traces"). Omitted when
+	// empty: entries written without tracing, or before the field existed,
+	// keep their canonical encoding and verify as before.
+	TraceID  string `json:"trace_id,omitempty"`
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
 }
 
 // FragmentRecord is what one department's agent served for a query, as the
