@@ -73,8 +73,8 @@ type Busy struct {
 	// Ahead is how many queries of the class were running or waiting
 	// before this one.
 	Ahead int
-	// RetryAfter is the expected time until a slot is free (at least a
-	// second).
+	// RetryAfter is the expected time until a slot is free, in whole
+	// seconds, at least one.
 	RetryAfter time.Duration
 	// Limit is the bound that was hit, for the message.
 	Limit int
@@ -98,6 +98,11 @@ func (b *Busy) Error() string {
 	}
 }
 
+// margin is the time a run is given against a deadline: the estimate and
+// a quarter more, as runs vary around their average.
+func margin(est time.Duration) time.Duration { return est + est/4 }
+
+// roundUp is a retry delay as told: whole seconds, at least one.
 func roundUp(d time.Duration) time.Duration {
 	if d < time.Second {
 		return time.Second
@@ -269,6 +274,7 @@ func (c *Controller) Acquire(ctx context.Context, req Request) (*Slot, error) {
 		if b.RetryAfter <= 0 {
 			b.RetryAfter = cl.estimate
 		}
+		b.RetryAfter = roundUp(b.RetryAfter)
 		c.mu.Unlock()
 		return nil, b
 	}
@@ -279,7 +285,7 @@ func (c *Controller) Acquire(ctx context.Context, req Request) (*Slot, error) {
 		return busy("principal_queue_full", cl.lim.PerPrincipal)
 	}
 	deadline, hasDeadline := ctx.Deadline()
-	if hasDeadline && cl.estimate > 0 && now.Add(cl.wait(ahead)+cl.estimate).After(deadline) {
+	if hasDeadline && cl.estimate > 0 && now.Add(cl.wait(ahead)+margin(cl.estimate)).After(deadline) {
 		return busy("deadline", 0)
 	}
 	cl.seq++
@@ -297,7 +303,7 @@ func (c *Controller) Acquire(ctx context.Context, req Request) (*Slot, error) {
 		est := cl.estimate
 		c.mu.Unlock()
 		if est > 0 {
-			t := time.NewTimer(max(deadline.Sub(now)-est, 0))
+			t := time.NewTimer(max(deadline.Sub(now)-margin(est), 0))
 			defer t.Stop()
 			giveUp = t.C
 		}
@@ -324,7 +330,7 @@ func (c *Controller) Acquire(ctx context.Context, req Request) (*Slot, error) {
 			retry = cl.estimate
 		}
 		c.mu.Unlock()
-		return nil, &Busy{Class: req.Class, Reason: "waited", Ahead: ahead, RetryAfter: retry}
+		return nil, &Busy{Class: req.Class, Reason: "waited", Ahead: ahead, RetryAfter: roundUp(retry)}
 	}
 }
 

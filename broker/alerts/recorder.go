@@ -39,6 +39,10 @@ func NewRecorder(log Appender, rules *Engine, logger *slog.Logger) *Recorder {
 // about; failing to write e is the caller's error (fail closed).
 func (r *Recorder) Record(ctx context.Context, e *audit.Entry) error {
 	if err := r.log.Append(ctx, e); err != nil {
+		// The request is refused (fail closed); the operator learns why
+		// here, with the cause (never a protected value: entries hold
+		// none beyond what the audit record keeps).
+		r.logger.Error("audit append failed: the request is refused", "kind", e.Kind, "query_id", e.QueryID, "principal", e.Principal, "err", err)
 		return err
 	}
 	if r.rules != nil {

@@ -3,6 +3,8 @@ package alerts
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,4 +96,36 @@ func TestWatchGrants(t *testing.T) {
 	if kinds := log.kinds(); len(kinds) != 1 || kinds[0] != audit.KindAlert {
 		t.Fatalf("want one grant_expiring alert, got %v", kinds)
 	}
+}
+
+// A failed append is the caller's refusal, and the operator's log says so
+// with the cause.
+func TestRecorderLogsFailedAppend(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
+	r := NewRecorder(&memLog{fail: errors.New("database is locked")}, nil, logger)
+	err := r.Record(context.Background(), &audit.Entry{Kind: "query", QueryID: "q-1", Principal: "alice"})
+	if err == nil {
+		t.Fatal("a failed append must fail the record")
+	}
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	for _, want := range []string{"audit append failed", "query_id=q-1", "database is locked"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log %q lacks %q", out, want)
+		}
+	}
+}
+
+type lockedWriter struct {
+	w  *strings.Builder
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
