@@ -59,7 +59,7 @@ func anchoredStore(t *testing.T) (path, backup string, held []HeldAnchor, key Pu
 		t.Fatalf("an intact store: %+v %v", probs, err)
 	}
 	// Leave the store as a killed broker would: no final checkpoint.
-	l.stop, l.o.signers = nil, nil
+	l.noFinalCheckpoint = true
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -63,9 +63,12 @@ type Log struct {
 
 	archMu  sync.Mutex // one Archive at a time
 	closing atomic.Bool
-	closed  atomic.Bool
-	stop    chan struct{}
-	bg      sync.WaitGroup
+	// noFinalCheckpoint makes Close leave the head unsigned, as a broker
+	// killed at that point leaves its store (tests of rollback detection).
+	noFinalCheckpoint bool
+	closed            atomic.Bool
+	stop              chan struct{}
+	bg                sync.WaitGroup
 
 	now func() time.Time
 	// beforeCommit lets tests fail an append at the last moment, after the

@@ -393,7 +393,7 @@ func (l *Log) Close() error {
 	l.wsem <- struct{}{}
 	defer l.release()
 	var cpErr error
-	if len(l.o.signers) > 0 {
+	if len(l.o.signers) > 0 && !l.noFinalCheckpoint {
 		if l.track.Unsigned() {
 			ctx, cancel := context.WithTimeout(context.Background(), l.o.busyTimeout+5*time.Second)
 			cpErr = l.checkpointLocked(ctx)
