@@ -43,14 +43,7 @@ func hasWindowSyntax(es ...sqlast.Expr) bool {
 // into a window node above node, replacing each by the column it
 // computes. It returns node unchanged when L has none.
 func (m *mplan) planWindows(node *Node, L *Fragment) (*Node, error) {
-	found := false
-	for _, it := range L.Select {
-		found = found || hasWindow(it.Expr)
-	}
-	for _, o := range L.OrderBy {
-		found = found || hasWindow(o.Expr)
-	}
-	if !found {
+	if !hasWindows(L) {
 		return node, nil
 	}
 	if isGrouped(L) {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	sluice "github.com/sluice-gov/sluice"
+	"github.com/sluice-gov/sluice/adapters/readiness"
 	"github.com/sluice-gov/sluice/crypto/tlsutil"
 	"github.com/sluice-gov/sluice/planner"
 )
@@ -204,18 +205,10 @@ func (s *Server) ServeOps(ctx context.Context, lis net.Listener) error {
 }
 
 // ReadyCheck is one check's line in the agent's /readyz body.
-type ReadyCheck struct {
-	Name    string `json:"name"`
-	OK      bool   `json:"ok"`
-	Problem string `json:"problem,omitempty"`
-}
+type ReadyCheck = readiness.Result
 
 // Readiness is the agent's /readyz body.
-type Readiness struct {
-	Status   string       `json:"status"` // "ready" or "not ready"
-	NotReady []string     `json:"not_ready,omitempty"`
-	Checks   []ReadyCheck `json:"checks"`
-}
+type Readiness = readiness.Report
 
 // opsCheckTimeout bounds each readiness check.
 const opsCheckTimeout = 3 * time.Second
@@ -225,11 +218,7 @@ const opsCheckTimeout = 3 * time.Second
 // its pseudonym key is loaded. The body names what failed, never the error
 // (the endpoint is unauthenticated; the log has the cause).
 func (s *Server) Ready(ctx context.Context) Readiness {
-	type check struct {
-		name, problem string
-		run           func(context.Context) error
-	}
-	var checks []check
+	var checks []readiness.Check
 	names := make([]string, 0, len(s.dept.Sources))
 	for _, src := range s.dept.Sources {
 		names = append(names, src.Name)
@@ -237,45 +226,21 @@ func (s *Server) Ready(ctx context.Context) Readiness {
 	slices.Sort(names)
 	for _, n := range names {
 		db := s.opsDBs[n]
-		checks = append(checks, check{"source:" + n, "the source database " + n + " does not answer", func(ctx context.Context) error {
+		checks = append(checks, readiness.Check{Name: "source:" + n, Problem: "the source database " + n + " does not answer", Run: func(ctx context.Context) error {
 			if db == nil {
 				return sluice.Errorf(sluice.EUnavailable, "source %s is not open", n)
 			}
 			return db.Ping(ctx)
 		}})
 	}
-	checks = append(checks, check{"keys", "the agent's TLS certificate is missing or not valid now, or its pseudonym key is not loaded", s.keysReady})
-	results := make([]ReadyCheck, len(checks))
-	var wg sync.WaitGroup
-	for i, c := range checks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, opsCheckTimeout)
-			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- c.run(cctx) }()
-			var err error
-			select {
-			case err = <-done:
-			case <-cctx.Done():
-				err = cctx.Err()
-			}
-			results[i] = ReadyCheck{Name: c.name, OK: err == nil}
-			if err != nil {
-				results[i].Problem = c.problem
-				s.log.Warn("agent not ready", "check", c.name, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
-	out := Readiness{Status: "ready", Checks: results}
-	for _, r := range results {
+	checks = append(checks, readiness.Check{Name: "keys", Problem: "the agent's TLS certificate is missing or not valid now, or its pseudonym key is not loaded", Run: s.keysReady})
+	out := readiness.Run(ctx, checks, opsCheckTimeout, func(name string, err error) {
+		s.log.Warn("agent not ready", "check", name, "err", err)
+	})
+	for _, r := range out.Checks {
 		v := 1.0
 		if !r.OK {
 			v = 0
-			out.Status = "not ready"
-			out.NotReady = append(out.NotReady, r.Name)
 		}
 		s.metrics.ready.WithLabelValues(r.Name).Set(v)
 	}

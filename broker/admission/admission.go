@@ -263,9 +263,9 @@ func (c *Controller) Acquire(ctx context.Context, req Request) (*Slot, error) {
 	}
 	now := c.now()
 	if cl.running < cl.lim.Concurrency && len(cl.waiters) == 0 {
-		s := c.grantLocked(cl, req, now, 0)
+		cl.take(req)
 		c.mu.Unlock()
-		return s, nil
+		return &Slot{c: c, cl: cl, req: req, start: now}, nil
 	}
 	ahead := cl.running + len(cl.waiters)
 	busy := func(reason string, limit int) (*Slot, error) {
@@ -363,12 +363,12 @@ func (c *Controller) leave(cl *class, w *waiter, arrived time.Time, count func()
 	return nil, false
 }
 
-func (c *Controller) grantLocked(cl *class, req Request, now time.Time, waited time.Duration) *Slot {
+// take counts a query of req's as running. c.mu must be held.
+func (cl *class) take(req Request) {
 	cl.running++
 	cl.byPrincipal[req.Principal]++
 	cl.byDept[req.Department]++
 	cl.admitted++
-	return &Slot{c: c, cl: cl, req: req, start: now, Waited: waited}
 }
 
 // dispatchLocked starts waiting queries while slots are free, the fairest
@@ -385,10 +385,7 @@ func (c *Controller) dispatchLocked(cl *class) {
 		w := cl.waiters[best]
 		cl.waiters = append(cl.waiters[:best], cl.waiters[best+1:]...)
 		dec(cl.queuedBy, w.req.Principal)
-		cl.running++
-		cl.byPrincipal[w.req.Principal]++
-		cl.byDept[w.req.Department]++
-		cl.admitted++
+		cl.take(w.req)
 		w.granted = true
 		close(w.ready)
 	}

@@ -5,20 +5,15 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
+
+	"github.com/sluice-gov/sluice/adapters/readiness"
 )
 
-// Check is one readiness check of the broker.
-type Check struct {
-	// Name is what /readyz calls it: store, audit, keys, agent:<department>.
-	Name string
-	// Problem is what /readyz says when the check fails. The endpoint
-	// answers without authentication, so the error itself (which may name
-	// a file or a host) goes only to the operational log.
-	Problem string
-	Run     func(ctx context.Context) error
-}
+// Check is one readiness check of the broker (adapters/readiness, shared
+// with the agents): Name is what /readyz calls it (store, audit, keys,
+// agent:<department>); Problem is what it says when the check fails.
+type Check = readiness.Check
 
 // Health serves /healthz and /readyz.
 type Health struct {
@@ -35,18 +30,10 @@ type Health struct {
 }
 
 // CheckResult is one check's line in the /readyz body.
-type CheckResult struct {
-	Name    string `json:"name"`
-	OK      bool   `json:"ok"`
-	Problem string `json:"problem,omitempty"`
-}
+type CheckResult = readiness.Result
 
 // Readiness is the /readyz body.
-type Readiness struct {
-	Status   string        `json:"status"` // "ready" or "not ready"
-	NotReady []string      `json:"not_ready,omitempty"`
-	Checks   []CheckResult `json:"checks"`
-}
+type Readiness = readiness.Report
 
 // Ready runs every check concurrently, each within the timeout.
 func (h *Health) Ready(ctx context.Context) Readiness {
@@ -58,39 +45,13 @@ func (h *Health) Ready(ctx context.Context) Readiness {
 	if timeout <= 0 {
 		timeout = 3 * time.Second
 	}
-	results := make([]CheckResult, len(checks))
-	var wg sync.WaitGroup
-	for i, c := range checks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- c.Run(cctx) }()
-			var err error
-			select {
-			case err = <-done:
-			case <-cctx.Done():
-				err = cctx.Err()
-			}
-			results[i] = CheckResult{Name: c.Name, OK: err == nil}
-			if err != nil {
-				results[i].Problem = c.Problem
-				if h.Log != nil {
-					h.Log.Warn("not ready", "check", c.Name, "err", err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	out := Readiness{Status: "ready", Checks: results}
-	for _, r := range results {
-		if !r.OK {
-			out.Status = "not ready"
-			out.NotReady = append(out.NotReady, r.Name)
+	out := readiness.Run(ctx, checks, timeout, func(name string, err error) {
+		if h.Log != nil {
+			h.Log.Warn("not ready", "check", name, "err", err)
 		}
-		if h.Metrics != nil {
+	})
+	if h.Metrics != nil {
+		for _, r := range out.Checks {
 			v := 0.0
 			if r.OK {
 				v = 1
