@@ -37,3 +37,20 @@ func TestAgentMetricsListen(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentMaxConcurrent: agent.max_concurrent is kept; a negative value
+// is refused naming the field.
+func TestAgentMaxConcurrent(t *testing.T) {
+	with := func(v string) []byte {
+		return []byte(strings.Replace(validDept, "  address: 127.0.0.1:47471\n", "  address: 127.0.0.1:47471\n  max_concurrent: "+v+"\n", 1))
+	}
+	d, err := ParseDepartment("civil.yaml", with("6"))
+	if err != nil || d.Agent.MaxConcurrent != 6 {
+		t.Fatalf("max_concurrent 6: %+v %v", d, err)
+	}
+	_, err = ParseDepartment("civil.yaml", with("-1"))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "agent.max_concurrent" || !strings.Contains(err.Error(), "must not be negative") {
+		t.Fatalf("max_concurrent -1: want a ConfigError on agent.max_concurrent, got %v", err)
+	}
+}
